@@ -1,0 +1,526 @@
+// The JavaScript model server (src/runtime/model-server.mjs) and the python-echo example, each run as a
+// real child process on a free port, the way the runtime runs a replica.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+const modelServer = path.join(repoRoot, "src/runtime/model-server.mjs");
+const sentimentDir = path.join(repoRoot, "examples/sentiment");
+const pythonEchoDir = path.join(repoRoot, "examples/python-echo");
+const hasPython = spawnSync("python3", ["--version"]).status === 0;
+
+const fixtures: Record<string, Record<string, string>> = {
+  working: {
+    "model.mjs": `
+      export default class Model {
+        constructor({ environment, config }) {
+          this.environment = environment;
+          this.config = config;
+          this.loaded = false;
+        }
+        async load() {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          this.loaded = true;
+        }
+        async predict(input) {
+          if (input && input.sleepMs) {
+            console.log("predict started");
+            await new Promise((resolve) => setTimeout(resolve, input.sleepMs));
+            console.log("predict finished");
+            return { slept: input.sleepMs };
+          }
+          if (input && input.nothing) return undefined;
+          if (input && input.bigint) return { n: 1n };
+          if (input && input.strayError) {
+            setTimeout(() => { throw new Error("stray callback error"); }, 0);
+            Promise.reject(new Error("stray rejection"));
+            return { ok: true };
+          }
+          return { input, environment: this.environment, config: this.config, loaded: this.loaded };
+        }
+      }
+    `,
+  },
+  "sync-model-js": {
+    // model.js (no model.mjs) with a synchronous predict and no load().
+    "model.js": `
+      export default class Model {
+        predict(input) { return { doubled: input * 2 }; }
+      }
+    `,
+  },
+  "load-throws": {
+    "model.mjs": `
+      export default class Model {
+        async load() { throw new Error("weights.bin is missing"); }
+        predict() { return 1; }
+      }
+    `,
+  },
+  "constructor-throws": {
+    "model.mjs": `
+      export default class Model {
+        constructor() { throw new Error("bad config"); }
+        predict() { return 1; }
+      }
+    `,
+  },
+  "predict-throws": {
+    "model.mjs": `
+      export default class Model {
+        predict(input) {
+          if (input === "async") return Promise.reject(new Error("async failure"));
+          if (input === "string") throw "plain string thrown";
+          throw new Error("cannot handle " + JSON.stringify(input));
+        }
+      }
+    `,
+  },
+  "no-default-export": {
+    "model.mjs": `
+      export class Model { predict() { return 1; } }
+    `,
+  },
+  "default-not-a-class": {
+    "model.mjs": `
+      export default { predict() { return 1; } };
+    `,
+  },
+  empty: {},
+};
+
+let fixturesRoot = "";
+const running = new Set<ChildProcess>();
+
+beforeAll(async () => {
+  fixturesRoot = await mkdtemp(path.join(os.tmpdir(), "hangar-model-server-"));
+  for (const [name, files] of Object.entries(fixtures)) {
+    await mkdir(path.join(fixturesRoot, name));
+    for (const [file, text] of Object.entries(files)) {
+      await writeFile(path.join(fixturesRoot, name, file), text);
+    }
+  }
+});
+
+afterAll(async () => {
+  // Whatever a test left running (a failed assertion skips its own cleanup).
+  for (const child of running) child.kill("SIGKILL");
+  if (fixturesRoot) await rm(fixturesRoot, { recursive: true, force: true });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      probe.close(() => {
+        if (address && typeof address === "object") resolve(address.port);
+        else reject(new Error("no port"));
+      });
+    });
+  });
+}
+
+interface Replica {
+  child: ChildProcess;
+  port: number;
+  url: (pathname: string) => string;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+async function spawnReplica(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv) {
+  const port = await freePort();
+  const child = spawn(command, args, {
+    cwd,
+    env: { ...process.env, ...env, PORT: String(port) },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  running.add(child);
+  let out = "";
+  let err = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    out += chunk.toString();
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    err += chunk.toString();
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on("close", (code, signal) => {
+      running.delete(child);
+      resolve({ code, signal });
+    });
+  });
+  const replica: Replica = {
+    child,
+    port,
+    url: (pathname) => `http://127.0.0.1:${port}${pathname}`,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+  };
+  return replica;
+}
+
+function startModelServer(dir: string, options: { environment?: string; config?: string } = {}) {
+  const env: NodeJS.ProcessEnv = {
+    HANGAR_MODEL_DIR: dir,
+    HANGAR_ENVIRONMENT: options.environment ?? "",
+  };
+  if (options.config !== undefined) env.HANGAR_MODEL_CONFIG = options.config;
+  else env.HANGAR_MODEL_CONFIG = "";
+  return spawnReplica(process.execPath, [modelServer], repoRoot, env);
+}
+
+async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+async function waitForHealth(replica: Replica) {
+  let exited = false;
+  void replica.exited.then(() => {
+    exited = true;
+  });
+  await waitFor("/health", async () => {
+    if (exited) throw new Error(`replica exited before it was healthy; stderr:\n${replica.stderr()}`);
+    try {
+      const res = await fetch(replica.url("/health"));
+      await res.arrayBuffer();
+      return res.status === 200;
+    } catch {
+      return false;
+    }
+  });
+}
+
+async function startHealthy(dir: string, options: { environment?: string; config?: string } = {}) {
+  const replica = await startModelServer(dir, options);
+  await waitForHealth(replica);
+  return replica;
+}
+
+function post(replica: Replica, body: string, pathname = "/predict", signal?: AbortSignal) {
+  return fetch(replica.url(pathname), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+    ...(signal ? { signal } : {}),
+  });
+}
+
+async function answer(res: Response) {
+  return { status: res.status, type: res.headers.get("content-type"), body: (await res.json()) as unknown };
+}
+
+describe("model server: a working model", () => {
+  let replica: Replica;
+  beforeAll(async () => {
+    replica = await startHealthy(path.join(fixturesRoot, "working"), {
+      environment: "staging",
+      config: '{"threshold":0.5}',
+    });
+  });
+  afterAll(() => {
+    replica.child.kill("SIGKILL");
+  });
+
+  it("reports health and logs the load time", async () => {
+    const res = await fetch(replica.url("/health"));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/json");
+    expect(res.headers.get("content-length")).toBe('{"status":"ok"}'.length.toString());
+    expect(res.headers.get("connection")).toBe("keep-alive");
+    expect(await res.json()).toEqual({ status: "ok" });
+    expect(replica.stdout()).toMatch(/^model loaded in \d+ ms$/m);
+  });
+
+  it("answers predict with the model's JSON, environment and config passed through", async () => {
+    const res = await post(replica, JSON.stringify({ text: "héllo ✓" }));
+    expect(res.headers.get("content-length")).toBe(String(Buffer.byteLength(await res.clone().text())));
+    expect(await answer(res)).toEqual({
+      status: 200,
+      type: "application/json",
+      body: { input: { text: "héllo ✓" }, environment: "staging", config: { threshold: 0.5 }, loaded: true },
+    });
+  });
+
+  it("takes any JSON value as input, whatever the content-type, and ignores a query string", async () => {
+    for (const input of [null, 42, "text", [1, 2], true]) {
+      const res = await fetch(replica.url("/predict?trace=1"), {
+        method: "POST",
+        headers: { "content-type": "text/plain" },
+        body: JSON.stringify(input),
+      });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { input: unknown }).input).toEqual(input);
+    }
+  });
+
+  it("reads a body that arrives in many chunks", async () => {
+    const big = { text: "x".repeat(300_000) };
+    const res = await post(replica, JSON.stringify(big));
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { input: unknown }).input).toEqual(big);
+  });
+
+  it("sends null for undefined and an application_error for an unserializable result", async () => {
+    expect(await answer(await post(replica, '{"nothing":true}'))).toEqual({
+      status: 200,
+      type: "application/json",
+      body: null,
+    });
+    const res = await post(replica, '{"bigint":true}');
+    expect(res.status).toBe(500);
+    expect(await res.json()).toMatchObject({ error_code: "application_error" });
+  });
+
+  it("answers 400 client_error for a body that is not JSON, empty included", async () => {
+    for (const body of ["{not json", ""]) {
+      expect(await answer(await post(replica, body))).toEqual({
+        status: 400,
+        type: "application/json",
+        body: { error: "request body is not valid JSON", error_code: "client_error" },
+      });
+    }
+  });
+
+  it("answers 404 not_found for other paths and 405 for the wrong method", async () => {
+    expect(await answer(await post(replica, "{}", "/nope"))).toEqual({
+      status: 404,
+      type: "application/json",
+      body: { error: "not found", error_code: "not_found" },
+    });
+    expect(await answer(await fetch(replica.url("/")))).toEqual({
+      status: 404,
+      type: "application/json",
+      body: { error: "not found", error_code: "not_found" },
+    });
+    const res = await fetch(replica.url("/predict"));
+    expect(res.status).toBe(405);
+    expect(res.headers.get("allow")).toBe("POST");
+    expect(await res.json()).toEqual({ error: "use POST for /predict", error_code: "method_not_allowed" });
+  });
+
+  it("survives errors thrown outside predict's promise", async () => {
+    expect((await post(replica, '{"strayError":true}')).status).toBe(200);
+    await waitFor("the stray errors in stderr", () => {
+      const err = replica.stderr();
+      return err.includes("stray callback error") && err.includes("stray rejection");
+    });
+    expect(replica.stderr()).toContain("uncaught error in model");
+    expect((await fetch(replica.url("/health"))).status).toBe(200);
+  });
+
+  it("survives a client that goes away mid-request", async () => {
+    const controller = new AbortController();
+    const pending = post(replica, '{"sleepMs":300}', "/predict", controller.signal);
+    const before = replica.stdout().split("predict started").length;
+    await waitFor("predict to start", () => replica.stdout().split("predict started").length > before);
+    controller.abort();
+    await expect(pending).rejects.toThrow();
+    // The model answers after the client left: the write into the closed socket must be harmless.
+    await waitFor("predict to finish", () => replica.stdout().includes("predict finished"));
+    expect((await fetch(replica.url("/health"))).status).toBe(200);
+    expect(replica.child.exitCode).toBeNull();
+  });
+});
+
+describe("model server: predict errors", () => {
+  let replica: Replica;
+  beforeAll(async () => {
+    replica = await startHealthy(path.join(fixturesRoot, "predict-throws"));
+  });
+  afterAll(() => {
+    replica.child.kill("SIGKILL");
+  });
+
+  it("answers 500 application_error with the thrown message, and keeps serving", async () => {
+    expect(await answer(await post(replica, '{"a":1}'))).toEqual({
+      status: 500,
+      type: "application/json",
+      body: { error: 'cannot handle {"a":1}', error_code: "application_error" },
+    });
+    expect(await answer(await post(replica, '"async"'))).toEqual({
+      status: 500,
+      type: "application/json",
+      body: { error: "async failure", error_code: "application_error" },
+    });
+    expect(await answer(await post(replica, '"string"'))).toEqual({
+      status: 500,
+      type: "application/json",
+      body: { error: "plain string thrown", error_code: "application_error" },
+    });
+    // The stack is logged for the deployment's logs, the caller gets only the message.
+    expect(replica.stderr()).toContain("predict failed: Error: async failure");
+    expect((await fetch(replica.url("/health"))).status).toBe(200);
+  });
+});
+
+describe("model server: start-up", () => {
+  it("serves model.js when there is no model.mjs, with a synchronous predict and no load()", async () => {
+    const replica = await startHealthy(path.join(fixturesRoot, "sync-model-js"));
+    expect(await answer(await post(replica, "21"))).toEqual({
+      status: 200,
+      type: "application/json",
+      body: { doubled: 42 },
+    });
+  });
+
+  it("passes a null environment and an empty config by default", async () => {
+    const replica = await startHealthy(path.join(fixturesRoot, "working"));
+    const body = (await (await post(replica, "{}")).json()) as { environment: unknown; config: unknown };
+    expect(body.environment).toBeNull();
+    expect(body.config).toEqual({});
+  });
+
+  const failures: [string, string, RegExp][] = [
+    ["load-throws", "load() throws", /^model failed to load: weights\.bin is missing$/m],
+    ["constructor-throws", "the constructor throws", /^model failed to load: bad config$/m],
+    [
+      "no-default-export",
+      "there is no default export",
+      /^model failed to load: model\.mjs must default-export a class/m,
+    ],
+    ["default-not-a-class", "the default export is not a class", /must default-export a class .*got object/],
+    ["empty", "there is no model file", /^model failed to load: no model\.mjs or model\.js in /m],
+  ];
+  for (const [fixture, when, message] of failures) {
+    it(`exits 1 with the reason on stderr when ${when}`, async () => {
+      const replica = await startModelServer(path.join(fixturesRoot, fixture));
+      expect(await replica.exited).toEqual({ code: 1, signal: null });
+      expect(replica.stderr()).toMatch(message);
+      expect(replica.stdout()).not.toContain("model loaded");
+    });
+  }
+
+  it("prints the stack of a load failure", async () => {
+    const replica = await startModelServer(path.join(fixturesRoot, "load-throws"));
+    expect((await replica.exited).code).toBe(1);
+    expect(replica.stderr()).toMatch(/Error: weights\.bin is missing\n\s+at .*model\.mjs/);
+  });
+
+  it("exits 1 on invalid HANGAR_MODEL_CONFIG", async () => {
+    const replica = await startModelServer(path.join(fixturesRoot, "working"), { config: "{oops" });
+    expect((await replica.exited).code).toBe(1);
+    expect(replica.stderr()).toContain("model failed to load: HANGAR_MODEL_CONFIG is not valid JSON");
+  });
+});
+
+describe("model server: graceful stop", () => {
+  it("on SIGTERM stops accepting, finishes the request in flight, then exits 0", async () => {
+    const replica = await startHealthy(path.join(fixturesRoot, "working"));
+    let slowDone = false;
+    let connectionHeader: string | null = null;
+    const slow = post(replica, '{"sleepMs":1500}').then(async (res) => {
+      slowDone = true;
+      connectionHeader = res.headers.get("connection");
+      return answer(res);
+    });
+    await waitFor("predict to start", () => replica.stdout().includes("predict started"));
+
+    replica.child.kill("SIGTERM");
+    await waitFor("the server to stop accepting", async () => {
+      try {
+        await (await fetch(replica.url("/health"))).arrayBuffer();
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    expect(slowDone).toBe(false);
+
+    const finished = await slow;
+    expect(finished).toEqual({ status: 200, type: "application/json", body: { slept: 1500 } });
+    // Answers given while draining close their connection, so the drain does not wait for keep-alive.
+    expect(connectionHeader).toBe("close");
+    expect(await replica.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it("exits 0 right away on SIGTERM when idle, idle keep-alive connections included", async () => {
+    const replica = await startHealthy(path.join(fixturesRoot, "working"));
+    // waitForHealth's fetch left a pooled keep-alive connection open.
+    const started = Date.now();
+    replica.child.kill("SIGTERM");
+    expect(await replica.exited).toEqual({ code: 0, signal: null });
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
+
+describe("examples/sentiment", () => {
+  let replica: Replica;
+  beforeAll(async () => {
+    replica = await startHealthy(sentimentDir, { environment: "production" });
+  });
+  afterAll(() => {
+    replica.child.kill("SIGKILL");
+  });
+
+  it("scores text and reports its environment", async () => {
+    const good = (await (await post(replica, '{"text":"I love it, really great work!"}')).json()) as {
+      label: string;
+      score: number;
+      environment: string;
+    };
+    expect(good.label).toBe("positive");
+    expect(good.score).toBeGreaterThan(0.5);
+    expect(good.environment).toBe("production");
+
+    const bad = await answer(await post(replica, '{"text":"terrible, it crashed and I hate it"}'));
+    expect(bad).toMatchObject({ status: 200, body: { label: "negative", environment: "production" } });
+    const negated = await answer(await post(replica, '{"text":"this is not good"}'));
+    expect(negated).toMatchObject({ status: 200, body: { label: "negative" } });
+    const neutral = await answer(await post(replica, '{"text":"the meeting is at noon"}'));
+    expect(neutral).toMatchObject({ status: 200, body: { label: "neutral", score: 0 } });
+  });
+
+  it("answers application_error for input without text", async () => {
+    expect(await answer(await post(replica, '{"txt":"typo"}'))).toEqual({
+      status: 500,
+      type: "application/json",
+      body: {
+        error: 'expected a JSON object {"text": "<string>"}, got an object without "text"',
+        error_code: "application_error",
+      },
+    });
+  });
+});
+
+describe.skipIf(!hasPython)("examples/python-echo", () => {
+  it("serves /health and /predict with python3, and exits 0 on SIGTERM", async () => {
+    const replica = await spawnReplica("python3", ["server.py"], pythonEchoDir, {
+      HANGAR_ENVIRONMENT: "staging",
+    });
+    await waitForHealth(replica);
+    expect(await answer(await fetch(replica.url("/health")))).toEqual({
+      status: 200,
+      type: "application/json",
+      body: { status: "ok" },
+    });
+    expect(await answer(await post(replica, '{"a":[1,"é"]}'))).toEqual({
+      status: 200,
+      type: "application/json",
+      body: { echo: { a: [1, "é"] }, environment: "staging", pid: replica.child.pid },
+    });
+    expect(await answer(await post(replica, "{nope"))).toEqual({
+      status: 400,
+      type: "application/json",
+      body: { error: "request body is not valid JSON", error_code: "client_error" },
+    });
+    expect((await post(replica, "{}", "/elsewhere")).status).toBe(404);
+
+    replica.child.kill("SIGTERM");
+    expect(await replica.exited).toEqual({ code: 0, signal: null });
+  });
+});
