@@ -3,17 +3,31 @@ import { defineConfig } from "vitest/config";
 
 const require = createRequire(import.meta.url);
 
+/** Integration tests run twice: on the embedded database and on a throwaway PostgreSQL cluster. */
+const integration = (database: "pglite" | "postgres") => ({
+  extends: true as const,
+  test: {
+    name: `integration-${database}`,
+    include: ["test/integration/**/*.test.ts"],
+    env: { HANGAR_TEST_DB: database },
+    globalSetup: ["test/support/global-setup.ts"],
+  },
+});
+
 export default defineConfig({
   resolve: {
     // One copy of graphql: graphql-ws rejects results built by a second (ESM vs CJS) copy.
     alias: { graphql: require.resolve("graphql/index.js") },
   },
   test: {
-    include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: "forks",
-    fileParallelism: true,
     maxWorkers: 2,
+    projects: [
+      { extends: true, test: { name: "unit", include: ["test/unit/**/*.test.ts"] } },
+      integration("pglite"),
+      integration("postgres"),
+    ],
   },
 });

@@ -93,6 +93,7 @@ CREATE TABLE "ModelEvent" (
     "type" "ModelEventType" NOT NULL,
     "at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "message" TEXT,
+    "deploymentStatus" "DeploymentStatus",
     "deploymentId" TEXT,
     "environmentId" TEXT,
 
@@ -101,9 +102,6 @@ CREATE TABLE "ModelEvent" (
 
 -- CreateIndex
 CREATE UNIQUE INDEX "Model_liveName_key" ON "Model"("liveName");
-
--- CreateIndex
-CREATE INDEX "Environment_modelId_idx" ON "Environment"("modelId");
 
 -- CreateIndex
 CREATE UNIQUE INDEX "Environment_modelId_liveName_key" ON "Environment"("modelId", "liveName");

@@ -1,0 +1,37 @@
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+
+/** The admin key: HANGAR_ADMIN_KEY, else the one stored in the data dir, else a new one. */
+export async function resolveAdminKey(
+  dataDir: string,
+  configured: string | null,
+): Promise<{ key: string; created: boolean; file: string | null }> {
+  if (configured) return { key: configured, created: false, file: null };
+  const file = path.join(dataDir, "admin-key");
+  try {
+    const stored = (await readFile(file, "utf8")).trim();
+    if (stored) return { key: stored, created: false, file };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  }
+  await mkdir(dataDir, { recursive: true });
+  const key = `hk_${randomBytes(24).toString("base64url")}`;
+  // wx: two servers starting on one data dir must not both write a key.
+  try {
+    await writeFile(file, `${key}\n`, { mode: 0o600, flag: "wx" });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return resolveAdminKey(dataDir, configured);
+    throw error;
+  }
+  await chmod(file, 0o600);
+  return { key, created: true, file };
+}
+
+/** Checks an `Authorization: Bearer <key>` value in constant time. */
+export function bearerMatches(header: string | undefined | null, key: string): boolean {
+  if (!header?.startsWith("Bearer ")) return false;
+  const given = Buffer.from(header.slice(7).trim());
+  const expected = Buffer.from(key);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}

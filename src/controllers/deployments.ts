@@ -1,0 +1,310 @@
+import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import { baselineReplicas, parseAutoscaling } from "../domain/autoscaling.ts";
+import { type DeploymentStatus, RUNNING_STATUSES } from "../domain/status.ts";
+import type { Change } from "../events/bus.ts";
+import type { Deployment } from "../generated/prisma/client.ts";
+import { buildSpec, type ReplicaSpec } from "../runtime/build.ts";
+import type { ProcessRuntime, RuntimeObserver } from "../runtime/process-runtime.ts";
+import type { Replica } from "../runtime/replica.ts";
+import { modelRoot } from "../services/artifacts.ts";
+import type { ServiceContext } from "../services/context.ts";
+import { announceReplicas, transition } from "../services/deployments.ts";
+import { KeyedSerializer } from "./serial.ts";
+
+const LEASE_MS = 30_000;
+const TICK_MS = 5_000;
+
+/** Statuses in which a deployment's replicas must be stopped. */
+const STOPPED_STATUSES: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
+  "DEACTIVATING",
+  "INACTIVE",
+  "BUILD_FAILED",
+  "DEPLOY_FAILED",
+  "UNHEALTHY",
+  "FAILED",
+  "DELETED",
+]);
+
+const STARTING_FROM: DeploymentStatus[] = ["DEPLOYING", "LOADING_MODEL", "WAKING_UP", "UPDATING"];
+
+/**
+ * Drives deployments toward their status: builds them, keeps their replicas
+ * running, stops them when deactivated or deleted, and records what the
+ * runtime reports. A deployment is run by the one Hangar process holding its
+ * lease, so several processes can share a database.
+ */
+export class DeploymentController implements RuntimeObserver {
+  readonly owner = `${hostname()}:${process.pid}:${Date.now().toString(36)}`;
+  private readonly serial = new KeyedSerializer();
+  private readonly specs = new Map<string, ReplicaSpec>();
+  private timer: NodeJS.Timeout | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private stopping = false;
+  runtime!: ProcessRuntime;
+
+  constructor(private readonly ctx: ServiceContext) {}
+
+  async start(runtime: ProcessRuntime): Promise<void> {
+    this.runtime = runtime;
+    await this.reapOrphans();
+    this.unsubscribe = this.ctx.bus.on((change) => this.onChange(change));
+    await this.tick();
+    this.timer = setInterval(() => void this.tick(), TICK_MS);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    this.unsubscribe?.();
+    await this.serial.idle();
+    await this.runtime.stopAll("Hangar is shutting down");
+    await this.serial.idle();
+    await this.ctx.db.prisma.deployment.updateMany({
+      where: { leaseOwner: this.owner },
+      data: { leaseOwner: null, leaseExpiresAt: null },
+    });
+  }
+
+  private onError = (error: unknown) => {
+    if (!this.stopping) this.ctx.log.error({ err: error }, "deployment controller error");
+  };
+
+  private onChange(change: Change): void {
+    if (change.kind === "event" && change.deploymentId) this.reconcile(change.deploymentId);
+  }
+
+  /** Renews leases and reconciles every deployment that should run or is running here. */
+  private async tick(): Promise<void> {
+    if (this.stopping) return;
+    try {
+      const { prisma } = this.ctx.db;
+      await prisma.deployment.updateMany({
+        where: { leaseOwner: this.owner },
+        data: { leaseExpiresAt: new Date(Date.now() + LEASE_MS) },
+      });
+      const rows = await prisma.deployment.findMany({
+        where: {
+          OR: [{ status: { in: [...RUNNING_STATUSES] }, deletedAt: null }, { leaseOwner: this.owner }],
+        },
+        select: { id: true },
+      });
+      await Promise.all(rows.map((row) => this.reconcile(row.id)));
+    } catch (error) {
+      this.onError(error);
+    }
+  }
+
+  reconcile(id: string): Promise<void> {
+    return this.serial.run(id, () => this.reconcileNow(id), this.onError);
+  }
+
+  private async reconcileNow(id: string): Promise<void> {
+    if (this.stopping) return;
+    const { prisma } = this.ctx.db;
+    const deployment = await prisma.deployment.findUnique({ where: { id } });
+    if (!deployment) return;
+    if (STOPPED_STATUSES.has(deployment.status) || deployment.deletedAt) {
+      if (this.runtime.has(id)) await this.runtime.stop(id, `deployment is ${deployment.status}`);
+      this.specs.delete(id);
+      if (deployment.status === "DEACTIVATING") {
+        await transition(this.ctx, id, ["DEACTIVATING"], "INACTIVE", "replicas stopped");
+      }
+      if (deployment.leaseOwner === this.owner) {
+        await prisma.deployment.updateMany({
+          where: { id, leaseOwner: this.owner },
+          data: { leaseOwner: null, leaseExpiresAt: null },
+        });
+      }
+      return;
+    }
+    if (!RUNNING_STATUSES.has(deployment.status)) return;
+    if (!(await this.claim(deployment))) return;
+    let spec = this.specs.get(id);
+    if (deployment.status === "BUILDING" || !spec || spec.artifactHash !== deployment.artifactHash) {
+      spec = await this.build(deployment);
+      if (!spec) return;
+    }
+    if (!this.runtime.has(id) && (deployment.status === "ACTIVE" || deployment.status === "UPDATING")) {
+      // Nothing runs here yet (Hangar restarted, or the lease moved): say so.
+      await transition(this.ctx, id, ["ACTIVE", "UPDATING"], "DEPLOYING", "starting replicas");
+    }
+    const settings = parseAutoscaling(deployment.autoscaling);
+    this.runtime.ensure(spec, baselineReplicas(settings, deployment.kind === "DEVELOPMENT"));
+  }
+
+  /** Takes or renews this process's lease on the deployment; false when another process holds it. */
+  private async claim(deployment: Deployment): Promise<boolean> {
+    const now = new Date();
+    const { count } = await this.ctx.db.prisma.deployment.updateMany({
+      where: {
+        id: deployment.id,
+        OR: [{ leaseOwner: null }, { leaseOwner: this.owner }, { leaseExpiresAt: { lt: now } }],
+      },
+      data: { leaseOwner: this.owner, leaseExpiresAt: new Date(now.getTime() + LEASE_MS) },
+    });
+    return count === 1;
+  }
+
+  private async build(deployment: Deployment): Promise<ReplicaSpec | undefined> {
+    const { id } = deployment;
+    const logBuild = (line: string) =>
+      this.ctx.logs.write({ deploymentId: id, replica: null, stream: "build", line });
+    let result: Awaited<ReturnType<typeof buildSpec>>;
+    if (!(await this.ctx.artifacts.has(deployment.artifactHash))) {
+      result = { error: `artifact ${deployment.artifactHash} is missing from the data dir`, log: [] };
+    } else {
+      const dir = await modelRoot(this.ctx.artifacts.dir(deployment.artifactHash));
+      result = await buildSpec({
+        deploymentId: id,
+        artifactHash: deployment.artifactHash,
+        dir,
+        environmentName: deployment.environmentName,
+      });
+    }
+    if (deployment.status === "BUILDING") for (const line of result.log) logBuild(line);
+    if ("error" in result) {
+      logBuild(`build failed: ${result.error}`);
+      await this.ctx.logs.flush();
+      await transition(this.ctx, id, ["BUILDING"], "BUILD_FAILED", result.error);
+      return undefined;
+    }
+    this.specs.set(id, result.spec);
+    if (deployment.status === "BUILDING") {
+      logBuild("build succeeded");
+      await transition(this.ctx, id, ["BUILDING"], "DEPLOYING", "build succeeded");
+    }
+    return result.spec;
+  }
+
+  /** Kills replica processes left by a Hangar process that died without stopping them. */
+  private async reapOrphans(): Promise<void> {
+    const { prisma } = this.ctx.db;
+    const now = new Date();
+    const stale = await prisma.replica.findMany({
+      where: { state: { in: ["STARTING", "READY", "STOPPING"] }, owner: { not: this.owner } },
+    });
+    for (const replica of stale) {
+      const holder = await prisma.deployment.findFirst({
+        where: { leaseOwner: replica.owner, leaseExpiresAt: { gt: now } },
+        select: { id: true },
+      });
+      if (holder) continue; // its process is alive and still runs it
+      if (replica.pid && (await isOurReplica(replica.pid, replica.id))) {
+        try {
+          process.kill(-replica.pid, "SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }
+      await prisma.replica.update({
+        where: { id: replica.id },
+        data: { state: "STOPPED", stoppedAt: now, exitReason: replica.exitReason ?? "owner process died" },
+      });
+    }
+  }
+
+  // RuntimeObserver: facts from the runtime, recorded in order per deployment.
+
+  replicaStarting(replica: Replica): void {
+    void this.serial.run(
+      replica.deploymentId,
+      async () => {
+        await this.ctx.db.prisma.replica.create({
+          data: {
+            id: replica.id,
+            deploymentId: replica.deploymentId,
+            owner: this.owner,
+            pid: replica.pid,
+            port: replica.port,
+            startedAt: new Date(replica.startedAt),
+          },
+        });
+        await transition(
+          this.ctx,
+          replica.deploymentId,
+          ["DEPLOYING"],
+          "LOADING_MODEL",
+          "replica process started",
+        );
+      },
+      this.onError,
+    );
+  }
+
+  replicaReady(replica: Replica): void {
+    void this.serial.run(
+      replica.deploymentId,
+      async () => {
+        await this.ctx.db.prisma.$transaction(async (tx) => {
+          const row = await tx.replica.update({
+            where: { id: replica.id },
+            data: { state: "READY", readyAt: new Date(replica.readyAt ?? Date.now()) },
+            include: { deployment: { select: { id: true, modelId: true } } },
+          });
+          await announceReplicas(tx, row.deployment);
+        });
+        await transition(this.ctx, replica.deploymentId, STARTING_FROM, "ACTIVE", "a replica is ready");
+      },
+      this.onError,
+    );
+  }
+
+  replicaStopped(replica: Replica, reason: string): void {
+    void this.serial.run(
+      replica.deploymentId,
+      async () => {
+        await this.ctx.db.prisma.$transaction(async (tx) => {
+          const row = await tx.replica.update({
+            where: { id: replica.id },
+            data: { state: "STOPPED", stoppedAt: new Date(), exitReason: reason },
+            include: { deployment: { select: { id: true, modelId: true } } },
+          });
+          await announceReplicas(tx, row.deployment);
+        });
+        if (!this.stopping && this.runtime.has(replica.deploymentId)) {
+          if (this.runtime.ready(replica.deploymentId).length === 0) {
+            await transition(
+              this.ctx,
+              replica.deploymentId,
+              ["ACTIVE"],
+              "DEPLOYING",
+              `no replica is ready: ${reason}`,
+            );
+          }
+        }
+      },
+      this.onError,
+    );
+  }
+
+  deploymentFailed(deploymentId: string, status: "DEPLOY_FAILED" | "UNHEALTHY", reason: string): void {
+    void this.serial.run(
+      deploymentId,
+      async () => {
+        await this.ctx.logs.flush();
+        await transition(this.ctx, deploymentId, [...RUNNING_STATUSES], status, reason);
+      },
+      this.onError,
+    );
+  }
+
+  log(
+    deploymentId: string,
+    replicaId: string | null,
+    stream: "stdout" | "stderr" | "system",
+    line: string,
+  ): void {
+    this.ctx.logs.write({ deploymentId, replica: replicaId, stream, line });
+  }
+}
+
+/** Guards against PID reuse: the process must carry the replica's ID in its environment. */
+async function isOurReplica(pid: number, replicaId: string): Promise<boolean> {
+  try {
+    const environ = await readFile(`/proc/${pid}/environ`, "latin1");
+    return environ.split("\0").includes(`HANGAR_REPLICA_ID=${replicaId}`);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,36 @@
+import { randomBytes } from "node:crypto";
+
+/**
+ * IDs are opaque, URL-safe strings that name their type by prefix: the same
+ * string is the GraphQL global ID, the database key and the gateway path
+ * segment, so no translation layer can drift.
+ */
+export const ID_PREFIXES = {
+  Model: "mdl",
+  Deployment: "dep",
+  Environment: "env",
+  ModelEvent: "evt",
+  Replica: "rep",
+  Promotion: "prm",
+} as const;
+
+export type IdKind = keyof typeof ID_PREFIXES;
+
+const ID_BODY = /^[A-Za-z0-9_-]{16}$/;
+
+export function newId(kind: IdKind): string {
+  return `${ID_PREFIXES[kind]}_${randomBytes(12).toString("base64url")}`;
+}
+
+/** The kind an ID names, or null when it is not one of ours (malformed). */
+export function idKind(id: string): IdKind | null {
+  const sep = id.indexOf("_");
+  if (sep < 0 || !ID_BODY.test(id.slice(sep + 1))) return null;
+  const prefix = id.slice(0, sep);
+  for (const [kind, p] of Object.entries(ID_PREFIXES)) if (p === prefix) return kind as IdKind;
+  return null;
+}
+
+export function isIdOf(kind: IdKind, id: string): boolean {
+  return idKind(id) === kind;
+}

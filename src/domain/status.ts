@@ -1,0 +1,36 @@
+import type { DeploymentStatus } from "../generated/prisma/enums.ts";
+
+export type { DeploymentStatus };
+
+/** Statuses in which replicas should be running or coming up. */
+export const RUNNING_STATUSES: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
+  "BUILDING",
+  "DEPLOYING",
+  "LOADING_MODEL",
+  "ACTIVE",
+  "UPDATING",
+  "WAKING_UP",
+]);
+
+/** Still on the way up: the gateway holds requests rather than failing them. */
+export const STARTING_STATUSES: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
+  "BUILDING",
+  "DEPLOYING",
+  "LOADING_MODEL",
+  "WAKING_UP",
+]);
+
+/** Statuses from which activateDeployment brings a deployment back. */
+export const ACTIVATABLE_STATUSES: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
+  "INACTIVE",
+  "DEACTIVATING",
+  "BUILD_FAILED",
+  "DEPLOY_FAILED",
+  "UNHEALTHY",
+  "FAILED",
+]);
+
+/** Statuses deactivateDeployment applies to (anything running or able to run). */
+export function canDeactivate(status: DeploymentStatus): boolean {
+  return RUNNING_STATUSES.has(status) || status === "SCALED_TO_ZERO";
+}

@@ -1,0 +1,66 @@
+import { EventEmitter } from "node:events";
+import type { Database, Tx } from "../db/client.ts";
+
+/**
+ * Change notifications. Every change is announced with NOTIFY inside the
+ * transaction that makes it, so PostgreSQL delivers it only on commit, to
+ * every Hangar process sharing the database (this one included). Payloads are
+ * small pointers; readers fetch the rows, so a missed or merged notice never
+ * loses data, only a little latency.
+ */
+export const CHANNEL = "hangar_changes";
+
+export type Change =
+  /** A model event row was committed (seq is the per-model cursor). */
+  | {
+      kind: "event";
+      modelId: string;
+      seq: number;
+      deploymentId?: string | null;
+      environmentId?: string | null;
+    }
+  /** Something about a deployment changed that is not an event: replica counts. */
+  | { kind: "deployment"; modelId: string; deploymentId: string }
+  /** New log lines were written for a deployment. */
+  | { kind: "logs"; deploymentId: string };
+
+export async function announce(tx: Tx, change: Change): Promise<void> {
+  await tx.$executeRaw`SELECT pg_notify(${CHANNEL}, ${JSON.stringify(change)})`;
+}
+
+export class ChangeBus {
+  private readonly emitter = new EventEmitter();
+  private unlisten: (() => Promise<void>) | null = null;
+
+  constructor() {
+    // One listener per open subscription; thousands are expected.
+    this.emitter.setMaxListeners(0);
+  }
+
+  async start(db: Database): Promise<void> {
+    this.unlisten = await db.listen(CHANNEL, (payload) => {
+      let change: Change;
+      try {
+        change = JSON.parse(payload) as Change;
+      } catch {
+        return;
+      }
+      this.emitter.emit("change", change);
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.unlisten?.();
+    this.unlisten = null;
+  }
+
+  /** Announces a change that has no transaction (tests, in-process signals). */
+  emitLocal(change: Change): void {
+    this.emitter.emit("change", change);
+  }
+
+  on(listener: (change: Change) => void): () => void {
+    this.emitter.on("change", listener);
+    return () => this.emitter.off("change", listener);
+  }
+}

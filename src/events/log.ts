@@ -1,0 +1,59 @@
+import type { Tx } from "../db/client.ts";
+import { newId } from "../domain/ids.ts";
+import type { DeploymentStatus, ModelEventType } from "../generated/prisma/enums.ts";
+import { announce } from "./bus.ts";
+
+export interface NewEvent {
+  modelId: string;
+  type: ModelEventType;
+  message?: string | null;
+  deploymentId?: string | null;
+  environmentId?: string | null;
+  /** For DEPLOYMENT_STATUS_CHANGED: the status moved to. */
+  deploymentStatus?: DeploymentStatus | null;
+}
+
+/**
+ * Appends a model event inside the caller's transaction. The per-model
+ * sequence is taken by updating the model row, which holds its lock until
+ * commit: events of one model therefore commit in sequence order, so a reader
+ * that saw seq n never later finds a committed n-1 it skipped.
+ */
+export async function appendEvent(tx: Tx, event: NewEvent): Promise<number> {
+  const model = await tx.model.update({
+    where: { id: event.modelId },
+    data: { eventSeq: { increment: 1 } },
+    select: { eventSeq: true },
+  });
+  await tx.modelEvent.create({
+    data: {
+      id: newId("ModelEvent"),
+      modelId: event.modelId,
+      seq: model.eventSeq,
+      type: event.type,
+      message: event.message ?? null,
+      deploymentId: event.deploymentId ?? null,
+      environmentId: event.environmentId ?? null,
+      deploymentStatus: event.deploymentStatus ?? null,
+    },
+  });
+  await announce(tx, {
+    kind: "event",
+    modelId: event.modelId,
+    seq: model.eventSeq,
+    deploymentId: event.deploymentId ?? null,
+    environmentId: event.environmentId ?? null,
+  });
+  return model.eventSeq;
+}
+
+/** Event cursors are opaque to clients; they carry the per-model sequence. */
+export function encodeEventCursor(seq: number): string {
+  return Buffer.from(`evt:${seq}`).toString("base64url");
+}
+
+export function decodeEventCursor(cursor: string): number | null {
+  const text = Buffer.from(cursor, "base64url").toString();
+  const match = /^evt:(\d{1,10})$/.exec(text);
+  return match ? Number(match[1]) : null;
+}

@@ -1,0 +1,301 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Config } from "../config.ts";
+import { STARTING_STATUSES } from "../domain/status.ts";
+import type { ProcessRuntime } from "../runtime/process-runtime.ts";
+import type { Replica } from "../runtime/replica.ts";
+import type { RouteTable } from "./routes.ts";
+
+const DEPLOYMENT_HEADER = "x-hangar-deployment-id";
+
+/** A gateway answer that is an error, in the shape of API.md section 3. */
+class GatewayError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+type Target =
+  | { kind: "deployment"; deploymentId: string }
+  | { kind: "environment"; name: string }
+  | { kind: "development" };
+
+interface ParsedPath {
+  modelId: string;
+  target: Target;
+  action: "predict" | "wake";
+}
+
+/** Parses the gateway paths of API.md section 3; null for anything else. */
+export function parsePath(pathname: string): ParsedPath | null {
+  const parts = pathname.split("/");
+  // ["", "models", modelId, ...rest]
+  if (parts[1] !== "models" || !parts[2]) return null;
+  const modelId = decodeURIComponent(parts[2]);
+  const rest = parts.slice(3);
+  const action = rest[rest.length - 1];
+  if (action !== "predict" && action !== "wake") return null;
+  const middle = rest.slice(0, -1);
+  if (middle.length === 0) return { modelId, action, target: { kind: "environment", name: "production" } };
+  if (middle.length === 1 && middle[0] === "production") {
+    return { modelId, action, target: { kind: "environment", name: "production" } };
+  }
+  if (middle.length === 1 && middle[0] === "development")
+    return { modelId, action, target: { kind: "development" } };
+  if (middle.length === 2 && middle[0] === "environments" && middle[1]) {
+    return { modelId, action, target: { kind: "environment", name: decodeURIComponent(middle[1]) } };
+  }
+  if (middle.length === 2 && middle[0] === "deployments" && middle[1]) {
+    return { modelId, action, target: { kind: "deployment", deploymentId: decodeURIComponent(middle[1]) } };
+  }
+  return null;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, deploymentId?: string): void {
+  const payload = JSON.stringify(body);
+  const headers: Record<string, string | number> = {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(payload),
+  };
+  if (deploymentId) headers[DEPLOYMENT_HEADER] = deploymentId;
+  res.writeHead(status, headers);
+  res.end(payload);
+}
+
+function sendError(res: ServerResponse, error: GatewayError, deploymentId?: string): void {
+  sendJson(res, error.status, { error: error.message, error_code: error.code }, deploymentId);
+}
+
+/**
+ * The inference gateway: resolves a path to a deployment, holds the request
+ * while the deployment starts, picks a ready replica and forwards the body.
+ */
+export class Gateway {
+  private rotation = 0;
+
+  constructor(
+    private readonly config: Config,
+    private readonly routes: RouteTable,
+    private readonly runtime: ProcessRuntime,
+  ) {}
+
+  async handle(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<void> {
+    const parsed = parsePath(pathname);
+    if (!parsed) return sendError(res, new GatewayError(404, "not_found", `no inference path ${pathname}`));
+    if (req.method !== "POST") {
+      res.setHeader("allow", "POST");
+      return sendError(res, new GatewayError(405, "method_not_allowed", "inference paths take POST"));
+    }
+    let deploymentId: string | undefined;
+    try {
+      deploymentId = await this.resolve(parsed);
+      if (parsed.action === "wake") {
+        req.resume();
+        await this.deploymentReady(deploymentId, false);
+        return sendJson(res, 202, { status: "waking", deploymentId }, deploymentId);
+      }
+      const body = await this.readBody(req);
+      const replica = await this.pickReplica(deploymentId);
+      await this.forward(replica, body, res, deploymentId);
+    } catch (error) {
+      if (error instanceof GatewayError) return sendError(res, error, deploymentId);
+      throw error;
+    }
+  }
+
+  /** The deployment a path names, or the gateway error explaining why there is none. */
+  private async resolve(parsed: ParsedPath): Promise<string> {
+    const model = await this.routes.model(parsed.modelId);
+    if (!model || model.deleted) {
+      throw new GatewayError(404, "model_does_not_exist", `model '${parsed.modelId}' does not exist`);
+    }
+    const { target } = parsed;
+    let deploymentId: string;
+    if (target.kind === "development") {
+      if (!model.developmentDeploymentId) {
+        throw new GatewayError(404, "no_deployment", "this model has no development deployment");
+      }
+      deploymentId = model.developmentDeploymentId;
+    } else if (target.kind === "environment") {
+      const environment = model.environments.get(target.name);
+      if (!environment) {
+        throw new GatewayError(
+          404,
+          "environment_does_not_exist",
+          `environment '${target.name}' does not exist`,
+        );
+      }
+      if (!environment.currentDeploymentId) {
+        throw new GatewayError(404, "no_deployment", `environment '${target.name}' has no deployment`);
+      }
+      deploymentId = environment.currentDeploymentId;
+    } else {
+      deploymentId = target.deploymentId;
+    }
+    const deployment = await this.routes.deployment(deploymentId);
+    if (!deployment || deployment.modelId !== model.id) {
+      throw new GatewayError(404, "deployment_does_not_exist", `deployment '${deploymentId}' does not exist`);
+    }
+    if (deployment.deleted) {
+      if (target.kind === "environment") {
+        throw new GatewayError(404, "no_deployment", `environment '${target.name}' has no deployment`);
+      }
+      throw new GatewayError(404, "deployment_does_not_exist", `deployment '${deploymentId}' does not exist`);
+    }
+    if (deployment.status === "INACTIVE" || deployment.status === "DEACTIVATING") {
+      throw new GatewayError(404, "deployment_inactive", `deployment '${deploymentId}' is inactive`);
+    }
+    return deploymentId;
+  }
+
+  private readBody(req: IncomingMessage): Promise<Buffer> {
+    const limit = this.config.maxRequestBytes;
+    const declared = Number(req.headers["content-length"] ?? "0");
+    if (declared > limit) {
+      req.resume();
+      return Promise.reject(
+        new GatewayError(413, "payload_too_large", `request body exceeds ${limit} bytes`),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on("data", (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > limit) {
+          req.removeAllListeners("data");
+          req.resume();
+          reject(new GatewayError(413, "payload_too_large", `request body exceeds ${limit} bytes`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      req.on("end", () => {
+        const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+        try {
+          JSON.parse(body.toString("utf8"));
+        } catch {
+          reject(new GatewayError(400, "client_error", "request body is not valid JSON"));
+          return;
+        }
+        resolve(body);
+      });
+      req.on("error", reject);
+    });
+  }
+
+  /**
+   * Waits until the deployment has a ready replica: a deployment still
+   * starting holds the request (up to the ready timeout) instead of failing it.
+   */
+  private async deploymentReady(deploymentId: string, needReplica: boolean): Promise<Replica[]> {
+    const deadline = Date.now() + this.config.readyTimeoutMs;
+    for (;;) {
+      const ready = this.runtime.ready(deploymentId);
+      if (ready.length > 0) return ready;
+      const deployment = await this.routes.deployment(deploymentId);
+      if (!deployment || deployment.deleted) {
+        throw new GatewayError(
+          404,
+          "deployment_does_not_exist",
+          `deployment '${deploymentId}' does not exist`,
+        );
+      }
+      const { status } = deployment;
+      if (status === "INACTIVE" || status === "DEACTIVATING") {
+        throw new GatewayError(404, "deployment_inactive", `deployment '${deploymentId}' is inactive`);
+      }
+      const coming = STARTING_STATUSES.has(status) || status === "ACTIVE" || status === "UPDATING";
+      if (!coming) {
+        throw new GatewayError(503, "model_unavailable", `deployment '${deploymentId}' is ${status}`);
+      }
+      if (!needReplica) return [];
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new GatewayError(
+          503,
+          "model_unavailable",
+          `deployment '${deploymentId}' was not ready in time`,
+        );
+      }
+      // Wake on a replica change; re-read the status now and then in case it failed.
+      await this.runtime.nextChange(deploymentId, Math.min(left, 500));
+      this.routes.refresh(deploymentId);
+    }
+  }
+
+  private async pickReplica(deploymentId: string): Promise<Replica> {
+    let ready = this.runtime.ready(deploymentId);
+    if (ready.length === 0) ready = await this.deploymentReady(deploymentId, true);
+    // Least in-flight, starting from a rotating index so ties spread evenly.
+    const n = ready.length;
+    const start = this.rotation++ % n;
+    let best = ready[start] as Replica;
+    for (let i = 1; i < n; i++) {
+      const candidate = ready[(start + i) % n] as Replica;
+      if (candidate.inFlight < best.inFlight) best = candidate;
+    }
+    return best;
+  }
+
+  private async forward(
+    replica: Replica,
+    body: Buffer,
+    res: ServerResponse,
+    deploymentId: string,
+  ): Promise<void> {
+    replica.inFlight++;
+    try {
+      const response = await replica.pool.request({
+        method: "POST",
+        path: replica.predictPath,
+        headers: { "content-type": "application/json", "content-length": String(body.length) },
+        body,
+        headersTimeout: this.config.predictTimeoutMs,
+        bodyTimeout: this.config.predictTimeoutMs,
+      });
+      const chunks: Buffer[] = [];
+      for await (const chunk of response.body) chunks.push(chunk as Buffer);
+      const payload = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+      if (response.statusCode >= 500 && !isGatewayErrorBody(payload)) {
+        // A server command's own failure: pass its message on in Hangar's error shape.
+        throw new GatewayError(
+          500,
+          "application_error",
+          payload.toString("utf8").slice(0, 2000) || "model error",
+        );
+      }
+      res.writeHead(response.statusCode, {
+        "content-type": String(response.headers["content-type"] ?? "application/json"),
+        "content-length": payload.length,
+        [DEPLOYMENT_HEADER]: deploymentId,
+      });
+      res.end(payload);
+    } catch (error) {
+      if (error instanceof GatewayError) throw error;
+      const code = (error as { code?: string }).code;
+      if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
+        throw new GatewayError(
+          504,
+          "timeout",
+          `the model did not answer within ${this.config.predictTimeoutMs} ms`,
+        );
+      }
+      throw new GatewayError(503, "model_unavailable", `the replica failed: ${(error as Error).message}`);
+    } finally {
+      replica.inFlight--;
+    }
+  }
+}
+
+function isGatewayErrorBody(payload: Buffer): boolean {
+  try {
+    const parsed = JSON.parse(payload.toString("utf8")) as { error_code?: unknown };
+    return typeof parsed.error_code === "string";
+  } catch {
+    return false;
+  }
+}

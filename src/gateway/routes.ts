@@ -1,0 +1,102 @@
+import type { Database } from "../db/client.ts";
+import type { DeploymentStatus } from "../domain/status.ts";
+import type { ChangeBus } from "../events/bus.ts";
+
+export interface DeploymentRoute {
+  id: string;
+  modelId: string;
+  status: DeploymentStatus;
+  deleted: boolean;
+}
+
+export interface ModelRoute {
+  id: string;
+  deleted: boolean;
+  developmentDeploymentId: string | null;
+  /** Live environments by name: their current deployment, if any. */
+  environments: Map<string, { id: string; currentDeploymentId: string | null }>;
+}
+
+/**
+ * The gateway's view of models, environments and deployments, cached in
+ * memory so that a request costs no database query. Every change to these
+ * rows comes with a model event, whose notification drops the cached entries.
+ */
+export class RouteTable {
+  private readonly models = new Map<string, Promise<ModelRoute | null>>();
+  private readonly deployments = new Map<string, Promise<DeploymentRoute | null>>();
+  private unsubscribe: (() => void) | null = null;
+
+  constructor(private readonly db: Database) {}
+
+  start(bus: ChangeBus): void {
+    this.unsubscribe = bus.on((change) => {
+      if (change.kind !== "event") return;
+      this.models.delete(change.modelId);
+      if (change.deploymentId) this.deployments.delete(change.deploymentId);
+    });
+  }
+
+  stop(): void {
+    this.unsubscribe?.();
+  }
+
+  model(id: string): Promise<ModelRoute | null> {
+    let cached = this.models.get(id);
+    if (!cached) {
+      cached = this.loadModel(id);
+      this.models.set(id, cached);
+      cached.catch(() => this.models.delete(id));
+    }
+    return cached;
+  }
+
+  deployment(id: string): Promise<DeploymentRoute | null> {
+    let cached = this.deployments.get(id);
+    if (!cached) {
+      cached = this.loadDeployment(id);
+      this.deployments.set(id, cached);
+      cached.catch(() => this.deployments.delete(id));
+    }
+    return cached;
+  }
+
+  /** Forgets a deployment so the next read sees the database (used while waiting for it). */
+  refresh(deploymentId: string): void {
+    this.deployments.delete(deploymentId);
+  }
+
+  private async loadModel(id: string): Promise<ModelRoute | null> {
+    const model = await this.db.prisma.model.findUnique({
+      where: { id },
+      select: {
+        id: true,
+        deletedAt: true,
+        deployments: { where: { kind: "DEVELOPMENT", deletedAt: null }, select: { id: true } },
+        environments: {
+          where: { deletedAt: null },
+          select: { id: true, name: true, currentDeploymentId: true },
+        },
+      },
+    });
+    if (!model) return null;
+    return {
+      id: model.id,
+      deleted: model.deletedAt !== null,
+      developmentDeploymentId: model.deployments[0]?.id ?? null,
+      environments: new Map(
+        model.environments.map((e) => [e.name, { id: e.id, currentDeploymentId: e.currentDeploymentId }]),
+      ),
+    };
+  }
+
+  private async loadDeployment(id: string): Promise<DeploymentRoute | null> {
+    const row = await this.db.prisma.deployment.findUnique({
+      where: { id },
+      select: { id: true, modelId: true, status: true, deletedAt: true },
+    });
+    return row
+      ? { id: row.id, modelId: row.modelId, status: row.status, deleted: row.deletedAt !== null }
+      : null;
+  }
+}

@@ -1,0 +1,266 @@
+import { GraphQLError } from "graphql";
+import { parseAutoscaling } from "../domain/autoscaling.ts";
+import { isIdOf } from "../domain/ids.ts";
+import type { Deployment } from "../generated/prisma/client.ts";
+import {
+  activateDeployment,
+  deactivateDeployment,
+  deleteDeployment,
+  pushDeployment,
+  updateAutoscalingSettings,
+} from "../services/deployments.ts";
+import { notFound } from "../services/errors.ts";
+import { AutoscalingSettingsInput, AutoscalingSettingsRef } from "./autoscaling.ts";
+import { builder, MAX_PAGE } from "./builder.ts";
+import { resultUnion, userErrors } from "./errors.ts";
+import { watch } from "./streams.ts";
+
+export const DeploymentKindEnum = builder.enumType("DeploymentKind", {
+  values: ["DEVELOPMENT", "PUBLISHED"] as const,
+});
+
+export const DeploymentStatusEnum = builder.enumType("DeploymentStatus", {
+  values: [
+    "BUILDING",
+    "DEPLOYING",
+    "LOADING_MODEL",
+    "ACTIVE",
+    "UPDATING",
+    "SCALED_TO_ZERO",
+    "WAKING_UP",
+    "DEACTIVATING",
+    "INACTIVE",
+    "BUILD_FAILED",
+    "DEPLOY_FAILED",
+    "UNHEALTHY",
+    "FAILED",
+    "DELETED",
+  ] as const,
+});
+
+interface LogLineShape {
+  at: Date;
+  replica: string | null;
+  stream: string;
+  line: string;
+}
+
+export const LogLineRef = builder.objectRef<LogLineShape>("LogLine").implement({
+  fields: (t) => ({
+    at: t.expose("at", { type: "DateTime" }),
+    replica: t.exposeString("replica", { nullable: true }),
+    stream: t.exposeString("stream"),
+    line: t.exposeString("line"),
+  }),
+});
+
+export const DeploymentRef = builder.prismaNode("Deployment", {
+  id: { field: "id" },
+  fields: (t) => ({
+    name: t.exposeString("name"),
+    kind: t.field({ type: DeploymentKindEnum, resolve: (d) => d.kind }),
+    status: t.field({ type: DeploymentStatusEnum, resolve: (d) => d.status }),
+    model: t.relation("model"),
+    environment: t.prismaField({
+      type: "Environment",
+      nullable: true,
+      description: "The environment it serves now, if any",
+      resolve: (query, d, _args, ctx) =>
+        ctx.prisma.environment.findFirst({ ...query, where: { currentDeploymentId: d.id, deletedAt: null } }),
+    }),
+    autoscalingSettings: t.field({
+      type: AutoscalingSettingsRef,
+      resolve: (d) => parseAutoscaling(d.autoscaling),
+    }),
+    activeReplicaCount: t.int({
+      resolve: (d, _args, ctx) => ctx.prisma.replica.count({ where: { deploymentId: d.id, state: "READY" } }),
+    }),
+    predictUrl: t.string({
+      resolve: (d, _args, ctx) =>
+        `${ctx.services.config.publicUrl}/models/${d.modelId}/deployments/${d.id}/predict`,
+    }),
+    createdAt: t.expose("createdAt", { type: "DateTime" }),
+    deletedAt: t.expose("deletedAt", { type: "DateTime", nullable: true }),
+    logs: t.field({
+      type: [LogLineRef],
+      description: "Build and replica output, oldest first",
+      args: { last: t.arg.int({ defaultValue: 100 }) },
+      resolve: async (d, args, ctx) => {
+        const take = Math.max(0, Math.min(args.last ?? 100, 10_000));
+        const rows = await ctx.prisma.logLine.findMany({
+          where: { deploymentId: d.id },
+          orderBy: { id: "desc" },
+          take,
+        });
+        return rows.reverse();
+      },
+    }),
+  }),
+});
+
+builder.queryField("deployment", (t) =>
+  t.prismaField({
+    type: "Deployment",
+    nullable: true,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (query, _root, args, ctx) =>
+      isIdOf("Deployment", args.id)
+        ? ctx.prisma.deployment.findUnique({ ...query, where: { id: args.id } })
+        : null,
+  }),
+);
+
+const PushDeploymentInput = builder.inputType("PushDeploymentInput", {
+  fields: (t) => ({
+    modelName: t.string({ required: true }),
+    source: t.field({ type: "File", required: true }),
+    development: t.boolean({ defaultValue: false }),
+    deploymentName: t.string(),
+  }),
+});
+
+const UpdateAutoscalingInput = builder.inputType("UpdateAutoscalingInput", {
+  fields: (t) => ({
+    deploymentId: t.id({ required: true }),
+    settings: t.field({ type: AutoscalingSettingsInput, required: true }),
+  }),
+});
+
+const PushDeploymentResult = resultUnion("PushDeploymentResult", DeploymentRef);
+const ActivateDeploymentResult = resultUnion("ActivateDeploymentResult", DeploymentRef);
+const DeactivateDeploymentResult = resultUnion("DeactivateDeploymentResult", DeploymentRef);
+const DeleteDeploymentResult = resultUnion("DeleteDeploymentResult", DeploymentRef);
+const UpdateAutoscalingResult = resultUnion("UpdateAutoscalingResult", DeploymentRef);
+
+function byId(id: string, field = "id"): string {
+  if (!isIdOf("Deployment", id)) throw notFound("deployment", id, field);
+  return id;
+}
+
+builder.mutationFields((t) => ({
+  pushDeployment: t.field({
+    type: PushDeploymentResult,
+    description:
+      "Uploads a model folder (gzip'd tar) as a new deployment, or new code for the development one",
+    args: { input: t.arg({ type: PushDeploymentInput, required: true }) },
+    resolve: (_root, { input }, ctx) =>
+      userErrors(() =>
+        pushDeployment(ctx.services, {
+          modelName: input.modelName,
+          source: input.source.stream(),
+          development: input.development ?? false,
+          deploymentName: input.deploymentName ?? null,
+        }),
+      ),
+  }),
+  activateDeployment: t.field({
+    type: ActivateDeploymentResult,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) => userErrors(() => activateDeployment(ctx.services, byId(id))),
+  }),
+  deactivateDeployment: t.field({
+    type: DeactivateDeploymentResult,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) => userErrors(() => deactivateDeployment(ctx.services, byId(id))),
+  }),
+  deleteDeployment: t.field({
+    type: DeleteDeploymentResult,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) => userErrors(() => deleteDeployment(ctx.services, byId(id))),
+  }),
+  updateAutoscalingSettings: t.field({
+    type: UpdateAutoscalingResult,
+    args: { input: t.arg({ type: UpdateAutoscalingInput, required: true }) },
+    resolve: (_root, { input }, ctx) =>
+      userErrors(() =>
+        updateAutoscalingSettings(ctx.services, byId(input.deploymentId, "deploymentId"), input.settings),
+      ),
+  }),
+}));
+
+async function liveDeployment(
+  ctx: { prisma: import("../generated/prisma/client.ts").PrismaClient },
+  id: string,
+) {
+  const deployment = isIdOf("Deployment", id)
+    ? await ctx.prisma.deployment.findUnique({ where: { id } })
+    : null;
+  if (!deployment) throw new GraphQLError(`no deployment with ID '${id}'`);
+  return deployment;
+}
+
+builder.subscriptionFields((t) => ({
+  deploymentStatus: t.field({
+    type: DeploymentRef,
+    description: "The deployment now, then after every status or replica-count change",
+    args: { deploymentId: t.arg.id({ required: true }) },
+    subscribe: async (_root, args, ctx) => {
+      const first = await liveDeployment(ctx, args.deploymentId);
+      const id = first.id;
+      // Status changes are read from the event log so that none is skipped, even
+      // when several land between two reads; each is sent with the status it set.
+      let lastSeq = (await ctx.prisma.model.findUniqueOrThrow({ where: { id: first.modelId } })).eventSeq;
+      let lastReplicas = -1;
+      let sentFirst = false;
+      return watch<Deployment>(
+        ctx.services.bus,
+        (change) =>
+          (change.kind === "event" && change.deploymentId === id) ||
+          (change.kind === "deployment" && change.deploymentId === id),
+        async () => {
+          const items: Deployment[] = [];
+          const current = await ctx.prisma.deployment.findUniqueOrThrow({ where: { id } });
+          const replicas = await ctx.prisma.replica.count({ where: { deploymentId: id, state: "READY" } });
+          if (!sentFirst) {
+            sentFirst = true;
+            lastReplicas = replicas;
+            return { items: [current] };
+          }
+          const events = await ctx.prisma.modelEvent.findMany({
+            where: { modelId: current.modelId, deploymentId: id, seq: { gt: lastSeq } },
+            orderBy: { seq: "asc" },
+            take: MAX_PAGE,
+          });
+          for (const event of events) {
+            lastSeq = event.seq;
+            if (event.deploymentStatus) {
+              items.push({ ...current, status: event.deploymentStatus });
+            }
+          }
+          if (items.length === 0 && replicas !== lastReplicas) items.push(current);
+          lastReplicas = replicas;
+          return { items, more: events.length === MAX_PAGE };
+        },
+      );
+    },
+    resolve: (deployment) => deployment,
+  }),
+  deploymentLogs: t.field({
+    type: LogLineRef,
+    description: "New log lines of a deployment as they are written",
+    args: { deploymentId: t.arg.id({ required: true }) },
+    subscribe: async (_root, args, ctx) => {
+      const deployment = await liveDeployment(ctx, args.deploymentId);
+      const newest = await ctx.prisma.logLine.findFirst({
+        where: { deploymentId: deployment.id },
+        orderBy: { id: "desc" },
+        select: { id: true },
+      });
+      let last = newest?.id ?? 0n;
+      return watch(
+        ctx.services.bus,
+        (change) => change.kind === "logs" && change.deploymentId === deployment.id,
+        async () => {
+          const items = await ctx.prisma.logLine.findMany({
+            where: { deploymentId: deployment.id, id: { gt: last } },
+            orderBy: { id: "asc" },
+            take: MAX_PAGE,
+          });
+          if (items.length > 0) last = (items.at(-1) as { id: bigint }).id;
+          return { items, more: items.length === MAX_PAGE };
+        },
+      );
+    },
+    resolve: (line) => line,
+  }),
+}));

@@ -1,0 +1,99 @@
+import { GraphQLError } from "graphql";
+import { isIdOf } from "../domain/ids.ts";
+import { decodeEventCursor, encodeEventCursor } from "../events/log.ts";
+import type { PrismaClient } from "../generated/prisma/client.ts";
+import { builder, DEFAULT_PAGE, MAX_PAGE } from "./builder.ts";
+import { watch } from "./streams.ts";
+
+export const ModelEventTypeEnum = builder.enumType("ModelEventType", {
+  values: [
+    "MODEL_CREATED",
+    "MODEL_DELETED",
+    "DEPLOYMENT_CREATED",
+    "DEPLOYMENT_STATUS_CHANGED",
+    "DEPLOYMENT_DELETED",
+    "ENVIRONMENT_CREATED",
+    "ENVIRONMENT_UPDATED",
+    "ENVIRONMENT_DELETED",
+    "PROMOTION_STARTED",
+    "PROMOTION_STEP_CHANGED",
+    "CANARY_STAGE_CHANGED",
+    "PROMOTION_FINISHED",
+    "AUTOSCALING_UPDATED",
+  ] as const,
+});
+
+export const ModelEventRef = builder.prismaObject("ModelEvent", {
+  fields: (t) => ({
+    cursor: t.string({ resolve: (event) => encodeEventCursor(event.seq) }),
+    type: t.field({ type: ModelEventTypeEnum, resolve: (event) => event.type }),
+    at: t.expose("at", { type: "DateTime" }),
+    message: t.exposeString("message", { nullable: true }),
+    deployment: t.relation("deployment", { nullable: true }),
+    environment: t.relation("environment", { nullable: true }),
+  }),
+});
+
+function afterSeq(after: string | null | undefined): number {
+  if (after == null) return 0;
+  const seq = decodeEventCursor(after);
+  if (seq === null) throw new GraphQLError(`invalid cursor '${after}'`);
+  return seq;
+}
+
+/** A page of a model's history, oldest first; cursors are the ones modelEvents uses. */
+export async function eventPage(
+  prisma: PrismaClient,
+  modelId: string,
+  args: { first?: number | null; after?: string | null },
+) {
+  const size = Math.max(0, Math.min(args.first ?? DEFAULT_PAGE, MAX_PAGE));
+  const rows = await prisma.modelEvent.findMany({
+    where: { modelId, seq: { gt: afterSeq(args.after) } },
+    orderBy: { seq: "asc" },
+    take: size + 1,
+  });
+  const page = rows.slice(0, size);
+  return {
+    edges: page.map((node) => ({ cursor: encodeEventCursor(node.seq), node })),
+    pageInfo: {
+      hasNextPage: rows.length > size,
+      hasPreviousPage: args.after != null,
+      startCursor: page[0] ? encodeEventCursor(page[0].seq) : null,
+      endCursor: page.at(-1) ? encodeEventCursor((page.at(-1) as { seq: number }).seq) : null,
+    },
+  };
+}
+
+builder.subscriptionFields((t) => ({
+  modelEvents: t.field({
+    type: ModelEventRef,
+    description:
+      "Every event of one model, in order, none lost. With `after` (a cursor from this subscription or Model.events) it replays what came after it first.",
+    args: { modelId: t.arg.id({ required: true }), after: t.arg.string() },
+    subscribe: async (_root, args, ctx) => {
+      const model = isIdOf("Model", args.modelId)
+        ? await ctx.prisma.model.findUnique({
+            where: { id: args.modelId },
+            select: { id: true, eventSeq: true },
+          })
+        : null;
+      if (!model) throw new GraphQLError(`no model with ID '${args.modelId}'`);
+      let last = args.after != null ? afterSeq(args.after) : model.eventSeq;
+      return watch(
+        ctx.services.bus,
+        (change) => change.kind === "event" && change.modelId === model.id,
+        async () => {
+          const items = await ctx.prisma.modelEvent.findMany({
+            where: { modelId: model.id, seq: { gt: last } },
+            orderBy: { seq: "asc" },
+            take: MAX_PAGE,
+          });
+          if (items.length > 0) last = (items.at(-1) as { seq: number }).seq;
+          return { items, more: items.length === MAX_PAGE };
+        },
+      );
+    },
+    resolve: (event) => event,
+  }),
+}));

@@ -1,0 +1,127 @@
+import { GraphQLError } from "graphql";
+import { isIdOf } from "../domain/ids.ts";
+import { UserError } from "../services/errors.ts";
+import { createModel, deleteModel } from "../services/models.ts";
+import { builder, DEFAULT_PAGE, MAX_PAGE } from "./builder.ts";
+import { resultUnion, userErrors } from "./errors.ts";
+import { eventPage, ModelEventRef } from "./event.ts";
+
+export const ModelRef = builder.prismaNode("Model", {
+  id: { field: "id" },
+  fields: (t) => ({
+    name: t.exposeString("name"),
+    createdAt: t.expose("createdAt", { type: "DateTime" }),
+    deletedAt: t.expose("deletedAt", { type: "DateTime", nullable: true }),
+    productionEnvironment: t.prismaField({
+      type: "Environment",
+      resolve: (query, model, _args, ctx) =>
+        ctx.prisma.environment.findFirstOrThrow({
+          ...query,
+          where: { modelId: model.id, isProduction: true },
+        }),
+    }),
+    environments: t.relation("environments", {
+      query: { where: { deletedAt: null }, orderBy: [{ isProduction: "desc" }, { createdAt: "asc" }] },
+    }),
+    environment: t.prismaField({
+      type: "Environment",
+      nullable: true,
+      args: { name: t.arg.string({ required: true }) },
+      resolve: (query, model, args, ctx) =>
+        ctx.prisma.environment.findFirst({ ...query, where: { modelId: model.id, liveName: args.name } }),
+    }),
+    developmentDeployment: t.prismaField({
+      type: "Deployment",
+      nullable: true,
+      resolve: (query, model, _args, ctx) =>
+        ctx.prisma.deployment.findFirst({
+          ...query,
+          where: { modelId: model.id, kind: "DEVELOPMENT", deletedAt: null },
+        }),
+    }),
+    deployments: t.relatedConnection(
+      "deployments",
+      {
+        cursor: "id",
+        maxSize: MAX_PAGE,
+        defaultSize: DEFAULT_PAGE,
+        args: { includeDeleted: t.arg.boolean({ defaultValue: false }) },
+        query: (args) => ({
+          where: args.includeDeleted ? {} : { deletedAt: null },
+          orderBy: [{ createdAt: "asc" }, { id: "asc" }],
+        }),
+      },
+      { name: "DeploymentConnection" },
+      { name: "DeploymentEdge" },
+    ),
+    events: t.connection(
+      {
+        type: ModelEventRef,
+        resolve: (model, args, ctx) => eventPage(ctx.prisma, model.id, args),
+      },
+      { name: "ModelEventConnection" },
+      { name: "ModelEventEdge" },
+    ),
+    predictUrl: t.string({
+      resolve: (model, _args, ctx) => `${ctx.services.config.publicUrl}/models/${model.id}/predict`,
+    }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  models: t.prismaConnection(
+    {
+      type: "Model",
+      cursor: "id",
+      maxSize: MAX_PAGE,
+      defaultSize: DEFAULT_PAGE,
+      resolve: (query, _root, _args, ctx) =>
+        ctx.prisma.model.findMany({
+          ...query,
+          where: { deletedAt: null },
+          orderBy: [{ createdAt: "asc" }, { id: "asc" }],
+        }),
+    },
+    { name: "ModelConnection" },
+    { name: "ModelEdge" },
+  ),
+  model: t.prismaField({
+    type: "Model",
+    nullable: true,
+    description: "Exactly one of id or name. By ID, deleted models are readable too.",
+    args: { id: t.arg.id(), name: t.arg.string() },
+    resolve: (query, _root, args, ctx) => {
+      if ((args.id == null) === (args.name == null)) throw new GraphQLError("give exactly one of id or name");
+      if (args.id != null) {
+        return isIdOf("Model", args.id)
+          ? ctx.prisma.model.findUnique({ ...query, where: { id: args.id } })
+          : null;
+      }
+      return ctx.prisma.model.findUnique({ ...query, where: { liveName: args.name ?? "" } });
+    },
+  }),
+}));
+
+const CreateModelInput = builder.inputType("CreateModelInput", {
+  fields: (t) => ({ name: t.string({ required: true }) }),
+});
+
+const CreateModelResult = resultUnion("CreateModelResult", ModelRef);
+const DeleteModelResult = resultUnion("DeleteModelResult", ModelRef);
+
+builder.mutationFields((t) => ({
+  createModel: t.field({
+    type: CreateModelResult,
+    args: { input: t.arg({ type: CreateModelInput, required: true }) },
+    resolve: (_root, { input }, ctx) => userErrors(() => createModel(ctx.services, input.name)),
+  }),
+  deleteModel: t.field({
+    type: DeleteModelResult,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) =>
+      userErrors(async () => {
+        if (!isIdOf("Model", id)) throw new UserError("NOT_FOUND", `no model with ID '${id}'`, "id");
+        return deleteModel(ctx.services, id);
+      }),
+  }),
+}));

@@ -1,0 +1,11 @@
+import { builder } from "./builder.ts";
+import "./scalars.ts";
+import "./errors.ts";
+import "./node.ts";
+import "./autoscaling.ts";
+import "./event.ts";
+import "./model.ts";
+import "./environment.ts";
+import "./deployment.ts";
+
+export const schema = builder.toSchema({ sortSchema: false });

@@ -1,0 +1,325 @@
+import { spawn } from "node:child_process";
+import { EventEmitter } from "node:events";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { newId } from "../domain/ids.ts";
+import type { ReplicaSpec } from "./build.ts";
+import { freePort } from "./ports.ts";
+import { Replica } from "./replica.ts";
+
+const MODEL_SERVER = fileURLToPath(new URL("./model-server.mjs", import.meta.url));
+
+/** Facts the runtime reports; controllers decide what they mean. */
+export interface RuntimeObserver {
+  replicaStarting(replica: Replica): void;
+  replicaReady(replica: Replica): void;
+  replicaStopped(replica: Replica, reason: string): void;
+  /** The runtime gave up on a deployment; its replicas are being stopped. */
+  deploymentFailed(deploymentId: string, status: "DEPLOY_FAILED" | "UNHEALTHY", reason: string): void;
+  log(
+    deploymentId: string,
+    replicaId: string | null,
+    stream: "stdout" | "stderr" | "system",
+    line: string,
+  ): void;
+}
+
+export interface RuntimeOptions {
+  /** Start attempts before a deployment that never became ready is DEPLOY_FAILED (API.md: 1 + 2 retries). */
+  maxStartAttempts: number;
+  /** Crashes after readiness within `crashWindowMs` that make a deployment UNHEALTHY. */
+  crashLoopCount: number;
+  crashWindowMs: number;
+  /** A replica not ready this long after spawning counts as a failed start. */
+  startTimeoutMs: number;
+  /** How long a stopping replica may take to finish its in-flight requests. */
+  drainTimeoutMs: number;
+}
+
+export const DEFAULT_RUNTIME_OPTIONS: RuntimeOptions = {
+  maxStartAttempts: 3,
+  crashLoopCount: 3,
+  crashWindowMs: 5 * 60_000,
+  startTimeoutMs: 10 * 60_000,
+  drainTimeoutMs: 5 * 60_000,
+};
+
+interface DeploymentEntry {
+  spec: ReplicaSpec;
+  desired: number;
+  replicas: Set<Replica>;
+  startFailures: number;
+  crashes: number[];
+  failed: boolean;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The embedded runtime: every replica is a child process on this machine, in
+ * its own process group so that a server command's own children stop with it.
+ */
+export class ProcessRuntime {
+  private readonly deployments = new Map<string, DeploymentEntry>();
+  private readonly changes = new EventEmitter();
+  private closed = false;
+
+  constructor(
+    private readonly observer: RuntimeObserver,
+    private readonly options: RuntimeOptions = DEFAULT_RUNTIME_OPTIONS,
+  ) {
+    this.changes.setMaxListeners(0);
+  }
+
+  /** Ready replicas that may take a new request. */
+  ready(deploymentId: string): Replica[] {
+    const entry = this.deployments.get(deploymentId);
+    if (!entry) return [];
+    const out: Replica[] = [];
+    for (const replica of entry.replicas) if (replica.state === "ready") out.push(replica);
+    return out;
+  }
+
+  has(deploymentId: string): boolean {
+    return this.deployments.has(deploymentId);
+  }
+
+  /** Resolves on the next replica change of the deployment (or after `ms`). */
+  nextChange(deploymentId: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.changes.off(deploymentId, done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.changes.on(deploymentId, done);
+    });
+  }
+
+  /** Makes `desired` replicas of the spec run; replicas of other code are replaced. */
+  ensure(spec: ReplicaSpec, desired: number): void {
+    if (this.closed) return;
+    let entry = this.deployments.get(spec.deploymentId);
+    if (entry && entry.spec.artifactHash !== spec.artifactHash) {
+      for (const replica of entry.replicas) void this.stopReplica(entry, replica, "replaced by new code");
+      entry.startFailures = 0;
+      entry.crashes = [];
+    }
+    if (!entry) {
+      entry = { spec, desired, replicas: new Set(), startFailures: 0, crashes: [], failed: false };
+      this.deployments.set(spec.deploymentId, entry);
+    }
+    entry.spec = spec;
+    entry.desired = desired;
+    this.scale(entry);
+  }
+
+  private scale(entry: DeploymentEntry): void {
+    if (entry.failed || this.closed) return;
+    const live = [...entry.replicas].filter((r) => r.state === "starting" || r.state === "ready");
+    for (let n = live.length; n < entry.desired; n++) void this.startReplica(entry);
+    // Remove not-yet-ready replicas first: they serve nobody yet.
+    const surplus = live
+      .sort((a, b) => Number(a.state === "ready") - Number(b.state === "ready") || b.startedAt - a.startedAt)
+      .slice(0, Math.max(0, live.length - entry.desired));
+    for (const replica of surplus) void this.stopReplica(entry, replica, "scaled down");
+  }
+
+  /** Drains and stops every replica of a deployment and forgets it. */
+  async stop(deploymentId: string, reason: string): Promise<void> {
+    const entry = this.deployments.get(deploymentId);
+    if (!entry) return;
+    entry.desired = 0;
+    entry.failed = true;
+    await Promise.all([...entry.replicas].map((r) => this.stopReplica(entry, r, reason)));
+    if (this.deployments.get(deploymentId) === entry) this.deployments.delete(deploymentId);
+    this.changes.emit(deploymentId);
+  }
+
+  async stopAll(reason: string): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.deployments.keys()].map((id) => this.stop(id, reason)));
+  }
+
+  private async startReplica(entry: DeploymentEntry): Promise<void> {
+    const { spec } = entry;
+    const port = await freePort();
+    if (entry.failed || this.closed || this.deployments.get(spec.deploymentId) !== entry) return;
+    const replica = new Replica(
+      newId("Replica"),
+      spec.deploymentId,
+      spec.artifactHash,
+      port,
+      spec.predictPath,
+    );
+    entry.replicas.add(replica);
+    const env: Record<string, string> = {
+      // Models get a clean environment: Hangar's own secrets never reach them.
+      PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
+      HOME: process.env.HOME ?? "/tmp",
+      LANG: process.env.LANG ?? "C.UTF-8",
+      ...spec.env,
+      PORT: String(port),
+      HANGAR_ENVIRONMENT: spec.environmentName ?? "",
+      HANGAR_REPLICA_ID: replica.id,
+      HANGAR_DEPLOYMENT_ID: spec.deploymentId,
+    };
+    const [file, args] = spec.command
+      ? ["/bin/sh", ["-c", `exec ${spec.command}`]]
+      : [process.execPath, [MODEL_SERVER]];
+    if (!spec.command) {
+      env.HANGAR_MODEL_DIR = spec.dir;
+      env.HANGAR_MODEL_CONFIG = JSON.stringify(spec.config ?? {});
+    }
+    const child = spawn(file, args, {
+      cwd: spec.dir,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    replica.child = child;
+    replica.exited = new Promise((resolve) => child.once("close", () => resolve()));
+    for (const [stream, source] of [
+      ["stdout", child.stdout],
+      ["stderr", child.stderr],
+    ] as const) {
+      createInterface({ input: source }).on("line", (line) =>
+        this.observer.log(spec.deploymentId, replica.id, stream, line),
+      );
+    }
+    let exitReason = "";
+    child.once("error", (error) => {
+      exitReason = `could not start: ${error.message}`;
+    });
+    child.once("exit", (code, signal) => {
+      exitReason ||= signal ? `killed by ${signal}` : `exited with code ${code}`;
+    });
+    this.observer.replicaStarting(replica);
+    this.observer.log(
+      spec.deploymentId,
+      replica.id,
+      "system",
+      `replica started (pid ${child.pid}, port ${port})`,
+    );
+    void replica.exited.then(() => this.onExit(entry, replica, exitReason || "exited"));
+    await this.probe(entry, replica, spec.readinessPath);
+  }
+
+  private async probe(entry: DeploymentEntry, replica: Replica, readinessPath: string): Promise<void> {
+    const deadline = Date.now() + this.options.startTimeoutMs;
+    let delay = 20;
+    while (replica.state === "starting") {
+      if (Date.now() > deadline) {
+        this.observer.log(
+          replica.deploymentId,
+          replica.id,
+          "system",
+          "replica not ready in time; stopping it",
+        );
+        this.kill(replica, "SIGKILL");
+        return;
+      }
+      try {
+        const response = await replica.pool.request({
+          method: "GET",
+          path: readinessPath,
+          headersTimeout: 2_000,
+          bodyTimeout: 2_000,
+        });
+        await response.body.dump();
+        if (response.statusCode === 200 && replica.state === "starting") {
+          replica.state = "ready";
+          replica.readyAt = Date.now();
+          entry.startFailures = 0;
+          this.observer.replicaReady(replica);
+          this.observer.log(replica.deploymentId, replica.id, "system", "replica ready");
+          this.changes.emit(replica.deploymentId);
+          return;
+        }
+      } catch {
+        // Not listening yet.
+      }
+      await sleep(delay);
+      delay = Math.min(delay * 1.5, 250);
+    }
+  }
+
+  private onExit(entry: DeploymentEntry, replica: Replica, reason: string): void {
+    const wasState = replica.state;
+    replica.state = "stopped";
+    entry.replicas.delete(replica);
+    void replica.pool.destroy().catch(() => {});
+    this.observer.replicaStopped(replica, reason);
+    this.changes.emit(replica.deploymentId);
+    if (wasState === "draining" || entry.failed || this.closed) return;
+    const { deploymentId } = replica;
+    this.observer.log(deploymentId, replica.id, "system", `replica ${reason}`);
+    if (wasState === "starting") {
+      entry.startFailures++;
+      if (entry.startFailures >= this.options.maxStartAttempts) {
+        this.fail(
+          entry,
+          "DEPLOY_FAILED",
+          `replica failed to start ${entry.startFailures} times (last: ${reason})`,
+        );
+        return;
+      }
+      this.observer.log(
+        deploymentId,
+        null,
+        "system",
+        `retrying start (attempt ${entry.startFailures + 1} of ${this.options.maxStartAttempts})`,
+      );
+      this.scale(entry);
+      return;
+    }
+    const now = Date.now();
+    entry.crashes = [...entry.crashes.filter((t) => now - t < this.options.crashWindowMs), now];
+    if (entry.crashes.length >= this.options.crashLoopCount) {
+      this.fail(
+        entry,
+        "UNHEALTHY",
+        `replica crashed ${entry.crashes.length} times in a row (last: ${reason})`,
+      );
+      return;
+    }
+    this.observer.log(deploymentId, null, "system", "restarting crashed replica");
+    this.scale(entry);
+  }
+
+  private fail(entry: DeploymentEntry, status: "DEPLOY_FAILED" | "UNHEALTHY", reason: string): void {
+    entry.failed = true;
+    this.observer.log(entry.spec.deploymentId, null, "system", reason);
+    this.observer.deploymentFailed(entry.spec.deploymentId, status, reason);
+    void this.stop(entry.spec.deploymentId, reason);
+  }
+
+  /** Takes the replica out of rotation, lets in-flight requests finish, then stops it. */
+  private async stopReplica(entry: DeploymentEntry, replica: Replica, reason: string): Promise<void> {
+    if (replica.state === "stopped") return;
+    if (replica.state !== "draining") {
+      replica.state = "draining";
+      this.changes.emit(entry.spec.deploymentId);
+      const deadline = Date.now() + this.options.drainTimeoutMs;
+      while (replica.inFlight > 0 && Date.now() < deadline) await sleep(10);
+      this.observer.log(replica.deploymentId, replica.id, "system", `stopping replica: ${reason}`);
+      this.kill(replica, "SIGTERM");
+      const timer = setTimeout(() => this.kill(replica, "SIGKILL"), 10_000);
+      await replica.exited;
+      clearTimeout(timer);
+    } else {
+      await replica.exited;
+    }
+  }
+
+  private kill(replica: Replica, signal: NodeJS.Signals): void {
+    const pid = replica.pid;
+    if (!pid || replica.child?.exitCode !== null || replica.child?.signalCode !== null) return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // Already gone.
+    }
+  }
+}

@@ -1,0 +1,274 @@
+import type { Tx } from "../db/client.ts";
+import {
+  type AutoscalingPatch,
+  DEFAULT_AUTOSCALING,
+  mergeAutoscaling,
+  parseAutoscaling,
+} from "../domain/autoscaling.ts";
+import { newId } from "../domain/ids.ts";
+import { DEVELOPMENT_DEPLOYMENT_NAME, nameProblem } from "../domain/names.ts";
+import { ACTIVATABLE_STATUSES, type DeploymentStatus } from "../domain/status.ts";
+import { announce } from "../events/bus.ts";
+import { appendEvent } from "../events/log.ts";
+import type { Deployment } from "../generated/prisma/client.ts";
+import { InvalidArchiveError, type StoredArtifact } from "./artifacts.ts";
+import type { ServiceContext } from "./context.ts";
+import { isUniqueViolation, notFound, UserError } from "./errors.ts";
+import { checkModelName, insertModel } from "./models.ts";
+
+export interface PushInput {
+  modelName: string;
+  source: ReadableStream<Uint8Array>;
+  development: boolean;
+  deploymentName: string | null;
+}
+
+/** Stores the upload; a bad archive is the user's error, reported on `source`. */
+async function storeSource(ctx: ServiceContext, source: ReadableStream<Uint8Array>): Promise<StoredArtifact> {
+  try {
+    return await ctx.artifacts.put(source);
+  } catch (error) {
+    if (error instanceof InvalidArchiveError) throw new UserError("INVALID_INPUT", error.message, "source");
+    throw error;
+  }
+}
+
+/** Locks a live deployment row for the rest of the transaction, or refuses with NOT_FOUND. */
+async function lockDeployment(tx: Tx, id: string): Promise<Deployment> {
+  const rows = await tx.$queryRaw<{ id: string }[]>`
+    SELECT id FROM "Deployment" WHERE id = ${id} AND "deletedAt" IS NULL FOR UPDATE`;
+  if (rows.length === 0) throw notFound("deployment", id);
+  return tx.deployment.findUniqueOrThrow({ where: { id } });
+}
+
+/** Moves a deployment to a new status and records the event, in the caller's transaction. */
+export async function setStatus(
+  tx: Tx,
+  deployment: Pick<Deployment, "id" | "modelId" | "status">,
+  to: DeploymentStatus,
+  reason?: string,
+): Promise<void> {
+  await tx.deployment.update({ where: { id: deployment.id }, data: { status: to } });
+  await appendEvent(tx, {
+    modelId: deployment.modelId,
+    type: "DEPLOYMENT_STATUS_CHANGED",
+    deploymentId: deployment.id,
+    deploymentStatus: to,
+    message: `${deployment.status} -> ${to}${reason ? `: ${reason}` : ""}`,
+  });
+}
+
+/**
+ * Status change requested by a controller: applied only if the deployment is
+ * still live and in one of `from`, so a stale decision never overrides a newer
+ * one. Returns whether it applied.
+ */
+export async function transition(
+  ctx: ServiceContext,
+  id: string,
+  from: readonly DeploymentStatus[],
+  to: DeploymentStatus,
+  reason?: string,
+): Promise<boolean> {
+  return ctx.db.prisma.$transaction(async (tx) => {
+    const rows = await tx.$queryRaw<{ id: string; modelId: string; status: DeploymentStatus }[]>`
+      SELECT id, "modelId", status::text AS status FROM "Deployment"
+      WHERE id = ${id} AND "deletedAt" IS NULL FOR UPDATE`;
+    const row = rows[0];
+    if (!row || !from.includes(row.status) || row.status === to) return false;
+    await setStatus(tx, row, to, reason);
+    return true;
+  });
+}
+
+async function nextDeploymentName(tx: Tx, modelId: string): Promise<string> {
+  const published = await tx.deployment.count({ where: { modelId, kind: "PUBLISHED" } });
+  for (let n = published + 1; ; n++) {
+    const name = `deployment-${n}`;
+    const taken = await tx.deployment.findFirst({ where: { modelId, liveName: name }, select: { id: true } });
+    if (!taken) return name;
+  }
+}
+
+export async function pushDeployment(ctx: ServiceContext, input: PushInput): Promise<Deployment> {
+  checkModelName(input.modelName, "modelName");
+  if (input.deploymentName !== null) {
+    const problem = nameProblem("deployment", input.deploymentName);
+    if (problem) throw new UserError("INVALID_INPUT", problem, "deploymentName");
+    if (!input.development && input.deploymentName === DEVELOPMENT_DEPLOYMENT_NAME) {
+      throw new UserError(
+        "RESERVED_NAME",
+        "'development' is reserved for the development deployment (push with development: true)",
+        "deploymentName",
+      );
+    }
+  }
+  if (
+    input.development &&
+    input.deploymentName !== null &&
+    input.deploymentName !== DEVELOPMENT_DEPLOYMENT_NAME
+  ) {
+    throw new UserError(
+      "INVALID_INPUT",
+      "the development deployment is always named 'development'",
+      "deploymentName",
+    );
+  }
+  const artifact = await storeSource(ctx, input.source);
+  // A concurrent push may create the same model first; the retry then finds it.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await ctx.db.prisma.$transaction((tx) => writePush(tx, input, artifact.hash));
+    } catch (error) {
+      if (isUniqueViolation(error) && attempt === 0) continue;
+      if (isUniqueViolation(error)) {
+        throw new UserError(
+          "NAME_TAKEN",
+          `a deployment named '${input.deploymentName}' exists in model '${input.modelName}'`,
+          "deploymentName",
+        );
+      }
+      throw error;
+    }
+  }
+}
+
+async function writePush(tx: Tx, input: PushInput, artifactHash: string): Promise<Deployment> {
+  const model =
+    (await tx.model.findUnique({ where: { liveName: input.modelName } })) ??
+    (await insertModel(tx, input.modelName));
+  if (input.development) {
+    const existing = await tx.deployment.findFirst({
+      where: { modelId: model.id, kind: "DEVELOPMENT", deletedAt: null },
+      select: { id: true },
+    });
+    if (existing) {
+      // Same ID, new code: the replica restarts on the new artifact.
+      const locked = await lockDeployment(tx, existing.id);
+      await tx.deployment.update({ where: { id: locked.id }, data: { artifactHash } });
+      await setStatus(tx, locked, "BUILDING", "new code pushed");
+      return tx.deployment.findUniqueOrThrow({ where: { id: locked.id } });
+    }
+  }
+  if (input.deploymentName !== null && !input.development) {
+    const taken = await tx.deployment.findFirst({
+      where: { modelId: model.id, liveName: input.deploymentName },
+      select: { id: true },
+    });
+    if (taken) {
+      throw new UserError(
+        "NAME_TAKEN",
+        `a deployment named '${input.deploymentName}' exists in model '${model.name}'`,
+        "deploymentName",
+      );
+    }
+  }
+  const name = input.development
+    ? DEVELOPMENT_DEPLOYMENT_NAME
+    : (input.deploymentName ?? (await nextDeploymentName(tx, model.id)));
+  const deployment = await tx.deployment.create({
+    data: {
+      id: newId("Deployment"),
+      modelId: model.id,
+      name,
+      liveName: name,
+      kind: input.development ? "DEVELOPMENT" : "PUBLISHED",
+      status: "BUILDING",
+      artifactHash,
+      environmentName: null,
+      autoscaling: { ...DEFAULT_AUTOSCALING },
+    },
+  });
+  await appendEvent(tx, {
+    modelId: model.id,
+    type: "DEPLOYMENT_CREATED",
+    deploymentId: deployment.id,
+    message: `deployment '${name}' created`,
+  });
+  return deployment;
+}
+
+export async function activateDeployment(ctx: ServiceContext, id: string): Promise<Deployment> {
+  return ctx.db.prisma.$transaction(async (tx) => {
+    const deployment = await lockDeployment(tx, id);
+    if (ACTIVATABLE_STATUSES.has(deployment.status)) {
+      // A failed build is retried from the start; anything else just starts again.
+      const to = deployment.status === "BUILD_FAILED" ? "BUILDING" : "DEPLOYING";
+      await setStatus(tx, deployment, to, "activated");
+    }
+    return tx.deployment.findUniqueOrThrow({ where: { id } });
+  });
+}
+
+export async function deactivateDeployment(ctx: ServiceContext, id: string): Promise<Deployment> {
+  return ctx.db.prisma.$transaction(async (tx) => {
+    const deployment = await lockDeployment(tx, id);
+    if (deployment.status !== "INACTIVE" && deployment.status !== "DEACTIVATING") {
+      await setStatus(tx, deployment, "DEACTIVATING", "deactivated");
+    }
+    return tx.deployment.findUniqueOrThrow({ where: { id } });
+  });
+}
+
+export async function deleteDeployment(ctx: ServiceContext, id: string): Promise<Deployment> {
+  return ctx.db.prisma.$transaction(async (tx) => {
+    const deployment = await lockDeployment(tx, id);
+    const production = await tx.environment.findFirst({
+      where: { currentDeploymentId: id, isProduction: true, deletedAt: null },
+      select: { id: true },
+    });
+    if (production) {
+      throw new UserError(
+        "DEPLOYMENT_IN_USE",
+        `deployment '${deployment.name}' serves production; promote another deployment first`,
+        "id",
+      );
+    }
+    const deleted = await tx.deployment.update({
+      where: { id },
+      data: { status: "DELETED", deletedAt: new Date(), liveName: null },
+    });
+    await appendEvent(tx, {
+      modelId: deployment.modelId,
+      type: "DEPLOYMENT_DELETED",
+      deploymentStatus: "DELETED",
+      deploymentId: id,
+      message: `deployment '${deployment.name}' deleted (was ${deployment.status})`,
+    });
+    return deleted;
+  });
+}
+
+export async function updateAutoscalingSettings(
+  ctx: ServiceContext,
+  id: string,
+  patch: AutoscalingPatch,
+): Promise<Deployment> {
+  return ctx.db.prisma.$transaction(async (tx) => {
+    const deployment = await lockDeployment(tx, id);
+    const merged = mergeAutoscaling(parseAutoscaling(deployment.autoscaling), patch, {
+      development: deployment.kind === "DEVELOPMENT",
+    });
+    if ("problem" in merged)
+      throw new UserError("INVALID_INPUT", merged.problem.message, merged.problem.field);
+    const updated = await tx.deployment.update({
+      where: { id },
+      data: { autoscaling: { ...merged.settings } },
+    });
+    await appendEvent(tx, {
+      modelId: deployment.modelId,
+      type: "AUTOSCALING_UPDATED",
+      deploymentId: id,
+      message: `autoscaling of '${deployment.name}': ${JSON.stringify(merged.settings)}`,
+    });
+    return updated;
+  });
+}
+
+/** Announces a replica-count change (not an event, but deploymentStatus subscribers want it). */
+export async function announceReplicas(
+  tx: Tx,
+  deployment: Pick<Deployment, "id" | "modelId">,
+): Promise<void> {
+  await announce(tx, { kind: "deployment", modelId: deployment.modelId, deploymentId: deployment.id });
+}

@@ -1,0 +1,86 @@
+import type { Tx } from "../db/client.ts";
+import { DEFAULT_AUTOSCALING } from "../domain/autoscaling.ts";
+import { newId } from "../domain/ids.ts";
+import { nameProblem, PRODUCTION_ENVIRONMENT_NAME } from "../domain/names.ts";
+import { appendEvent } from "../events/log.ts";
+import type { Model } from "../generated/prisma/client.ts";
+import type { ServiceContext } from "./context.ts";
+import { isUniqueViolation, notFound, UserError } from "./errors.ts";
+
+export function checkModelName(name: string, field = "name"): void {
+  const problem = nameProblem("model", name);
+  if (problem) throw new UserError("INVALID_INPUT", problem, field);
+}
+
+/** Creates a model and its production environment, which exists from the start. */
+export async function insertModel(tx: Tx, name: string): Promise<Model> {
+  const model = await tx.model.create({ data: { id: newId("Model"), name, liveName: name } });
+  await appendEvent(tx, { modelId: model.id, type: "MODEL_CREATED", message: `model '${name}' created` });
+  const production = await tx.environment.create({
+    data: {
+      id: newId("Environment"),
+      modelId: model.id,
+      name: PRODUCTION_ENVIRONMENT_NAME,
+      liveName: PRODUCTION_ENVIRONMENT_NAME,
+      isProduction: true,
+      autoscaling: { ...DEFAULT_AUTOSCALING },
+    },
+  });
+  await appendEvent(tx, {
+    modelId: model.id,
+    type: "ENVIRONMENT_CREATED",
+    environmentId: production.id,
+    message: "environment 'production' created",
+  });
+  return model;
+}
+
+export async function createModel(ctx: ServiceContext, name: string): Promise<Model> {
+  checkModelName(name);
+  try {
+    return await ctx.db.prisma.$transaction((tx) => insertModel(tx, name));
+  } catch (error) {
+    if (isUniqueViolation(error)) throw new UserError("NAME_TAKEN", `a model named '${name}' exists`, "name");
+    throw error;
+  }
+}
+
+/** Deletes the model with all its deployments and environments (soft: records stay readable by ID). */
+export async function deleteModel(ctx: ServiceContext, id: string): Promise<Model> {
+  return ctx.db.prisma.$transaction(async (tx) => {
+    const [locked] = await tx.$queryRaw<{ id: string }[]>`
+      SELECT id FROM "Model" WHERE id = ${id} AND "deletedAt" IS NULL FOR UPDATE`;
+    if (!locked) throw notFound("model", id);
+    const now = new Date();
+    const deployments = await tx.deployment.findMany({ where: { modelId: id, deletedAt: null } });
+    for (const deployment of deployments) {
+      await tx.deployment.update({
+        where: { id: deployment.id },
+        data: { status: "DELETED", deletedAt: now, liveName: null },
+      });
+      await appendEvent(tx, {
+        modelId: id,
+        type: "DEPLOYMENT_DELETED",
+        deploymentStatus: "DELETED",
+        deploymentId: deployment.id,
+        message: `deployment '${deployment.name}' deleted with its model`,
+      });
+    }
+    const environments = await tx.environment.findMany({ where: { modelId: id, deletedAt: null } });
+    for (const environment of environments) {
+      await tx.environment.update({
+        where: { id: environment.id },
+        data: { deletedAt: now, liveName: null },
+      });
+      await appendEvent(tx, {
+        modelId: id,
+        type: "ENVIRONMENT_DELETED",
+        environmentId: environment.id,
+        message: `environment '${environment.name}' deleted with its model`,
+      });
+    }
+    const model = await tx.model.update({ where: { id }, data: { deletedAt: now, liveName: null } });
+    await appendEvent(tx, { modelId: id, type: "MODEL_DELETED", message: `model '${model.name}' deleted` });
+    return model;
+  });
+}
