@@ -177,19 +177,57 @@ export class DeploymentController implements RuntimeObserver {
     return result.spec;
   }
 
-  /** Kills replica processes left by a Hangar process that died without stopping them. */
+  /**
+   * Whether the Hangar process that wrote `owner` is gone. The embedded
+   * database admits one process per data dir, so there every other owner is
+   * dead; on PostgreSQL, only an owner on this host whose PID is gone is known
+   * dead, and any other waits for its lease to lapse.
+   */
+  private ownerIsDead(owner: string): boolean {
+    if (owner === this.owner) return false;
+    if (this.ctx.db.kind === "pglite") return true;
+    const [host, pid] = owner.split(":");
+    if (host !== hostname()) return false;
+    try {
+      process.kill(Number(pid), 0);
+      return false;
+    } catch {
+      return true;
+    }
+  }
+
+  /**
+   * Cleans up after Hangar processes that died without stopping (SIGKILL, a
+   * crash): frees their leases at once and kills the replica processes they
+   * left, so deployments come back without waiting for leases to lapse.
+   */
   private async reapOrphans(): Promise<void> {
     const { prisma } = this.ctx.db;
     const now = new Date();
+    const leased = await prisma.deployment.findMany({
+      where: { leaseOwner: { not: null } },
+      distinct: ["leaseOwner"],
+      select: { leaseOwner: true },
+    });
+    for (const { leaseOwner } of leased) {
+      if (leaseOwner && this.ownerIsDead(leaseOwner)) {
+        await prisma.deployment.updateMany({
+          where: { leaseOwner },
+          data: { leaseOwner: null, leaseExpiresAt: null },
+        });
+      }
+    }
     const stale = await prisma.replica.findMany({
       where: { state: { in: ["STARTING", "READY", "STOPPING"] }, owner: { not: this.owner } },
     });
     for (const replica of stale) {
-      const holder = await prisma.deployment.findFirst({
-        where: { leaseOwner: replica.owner, leaseExpiresAt: { gt: now } },
-        select: { id: true },
-      });
-      if (holder) continue; // its process is alive and still runs it
+      if (!this.ownerIsDead(replica.owner)) {
+        const holder = await prisma.deployment.findFirst({
+          where: { leaseOwner: replica.owner, leaseExpiresAt: { gt: now } },
+          select: { id: true },
+        });
+        if (holder) continue; // its process may be alive and still runs it
+      }
       if (replica.pid && (await isOurReplica(replica.pid, replica.id))) {
         try {
           process.kill(-replica.pid, "SIGKILL");

@@ -36,7 +36,11 @@ describe("auth", () => {
         body: JSON.stringify({ query: "{ models { edges { cursor } } }" }),
       });
       expect(graphql.status).toBe(401);
-      const gateway = await fetch(`${hangar.url}/models/mdl_x/predict`, { method: "POST", headers, body: "{}" });
+      const gateway = await fetch(`${hangar.url}/models/mdl_x/predict`, {
+        method: "POST",
+        headers,
+        body: "{}",
+      });
       expect(gateway.status).toBe(401);
       expect(await gateway.json()).toMatchObject({ error_code: "unauthorized" });
     }
@@ -81,7 +85,11 @@ describe("models", () => {
   it("refuses invalid and duplicate names with INVALID_INPUT and NAME_TAKEN", async () => {
     for (const name of ["Iris", "-iris", "", "a".repeat(64), "iris space", "iris/x"]) {
       const data = await gql(hangar, CREATE, { name });
-      expect(data.createModel).toMatchObject({ __typename: "UserError", code: "INVALID_INPUT", field: "name" });
+      expect(data.createModel).toMatchObject({
+        __typename: "UserError",
+        code: "INVALID_INPUT",
+        field: "name",
+      });
     }
     await gql(hangar, CREATE, { name: "dup" });
     const again = await gql(hangar, CREATE, { name: "dup" });
@@ -133,7 +141,10 @@ describe("models", () => {
   });
 
   it("clamps first above the maximum instead of refusing it", async () => {
-    const data = await gql(hangar, `{ models(first: 100000) { edges { node { id } } pageInfo { hasNextPage } } }`);
+    const data = await gql(
+      hangar,
+      `{ models(first: 100000) { edges { node { id } } pageInfo { hasNextPage } } }`,
+    );
     expect(data.models.pageInfo.hasNextPage).toBe(false);
   });
 });

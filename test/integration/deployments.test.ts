@@ -1,13 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  gql,
-  modelFolder,
-  predict,
-  pushFolder,
-  waitForStatus,
-} from "../support/client.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { gql, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
 
 const EXAMPLES = fileURLToPath(new URL("../../examples/", import.meta.url));
@@ -43,7 +37,11 @@ describe("pushing and calling models", () => {
     const statuses = data.model.events.edges
       .filter((e: { node: { type: string } }) => e.node.type === "DEPLOYMENT_STATUS_CHANGED")
       .map((e: { node: { message: string } }) => e.node.message.split(":")[0]);
-    expect(statuses).toEqual(["BUILDING -> DEPLOYING", "DEPLOYING -> LOADING_MODEL", "LOADING_MODEL -> ACTIVE"]);
+    expect(statuses).toEqual([
+      "BUILDING -> DEPLOYING",
+      "DEPLOYING -> LOADING_MODEL",
+      "LOADING_MODEL -> ACTIVE",
+    ]);
   });
 
   it("runs a model served by its own command (python3)", async () => {

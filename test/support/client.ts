@@ -1,7 +1,7 @@
 import { mkdtemp, readdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { createClient, type Client } from "graphql-ws";
+import { type Client, createClient } from "graphql-ws";
 import * as tar from "tar";
 import WebSocket from "ws";
 import type { TestHangar } from "./hangar.ts";
@@ -15,7 +15,11 @@ export interface GqlResult<T = Record<string, unknown>> {
 // biome-ignore lint/suspicious/noExplicitAny: test responses are inspected loosely.
 type Json = any;
 
-export async function gql(hangar: TestHangar, query: string, variables: Record<string, unknown> = {}): Promise<Json> {
+export async function gql(
+  hangar: TestHangar,
+  query: string,
+  variables: Record<string, unknown> = {},
+): Promise<Json> {
   const response = await fetch(`${hangar.url}/graphql`, {
     method: "POST",
     headers: { "content-type": "application/json", authorization: `Bearer ${hangar.key}` },
@@ -72,7 +76,10 @@ export async function push(
   headers: Record<string, string> = { "graphql-require-preflight": "1" },
 ): Promise<{ status: number; body: GqlResult<Json> }> {
   const form = new FormData();
-  form.set("operations", JSON.stringify({ query: PUSH_MUTATION, variables: { input: { ...input, source: null } } }));
+  form.set(
+    "operations",
+    JSON.stringify({ query: PUSH_MUTATION, variables: { input: { ...input, source: null } } }),
+  );
   form.set("map", JSON.stringify({ "0": ["variables.input.source"] }));
   form.set("0", new Blob([new Uint8Array(archive)], { type: "application/gzip" }), "model.tar.gz");
   const response = await fetch(`${hangar.url}/graphql`, {
@@ -134,7 +141,11 @@ export async function predict(hangar: TestHangar, urlPath: string, body: unknown
   } catch {
     json = text;
   }
-  return { status: response.status, body: json, deploymentId: response.headers.get("x-hangar-deployment-id") };
+  return {
+    status: response.status,
+    body: json,
+    deploymentId: response.headers.get("x-hangar-deployment-id"),
+  };
 }
 
 export function wsClient(hangar: TestHangar, authorization = `Bearer ${hangar.key}`): Client {

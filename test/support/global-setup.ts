@@ -41,4 +41,3 @@ export async function teardown(): Promise<void> {
   await postgres?.stop();
   if (scratch) await rm(scratch, { recursive: true, force: true });
 }
-

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cp, mkdtemp, rm } from "node:fs/promises";
+import { cp, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,6 +33,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Reuse the data dir / database of an earlier server. */
   reuse?: { dataDir: string; databaseUrl: string | null; key: string };
+  /** Let the server generate its admin key (read back from the data dir) instead of setting one. */
+  generateKey?: boolean;
 }
 
 async function freshDatabase(): Promise<{ dataDir: string; databaseUrl: string | null }> {
@@ -53,7 +55,8 @@ async function freshDatabase(): Promise<{ dataDir: string; databaseUrl: string |
 
 export async function startHangar(options: StartOptions = {}): Promise<TestHangar> {
   const { dataDir, databaseUrl } = options.reuse ?? (await freshDatabase());
-  const key = options.reuse?.key ?? `hk_test_${randomBytes(8).toString("hex")}`;
+  const generated = options.generateKey === true;
+  let key = options.reuse?.key ?? `hk_test_${randomBytes(8).toString("hex")}`;
   const port = await freePort();
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "",
@@ -61,7 +64,7 @@ export async function startHangar(options: StartOptions = {}): Promise<TestHanga
     PORT: String(port),
     HOST: "127.0.0.1",
     HANGAR_DATA_DIR: dataDir,
-    HANGAR_ADMIN_KEY: key,
+    ...(generated ? {} : { HANGAR_ADMIN_KEY: key }),
     HANGAR_LOG_LEVEL: "warn",
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...options.env,
@@ -88,6 +91,7 @@ export async function startHangar(options: StartOptions = {}): Promise<TestHanga
     },
     { timeoutMs: 60_000, what: "Hangar to become healthy" },
   );
+  if (generated) key = (await readFile(path.join(dataDir, "admin-key"), "utf8")).trim();
   const hangar: TestHangar = {
     url,
     key,
@@ -103,7 +107,8 @@ export async function startHangar(options: StartOptions = {}): Promise<TestHanga
       if (!dead) child.kill("SIGKILL");
       await exited;
     },
-    restart: () => startHangar({ env: options.env, reuse: { dataDir, databaseUrl, key } }),
+    restart: () =>
+      startHangar({ env: options.env, reuse: { dataDir, databaseUrl, key }, generateKey: generated }),
     dispose: async () => {
       await hangar.stop();
       await rm(dataDir, { recursive: true, force: true });

@@ -59,7 +59,11 @@ export async function startPostgres(): Promise<ThrowawayPostgres> {
   const dir = await mkdtemp(path.join(tmpdir(), "hangar-pg-"));
   if (user) await chown(dir, user.uid, user.gid);
   const data = path.join(dir, "data");
-  await run(path.join(bin, "initdb"), ["-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"], user);
+  await run(
+    path.join(bin, "initdb"),
+    ["-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"],
+    user,
+  );
   const port = await freePort();
   const options = [
     `-p ${port}`,
@@ -70,11 +74,17 @@ export async function startPostgres(): Promise<ThrowawayPostgres> {
     "-c full_page_writes=off",
     "-c max_connections=300",
   ].join(" ");
-  await run(path.join(bin, "pg_ctl"), ["-D", data, "-o", options, "-l", path.join(dir, "log"), "-w", "start"], user);
+  await run(
+    path.join(bin, "pg_ctl"),
+    ["-D", data, "-o", options, "-l", path.join(dir, "log"), "-w", "start"],
+    user,
+  );
   return {
     url: `postgresql://postgres@127.0.0.1:${port}/postgres`,
     stop: async () => {
-      await run(path.join(bin, "pg_ctl"), ["-D", data, "-m", "immediate", "-w", "stop"], user).catch(() => {});
+      await run(path.join(bin, "pg_ctl"), ["-D", data, "-m", "immediate", "-w", "stop"], user).catch(
+        () => {},
+      );
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -1,0 +1,81 @@
+import { stat } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
+import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { waitFor } from "../support/wait.ts";
+
+const PID_MODEL = `export default class M { predict() { return { pid: process.pid }; } }`;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const servers: TestHangar[] = [];
+
+afterEach(async () => {
+  for (const server of servers.splice(0)) await server.dispose();
+});
+
+describe("restarts", () => {
+  it("generates an admin key on first start, stores it owner-only, prints it once", async () => {
+    const first = await startHangar({ generateKey: true });
+    servers.push(first);
+    expect(first.key).toMatch(/^hk_/);
+    expect(first.output()).toContain(first.key);
+    const mode = (await stat(path.join(first.dataDir, "admin-key"))).mode & 0o777;
+    expect(mode).toBe(0o600);
+    expect(await first.stop()).toBe(0);
+    const second = await first.restart();
+    servers.push(second);
+    expect(second.key).toBe(first.key);
+    expect(second.output()).not.toContain(first.key);
+    expect(second.output()).toContain("stored in");
+    const models = await fetch(`${second.url}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${first.key}` },
+      body: JSON.stringify({ query: "{ models { edges { cursor } } }" }),
+    });
+    expect(models.status).toBe(200);
+  });
+
+  it("stops every replica on shutdown and brings deployments back on start", async () => {
+    const first = await startHangar();
+    servers.push(first);
+    const dep = await pushFolder(first, "survivor", await modelFolder({ "model.mjs": PID_MODEL }));
+    await waitForStatus(first, dep.id, "ACTIVE");
+    const urlPath = `/models/${dep.model.id}/deployments/${dep.id}/predict`;
+    const before = (await predict(first, urlPath, {})).body.pid as number;
+    expect(alive(before)).toBe(true);
+    expect(await first.stop()).toBe(0);
+    expect(alive(before)).toBe(false);
+    const second = await first.restart();
+    servers.push(second);
+    const answer = await predict(second, urlPath, {});
+    expect(answer.status).toBe(200);
+    expect(answer.body.pid).not.toBe(before);
+    await waitForStatus(second, dep.id, "ACTIVE");
+  });
+
+  it("reaps the replicas of a killed Hangar and serves again after start", async () => {
+    const first = await startHangar();
+    servers.push(first);
+    const dep = await pushFolder(first, "orphaned", await modelFolder({ "model.mjs": PID_MODEL }));
+    await waitForStatus(first, dep.id, "ACTIVE");
+    const urlPath = `/models/${dep.model.id}/deployments/${dep.id}/predict`;
+    const orphan = (await predict(first, urlPath, {})).body.pid as number;
+    await first.kill();
+    expect(alive(orphan)).toBe(true);
+    const second = await first.restart();
+    servers.push(second);
+    await waitFor(() => !alive(orphan), { what: "the orphaned replica to be stopped" });
+    const answer = await predict(second, urlPath, {});
+    expect(answer.status).toBe(200);
+    expect(answer.body.pid).not.toBe(orphan);
+  });
+});
