@@ -180,3 +180,16 @@ describe("model events", () => {
     await client.dispose();
   });
 });
+
+describe("query limits", () => {
+  it("refuses a query nested beyond the depth limit", async () => {
+    let selection = "id";
+    for (let i = 0; i < 8; i++) selection = `model { deployments { edges { node { ${selection} } } } }`;
+    const { body } = await gqlRaw(
+      hangar,
+      `{ models { edges { node { deployments { edges { node { ${selection} } } } } } } }`,
+    );
+    expect(body.data ?? null).toBeNull();
+    expect(JSON.stringify(body.errors)).toMatch(/depth|complexity/i);
+  });
+});

@@ -106,7 +106,7 @@ export async function pushFolder(
 ): Promise<Json> {
   const { body } = await push(hangar, { modelName, ...opts }, await pack(dir));
   const result = body.data?.pushDeployment;
-  if (!result || result.__typename !== "Deployment") throw new Error(`push failed: ${JSON.stringify(body)}`);
+  if (result?.__typename !== "Deployment") throw new Error(`push failed: ${JSON.stringify(body)}`);
   return result;
 }
 
