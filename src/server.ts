@@ -3,7 +3,7 @@ import type { Socket } from "node:net";
 import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { type ExecutionArgs, GraphQLError } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
-import { createYoga } from "graphql-yoga";
+import { createYoga, maskError } from "graphql-yoga";
 import { WebSocketServer } from "ws";
 import { bearerMatches, resolveAdminKey } from "./auth.ts";
 import type { Config } from "./config.ts";
@@ -129,6 +129,14 @@ export async function startServer(
           : JSON.stringify({ Authorization: "Bearer <your Hangar API key>" }),
       }),
       context: () => ({ services: ctx, prisma: db.prisma }),
+      maskedErrors: {
+        // Clients see "Unexpected error."; the operator's log gets the cause.
+        maskError: (error, message, isDev) => {
+          const cause = error instanceof GraphQLError ? (error.originalError ?? error) : error;
+          if (!(cause instanceof GraphQLError)) log.error({ err: cause }, "GraphQL resolver failed");
+          return maskError(error, message, isDev);
+        },
+      },
       logging: {
         debug: (...args) => log.debug(args),
         info: (...args) => log.info(args),

@@ -270,17 +270,28 @@ export class DeploymentController implements RuntimeObserver {
     );
   }
 
+  /** Updates a replica's row and tells deploymentStatus subscribers the replica count moved. */
+  private async recordReplica(
+    id: string,
+    data: { state: "READY" | "STOPPED"; readyAt?: Date; stoppedAt?: Date; exitReason?: string },
+  ): Promise<void> {
+    await this.ctx.db.prisma.$transaction(async (tx) => {
+      const row = await tx.replica.update({
+        where: { id },
+        data,
+        include: { deployment: { select: { id: true, modelId: true } } },
+      });
+      await announceReplicas(tx, row.deployment);
+    });
+  }
+
   replicaReady(replica: Replica): void {
     void this.serial.run(
       replica.deploymentId,
       async () => {
-        await this.ctx.db.prisma.$transaction(async (tx) => {
-          const row = await tx.replica.update({
-            where: { id: replica.id },
-            data: { state: "READY", readyAt: new Date(replica.readyAt ?? Date.now()) },
-            include: { deployment: { select: { id: true, modelId: true } } },
-          });
-          await announceReplicas(tx, row.deployment);
+        await this.recordReplica(replica.id, {
+          state: "READY",
+          readyAt: new Date(replica.readyAt ?? Date.now()),
         });
         await transition(this.ctx, replica.deploymentId, STARTING_FROM, "ACTIVE", "a replica is ready");
       },
@@ -292,14 +303,7 @@ export class DeploymentController implements RuntimeObserver {
     void this.serial.run(
       replica.deploymentId,
       async () => {
-        await this.ctx.db.prisma.$transaction(async (tx) => {
-          const row = await tx.replica.update({
-            where: { id: replica.id },
-            data: { state: "STOPPED", stoppedAt: new Date(), exitReason: reason },
-            include: { deployment: { select: { id: true, modelId: true } } },
-          });
-          await announceReplicas(tx, row.deployment);
-        });
+        await this.recordReplica(replica.id, { state: "STOPPED", stoppedAt: new Date(), exitReason: reason });
         if (!this.stopping && this.runtime.has(replica.deploymentId)) {
           if (this.runtime.ready(replica.deploymentId).length === 0) {
             await transition(

@@ -2,6 +2,7 @@ import { GraphQLError } from "graphql";
 import { parseAutoscaling } from "../domain/autoscaling.ts";
 import { isIdOf } from "../domain/ids.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
+import { DeploymentKind, DeploymentStatus } from "../generated/prisma/enums.ts";
 import {
   activateDeployment,
   deactivateDeployment,
@@ -15,28 +16,10 @@ import { builder, MAX_PAGE } from "./builder.ts";
 import { resultUnion, userErrors } from "./errors.ts";
 import { watch } from "./streams.ts";
 
-export const DeploymentKindEnum = builder.enumType("DeploymentKind", {
-  values: ["DEVELOPMENT", "PUBLISHED"] as const,
-});
+export const DeploymentKindEnum = builder.enumType(DeploymentKind, { name: "DeploymentKind" });
 
-export const DeploymentStatusEnum = builder.enumType("DeploymentStatus", {
-  values: [
-    "BUILDING",
-    "DEPLOYING",
-    "LOADING_MODEL",
-    "ACTIVE",
-    "UPDATING",
-    "SCALED_TO_ZERO",
-    "WAKING_UP",
-    "DEACTIVATING",
-    "INACTIVE",
-    "BUILD_FAILED",
-    "DEPLOY_FAILED",
-    "UNHEALTHY",
-    "FAILED",
-    "DELETED",
-  ] as const,
-});
+// The values come from the database enum, so the API and the table cannot drift apart.
+export const DeploymentStatusEnum = builder.enumType(DeploymentStatus, { name: "DeploymentStatus" });
 
 interface LogLineShape {
   at: Date;

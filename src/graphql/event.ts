@@ -2,26 +2,11 @@ import { GraphQLError } from "graphql";
 import { isIdOf } from "../domain/ids.ts";
 import { decodeEventCursor, encodeEventCursor } from "../events/log.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
+import { ModelEventType } from "../generated/prisma/enums.ts";
 import { builder, DEFAULT_PAGE, MAX_PAGE } from "./builder.ts";
 import { watch } from "./streams.ts";
 
-export const ModelEventTypeEnum = builder.enumType("ModelEventType", {
-  values: [
-    "MODEL_CREATED",
-    "MODEL_DELETED",
-    "DEPLOYMENT_CREATED",
-    "DEPLOYMENT_STATUS_CHANGED",
-    "DEPLOYMENT_DELETED",
-    "ENVIRONMENT_CREATED",
-    "ENVIRONMENT_UPDATED",
-    "ENVIRONMENT_DELETED",
-    "PROMOTION_STARTED",
-    "PROMOTION_STEP_CHANGED",
-    "CANARY_STAGE_CHANGED",
-    "PROMOTION_FINISHED",
-    "AUTOSCALING_UPDATED",
-  ] as const,
-});
+export const ModelEventTypeEnum = builder.enumType(ModelEventType, { name: "ModelEventType" });
 
 export const ModelEventRef = builder.prismaObject("ModelEvent", {
   fields: (t) => ({

@@ -201,13 +201,6 @@ describe("lifecycle", () => {
       `subscription($id: ID!) { deploymentStatus(deploymentId: $id) { id status activeReplicaCount } }`,
       { id: deployment.id },
     );
-    const logs = subscribe(
-      client,
-      `subscription($id: ID!) { deploymentLogs(deploymentId: $id) { stream line } }`,
-      {
-        id: deployment.id,
-      },
-    );
     await statuses.until((items) => items.some((i) => i.deploymentStatus.status === "ACTIVE"));
     const seen = statuses.items.map((i) => i.deploymentStatus.status);
     // The first item is the deployment as it was at subscription time; then every change in order.
@@ -215,8 +208,31 @@ describe("lifecycle", () => {
     const changes = seen.filter((status, i) => status !== seen[i - 1]);
     expect(changes).toEqual(order.slice(order.indexOf(changes[0])));
     await statuses.until((items) => items.some((i) => i.deploymentStatus.activeReplicaCount === 1));
-    await logs.until((items) => items.some((i) => i.deploymentLogs.line.includes("model loaded")));
     statuses.dispose();
+
+    // Log lines written after subscribing arrive in order, with their stream. The protocol has no
+    // "subscribed" acknowledgement, so write marker lines until one arrives, then the two to check.
+    const logs = subscribe(
+      client,
+      `subscription($id: ID!) { deploymentLogs(deploymentId: $id) { stream line } }`,
+      {
+        id: probe.id,
+      },
+    );
+    let marker = 0;
+    await waitFor(async () => {
+      await predict(hangar, deploymentPath(), { sleepMs: 1, tag: `marker-${marker++}` });
+      return logs.items.length > 0;
+    });
+    for (const tag of ["first-line", "second-line"]) {
+      expect((await predict(hangar, deploymentPath(), { sleepMs: 1, tag })).status).toBe(200);
+    }
+    await logs.until((items) => items.some((i) => i.deploymentLogs.line === "sleeping second-line"));
+    const checked = logs.items.map((i) => i.deploymentLogs).filter((l) => !l.line.includes("marker-"));
+    expect(checked).toEqual([
+      { stream: "stdout", line: "sleeping first-line" },
+      { stream: "stdout", line: "sleeping second-line" },
+    ]);
     logs.dispose();
     await client.dispose();
   });
