@@ -161,6 +161,56 @@ describe("lifecycle", () => {
     await waitForStatus(hangar, crashy.id, "ACTIVE");
   });
 
+  it("marks a deployment whose replica keeps crashing UNHEALTHY and stops restarting it", async () => {
+    const looping = await pushFolder(hangar, "crash-loop", await modelFolder({ "model.mjs": PROBE_MODEL }));
+    await waitForStatus(hangar, looping.id, "ACTIVE");
+    const urlPath = `/models/${looping.model.id}/deployments/${looping.id}/predict`;
+    for (let crash = 1; crash <= 3; crash++) {
+      expect((await predict(hangar, urlPath, { crash: true })).status).toBe(503);
+      if (crash < 3) {
+        await waitFor(async () => (await predict(hangar, urlPath, {})).status === 200, { what: "a restart" });
+      }
+    }
+    await waitForStatus(hangar, looping.id, "UNHEALTHY");
+    expect(await predict(hangar, urlPath, {})).toMatchObject({
+      status: 503,
+      body: { error_code: "model_unavailable" },
+    });
+  });
+
+  it("runs minReplica replicas and spreads requests across them", async () => {
+    const scaled = await pushFolder(hangar, "two-replicas", await modelFolder({ "model.mjs": PROBE_MODEL }));
+    await waitForStatus(hangar, scaled.id, "ACTIVE");
+    await gql(
+      hangar,
+      `mutation($id: ID!) { updateAutoscalingSettings(input: { deploymentId: $id, settings: { minReplica: 2, maxReplica: 2 } }) { __typename } }`,
+      { id: scaled.id },
+    );
+    await waitFor(
+      async () =>
+        (
+          await gql(hangar, `query($id: ID!) { deployment(id: $id) { activeReplicaCount } }`, {
+            id: scaled.id,
+          })
+        ).deployment.activeReplicaCount === 2,
+      { what: "two ready replicas" },
+    );
+    const urlPath = `/models/${scaled.model.id}/deployments/${scaled.id}/predict`;
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () => predict(hangar, urlPath, { sleepMs: 50 })),
+    );
+    expect(new Set(answers.map((a) => a.body.pid)).size).toBe(2);
+  });
+
+  it("answers 202 on wake for a running deployment", async () => {
+    const wake = await fetch(`${hangar.url}/models/${probe.model.id}/deployments/${probe.id}/wake`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${hangar.key}` },
+    });
+    expect(wake.status).toBe(202);
+    expect(wake.headers.get("x-hangar-deployment-id")).toBe(probe.id);
+  });
+
   it("deactivates after in-flight requests finish (404 deployment_inactive), and activates again", async () => {
     const inflight = predict(hangar, deploymentPath(), { sleepMs: 1500, tag: "before-deactivate" });
     // Deactivate only once the request is inside the model.
