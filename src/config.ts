@@ -16,6 +16,8 @@ export interface Config {
   /** How long a model may take to answer one request before the gateway answers 504. */
   predictTimeoutMs: number;
   logLevel: string;
+  /** How often the autoscaler evaluates every deployment. */
+  autoscalerIntervalMs: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -56,5 +58,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     readyTimeoutMs: overrides.readyTimeoutMs ?? integer(env, "HANGAR_READY_TIMEOUT", 300, 1) * 1000,
     predictTimeoutMs: overrides.predictTimeoutMs ?? integer(env, "HANGAR_PREDICT_TIMEOUT", 300, 1) * 1000,
     logLevel: overrides.logLevel ?? env.HANGAR_LOG_LEVEL ?? "info",
+    autoscalerIntervalMs:
+      overrides.autoscalerIntervalMs ?? integer(env, "HANGAR_AUTOSCALER_INTERVAL_MS", 500, 50),
   };
 }

@@ -7,11 +7,14 @@ import { createYoga, maskError } from "graphql-yoga";
 import { WebSocketServer } from "ws";
 import { bearerMatches, resolveAdminKey } from "./auth.ts";
 import type { Config } from "./config.ts";
+import { Autoscaler } from "./controllers/autoscaler.ts";
 import { DeploymentController } from "./controllers/deployments.ts";
 import { openDatabase } from "./db/client.ts";
+import { systemClock } from "./domain/clock.ts";
 import { ChangeBus } from "./events/bus.ts";
 import { Gateway } from "./gateway/gateway.ts";
 import { RouteTable } from "./gateway/routes.ts";
+import { TrafficMeter } from "./gateway/traffic.ts";
 import type { GraphQLContext } from "./graphql/builder.ts";
 import { schema } from "./graphql/schema.ts";
 import type { Logger } from "./logger.ts";
@@ -113,7 +116,16 @@ export async function startServer(
     const runtime = new ProcessRuntime(controller, runtimeOptions);
     const routes = new RouteTable(db);
     routes.start(bus);
-    const gateway = new Gateway(effective, routes, runtime);
+    const traffic = new TrafficMeter(systemClock);
+    const gateway = new Gateway(effective, routes, runtime, traffic, controller);
+    const autoscaler = new Autoscaler(
+      ctx,
+      controller,
+      runtime,
+      traffic,
+      systemClock,
+      config.autoscalerIntervalMs,
+    );
 
     const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, GraphQLContext>({
       schema,
@@ -223,6 +235,7 @@ export async function startServer(
     };
 
     await controller.start(runtime);
+    autoscaler.start();
     ready = true;
     log.info({ url: effective.publicUrl, database: db.kind }, "Hangar is ready");
 
@@ -235,6 +248,7 @@ export async function startServer(
         if (closing) return;
         closing = true;
         // Stop taking new work, let running requests finish, then stop replicas.
+        autoscaler.stop();
         await wsServer.dispose();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();

@@ -38,6 +38,8 @@ export class DeploymentController implements RuntimeObserver {
   readonly owner = `${hostname()}:${process.pid}:${Date.now().toString(36)}`;
   private readonly serial = new KeyedSerializer();
   private readonly specs = new Map<string, ReplicaSpec>();
+  /** Replica counts chosen by the autoscaler, per deployment run here. */
+  private readonly desired = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private stopping = false;
@@ -85,7 +87,10 @@ export class DeploymentController implements RuntimeObserver {
       });
       const rows = await prisma.deployment.findMany({
         where: {
-          OR: [{ status: { in: [...RUNNING_STATUSES] }, deletedAt: null }, { leaseOwner: this.owner }],
+          OR: [
+            { status: { in: [...RUNNING_STATUSES, "SCALED_TO_ZERO"] }, deletedAt: null },
+            { leaseOwner: this.owner },
+          ],
         },
         select: { id: true },
       });
@@ -107,6 +112,7 @@ export class DeploymentController implements RuntimeObserver {
     if (STOPPED_STATUSES.has(deployment.status) || deployment.deletedAt) {
       if (this.runtime.has(id)) await this.runtime.stop(id, `deployment is ${deployment.status}`);
       this.specs.delete(id);
+      this.desired.delete(id);
       if (deployment.status === "DEACTIVATING") {
         await transition(this.ctx, id, ["DEACTIVATING"], "INACTIVE", "replicas stopped");
       }
@@ -118,19 +124,51 @@ export class DeploymentController implements RuntimeObserver {
       }
       return;
     }
-    if (!RUNNING_STATUSES.has(deployment.status)) return;
+    const scaledToZero = deployment.status === "SCALED_TO_ZERO";
+    if (!RUNNING_STATUSES.has(deployment.status) && !scaledToZero) return;
     if (!(await this.claim(deployment))) return;
     let spec = this.specs.get(id);
     if (deployment.status === "BUILDING" || !spec || spec.artifactHash !== deployment.artifactHash) {
       spec = await this.build(deployment);
       if (!spec) return;
     }
-    if (!this.runtime.has(id) && (deployment.status === "ACTIVE" || deployment.status === "UPDATING")) {
-      // Nothing runs here yet (Hangar restarted, or the lease moved): say so.
-      await transition(this.ctx, id, ["ACTIVE", "UPDATING"], "DEPLOYING", "starting replicas");
+    if (!this.runtime.has(id)) {
+      // A fresh start (new, activated, woken, or Hangar restarted): the autoscaler starts over.
+      this.desired.delete(id);
+      if (deployment.status === "ACTIVE" || deployment.status === "UPDATING") {
+        await transition(this.ctx, id, ["ACTIVE", "UPDATING"], "DEPLOYING", "starting replicas");
+      }
     }
     const settings = parseAutoscaling(deployment.autoscaling);
-    this.runtime.ensure(spec, baselineReplicas(settings, deployment.kind === "DEVELOPMENT"));
+    const development = deployment.kind === "DEVELOPMENT";
+    let replicas = scaledToZero ? 0 : (this.desired.get(id) ?? baselineReplicas(settings, development));
+    if (!scaledToZero) {
+      // Settings may have changed since the autoscaler chose this count.
+      replicas = Math.min(Math.max(replicas, baselineReplicas(settings, development)), settings.maxReplica);
+    }
+    this.desired.set(id, replicas);
+    this.runtime.ensure(spec, replicas);
+  }
+
+  /** The autoscaler's decision: run `replicas` replicas (0: scale to zero). */
+  async scaleTo(id: string, replicas: number, reason: string): Promise<void> {
+    if (replicas === 0) {
+      // The status moves first: from then on a request wakes it rather than waiting for a replica.
+      if (!(await transition(this.ctx, id, ["ACTIVE"], "SCALED_TO_ZERO", reason))) return;
+      this.desired.set(id, 0);
+    } else {
+      this.desired.set(id, replicas);
+      this.log(id, null, "system", `scaling to ${replicas} replica${replicas === 1 ? "" : "s"}: ${reason}`);
+    }
+    await this.reconcile(id);
+  }
+
+  /** Starts a scaled-to-zero deployment (a request arrived, or /wake). Idempotent. */
+  async wake(id: string): Promise<void> {
+    if (await transition(this.ctx, id, ["SCALED_TO_ZERO"], "WAKING_UP", "woken by a request")) {
+      this.desired.delete(id);
+      await this.reconcile(id);
+    }
   }
 
   /** Takes or renews this process's lease on the deployment; false when another process holds it. */

@@ -4,6 +4,7 @@ import { STARTING_STATUSES } from "../domain/status.ts";
 import type { ProcessRuntime } from "../runtime/process-runtime.ts";
 import type { Replica } from "../runtime/replica.ts";
 import type { RouteTable } from "./routes.ts";
+import type { TrafficMeter } from "./traffic.ts";
 
 const DEPLOYMENT_HEADER = "x-hangar-deployment-id";
 
@@ -73,6 +74,11 @@ function sendError(res: ServerResponse, error: GatewayError, deploymentId?: stri
  * The inference gateway: resolves a path to a deployment, holds the request
  * while the deployment starts, picks a ready replica and forwards the body.
  */
+/** Starts a scaled-to-zero deployment; idempotent (the deployment controller). */
+export interface Waker {
+  wake(deploymentId: string): Promise<void>;
+}
+
 export class Gateway {
   private rotation = 0;
 
@@ -80,6 +86,8 @@ export class Gateway {
     private readonly config: Config,
     private readonly routes: RouteTable,
     private readonly runtime: ProcessRuntime,
+    private readonly traffic: TrafficMeter,
+    private readonly waker: Waker,
   ) {}
 
   async handle(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<void> {
@@ -92,17 +100,31 @@ export class Gateway {
     let deploymentId: string | undefined;
     try {
       deploymentId = await this.resolve(parsed);
-      if (parsed.action === "wake") {
-        req.resume();
+    } catch (error) {
+      if (error instanceof GatewayError) return sendError(res, error);
+      throw error;
+    }
+    if (parsed.action === "wake") {
+      req.resume();
+      try {
         await this.deploymentReady(deploymentId, false);
         return sendJson(res, 202, { status: "waking", deploymentId }, deploymentId);
+      } catch (error) {
+        if (error instanceof GatewayError) return sendError(res, error, deploymentId);
+        throw error;
       }
+    }
+    // Counted from here, held time included: demand the autoscaler must see.
+    this.traffic.started(deploymentId);
+    try {
       const body = await this.readBody(req);
       const replica = await this.pickReplica(deploymentId);
       await this.forward(replica, body, res, deploymentId);
     } catch (error) {
       if (error instanceof GatewayError) return sendError(res, error, deploymentId);
       throw error;
+    } finally {
+      this.traffic.finished(deploymentId);
     }
   }
 
@@ -208,7 +230,12 @@ export class Gateway {
       if (status === "INACTIVE" || status === "DEACTIVATING") {
         throw new GatewayError(404, "deployment_inactive", `deployment '${deploymentId}' is inactive`);
       }
-      const coming = STARTING_STATUSES.has(status) || status === "ACTIVE" || status === "UPDATING";
+      if (status === "SCALED_TO_ZERO") await this.waker.wake(deploymentId);
+      const coming =
+        STARTING_STATUSES.has(status) ||
+        status === "ACTIVE" ||
+        status === "UPDATING" ||
+        status === "SCALED_TO_ZERO";
       if (!coming) {
         throw new GatewayError(503, "model_unavailable", `deployment '${deploymentId}' is ${status}`);
       }

@@ -9,9 +9,26 @@
 // HTTP: GET /health -> 200 {"status":"ok"} (the server only listens once load() finished);
 // POST /predict with a JSON body -> 200 with the JSON of model.predict(input);
 // errors are {"error","error_code"}: 400 client_error, 500 application_error, 404 not_found,
-// 405 method_not_allowed.
+// 405 method_not_allowed, 413 payload_too_large.
+//
+// Live reload (the development deployment's patches, API.md section 6): POST /_hangar/reload with
+// {"dir": "<absolute path of the new model folder>", "config": <optional JSON>} imports the model from
+// that folder, constructs it with the same environment (and the given config, else the current one),
+// awaits load(), and only then swaps it in: a request uses the model that was current when it arrived,
+// so requests in flight finish on the old instance and every later one uses the new one. Same process.
+// -> 200 {"status":"reloaded","loadMs":N}; 422 load_failed when import, constructor or load() throws
+// (the old model keeps serving); 400 client_error for a bad body or a dir that is not an absolute path
+// of an existing directory. Reloads run one at a time, in the order they arrive. The server listens on
+// 127.0.0.1 only and the gateway forwards only to /predict, so only Hangar itself reaches this path.
+//
+// Node's ESM cache is keyed by URL: a new folder (uploads are stored by content hash, each in its own
+// folder) gives fresh modules for the model and everything it imports relatively. When a folder is
+// loaded again, its entry module gets a `?reload=N` query so that it is evaluated again; modules it
+// imports from that folder are then the cached ones (same folder, same content). Old modules stay in
+// the cache for the life of the process: a development replica restarts often enough for that.
 
-import { existsSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
+import { stat } from "node:fs/promises";
 import http from "node:http";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -42,6 +59,18 @@ const PREDICT_NEEDS_POST = fixedBody({
   error_code: "method_not_allowed",
 });
 const HEALTH_NEEDS_GET = fixedBody({ error: "use GET for /health", error_code: "method_not_allowed" });
+const RELOAD_NEEDS_POST = fixedBody({
+  error: "use POST for /_hangar/reload",
+  error_code: "method_not_allowed",
+});
+const RELOAD_PATH = "/_hangar/reload";
+/** A reload body is a path and a config: anything bigger is a mistake. */
+const MAX_RELOAD_BODY_BYTES = 1024 * 1024;
+const RELOAD_TOO_LARGE = fixedBody({
+  error: `reload body exceeds ${MAX_RELOAD_BODY_BYTES} bytes`,
+  error_code: "payload_too_large",
+});
+const RELOAD_BODY_SHAPE = 'expected a JSON object {"dir": "<absolute path>", "config": <optional JSON>}';
 
 /** Set once the model is loaded and the server is listening. */
 let ready = false;
@@ -49,8 +78,19 @@ let ready = false;
 let stopping = false;
 /** @type {http.Server | undefined} */
 let server;
-/** @type {Model} */
+/** The model that new requests use; swapped by a reload once the next one has loaded. @type {Model} */
 let model;
+/** The folder `model` came from (absolute). */
+let modelDir = "";
+/** The config `model` was constructed with: a reload without `config` keeps it. @type {unknown} */
+let modelConfig = {};
+/** @type {string | null} */
+let environment = null;
+/** Entry module URLs imported so far: importing one again needs a query to be evaluated again. */
+const importedEntries = new Set();
+let reloadCount = 0;
+/** The tail of the reload queue: each reload starts when the previous one has answered. */
+let reloadQueue = Promise.resolve();
 
 /**
  * @param {unknown} err
@@ -131,8 +171,9 @@ function isThenable(value) {
 /**
  * @param {http.ServerResponse} res
  * @param {Buffer | undefined} body
+ * @param {Model} current the model that was current when the request arrived
  */
-function predict(res, body) {
+function predict(res, body, current) {
   let input;
   try {
     // An empty body is not JSON either.
@@ -143,7 +184,7 @@ function predict(res, body) {
   }
   let result;
   try {
-    result = model.predict(input);
+    result = current.predict(input);
   } catch (err) {
     sendApplicationError(res, err);
     return;
@@ -174,6 +215,9 @@ function onRequest(req, res) {
       send(res, 405, PREDICT_NEEDS_POST);
       return;
     }
+    // The model of the moment the request arrived: a reload that swaps while its body is still coming
+    // in does not move it to the new model halfway.
+    const current = model;
     // Most bodies arrive in one chunk: keep it as is and concatenate only when there are more.
     /** @type {Buffer | undefined} */
     let first;
@@ -184,7 +228,7 @@ function onRequest(req, res) {
       else if (chunks === undefined) chunks = [first, chunk];
       else chunks.push(chunk);
     });
-    req.on("end", () => predict(res, chunks === undefined ? first : Buffer.concat(chunks)));
+    req.on("end", () => predict(res, chunks === undefined ? first : Buffer.concat(chunks), current));
     // A client that goes away mid-body: nobody is left to answer, and it must not crash the replica.
     req.on("error", () => {});
     return;
@@ -200,7 +244,166 @@ function onRequest(req, res) {
     return;
   }
 
+  if (pathname === RELOAD_PATH) {
+    if (req.method !== "POST") {
+      res.setHeader("allow", "POST");
+      send(res, 405, RELOAD_NEEDS_POST);
+      return;
+    }
+    onReload(req, res);
+    return;
+  }
+
   send(res, 404, NOT_FOUND);
+}
+
+/**
+ * @param {http.ServerResponse} res
+ * @param {number} status
+ * @param {string} message
+ * @param {string} code
+ */
+function sendError(res, status, message, code) {
+  send(res, status, JSON.stringify({ error: message, error_code: code }));
+}
+
+/**
+ * Reads and checks a reload request, then queues the reload behind any that is running.
+ * @param {http.IncomingMessage} req
+ * @param {http.ServerResponse} res
+ */
+function onReload(req, res) {
+  /** @type {Buffer[]} */
+  const chunks = [];
+  let size = 0;
+  let tooLarge = false;
+  req.on("data", (/** @type {Buffer} */ chunk) => {
+    size += chunk.length;
+    if (size > MAX_RELOAD_BODY_BYTES) tooLarge = true;
+    else chunks.push(chunk);
+  });
+  req.on("error", () => {});
+  req.on("end", async () => {
+    if (tooLarge) {
+      send(res, 413, RELOAD_TOO_LARGE);
+      return;
+    }
+    /** @type {unknown} */
+    let body;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    } catch {
+      send(res, 400, NOT_JSON);
+      return;
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      sendError(res, 400, RELOAD_BODY_SHAPE, "client_error");
+      return;
+    }
+    const { dir } = /** @type {{ dir?: unknown }} */ (body);
+    if (typeof dir !== "string" || !path.isAbsolute(dir)) {
+      sendError(res, 400, `dir must be an absolute path; ${RELOAD_BODY_SHAPE}`, "client_error");
+      return;
+    }
+    let isDirectory = false;
+    try {
+      isDirectory = (await stat(dir)).isDirectory();
+    } catch {}
+    if (!isDirectory) {
+      sendError(res, 400, `dir is not an existing directory: ${dir}`, "client_error");
+      return;
+    }
+    const hasConfig = Object.hasOwn(body, "config");
+    const config = hasConfig ? /** @type {{ config: unknown }} */ (body).config : undefined;
+    const turn = reloadQueue.then(() => reload(path.resolve(dir), hasConfig, config));
+    // The queue goes on whatever this reload does (reload itself never throws).
+    reloadQueue = turn.then(
+      () => {},
+      () => {},
+    );
+    const outcome = await turn;
+    send(res, outcome.status, JSON.stringify(outcome.body));
+  });
+}
+
+/**
+ * @param {string} file
+ * @returns {string}
+ */
+function realpathOrSelf(file) {
+  try {
+    return realpathSync(file);
+  } catch {
+    return file;
+  }
+}
+
+/**
+ * Loads the model of `dir` next to the current one and swaps it in once its load() has finished.
+ * @param {string} dir absolute
+ * @param {boolean} hasConfig
+ * @param {unknown} config
+ * @returns {Promise<{ status: number, body: unknown }>}
+ */
+async function reload(dir, hasConfig, config) {
+  const started = performance.now();
+  const nextConfig = hasConfig ? config : modelConfig;
+  // The runtime starts a replica in its model folder; a model that reads files relative to the working
+  // directory must find its new folder's, in load() already. Put back if the reload fails.
+  const previousCwd = process.cwd();
+  const followCwd = realpathOrSelf(previousCwd) === realpathOrSelf(modelDir);
+  const previousDirSetting = process.env.HANGAR_MODEL_DIR;
+  try {
+    if (followCwd) process.chdir(dir);
+    process.env.HANGAR_MODEL_DIR = dir;
+    const next = await loadModel(dir, nextConfig);
+    // The swap: from here on every request that arrives gets `next`.
+    model = next;
+    modelDir = dir;
+    modelConfig = nextConfig;
+    const loadMs = Math.round(performance.now() - started);
+    process.stdout.write(`model reloaded in ${loadMs} ms\n`);
+    return { status: 200, body: { status: "reloaded", loadMs } };
+  } catch (err) {
+    try {
+      if (followCwd) process.chdir(previousCwd);
+    } catch {}
+    if (previousDirSetting === undefined) delete process.env.HANGAR_MODEL_DIR;
+    else process.env.HANGAR_MODEL_DIR = previousDirSetting;
+    process.stderr.write(`reload failed: ${messageOf(err)}\n`);
+    if (err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    return { status: 422, body: { error: messageOf(err), error_code: "load_failed" } };
+  }
+}
+
+/**
+ * Imports model.mjs / model.js from `dir`, constructs the model and awaits its load(). Throws what
+ * went wrong; the caller decides whether that ends the process (start-up) or not (reload).
+ * @param {string} dir absolute
+ * @param {unknown} config
+ * @returns {Promise<Model>}
+ */
+async function loadModel(dir, config) {
+  const file = ["model.mjs", "model.js"].map((name) => path.join(dir, name)).find((f) => existsSync(f));
+  if (file === undefined) throw new Error(`no model.mjs or model.js in ${dir}`);
+  let href = pathToFileURL(file).href;
+  if (importedEntries.has(href)) href += `?reload=${++reloadCount}`;
+  else importedEntries.add(href);
+  /** @type {{ default?: unknown }} */
+  const mod = await import(href);
+  const Model = mod.default;
+  if (typeof Model !== "function") {
+    throw new Error(
+      `${path.basename(file)} must default-export a class (export default class Model { ... }), ` +
+        `got ${Model === null ? "null" : typeof Model}`,
+    );
+  }
+  const instance = new /** @type {ModelClass} */ (Model)({ environment, config });
+  if (typeof instance?.predict !== "function") {
+    throw new Error(`the model class in ${path.basename(file)} has no predict() method`);
+  }
+  if (typeof instance.load === "function") await instance.load();
+  return instance;
 }
 
 /** @param {NodeJS.Signals} signal */
@@ -243,7 +446,7 @@ async function main() {
   const dirSetting = process.env.HANGAR_MODEL_DIR;
   if (!dirSetting) failToLoad(new Error("HANGAR_MODEL_DIR is not set"));
   const dir = path.resolve(dirSetting);
-  const environment = process.env.HANGAR_ENVIRONMENT || null;
+  environment = process.env.HANGAR_ENVIRONMENT || null;
   /** @type {unknown} */
   let config = {};
   const configSetting = process.env.HANGAR_MODEL_CONFIG;
@@ -256,28 +459,13 @@ async function main() {
   }
 
   const started = performance.now();
-  const file = ["model.mjs", "model.js"].map((name) => path.join(dir, name)).find((f) => existsSync(f));
-  if (file === undefined) failToLoad(new Error(`no model.mjs or model.js in ${dir}`));
   try {
-    /** @type {{ default?: unknown }} */
-    const mod = await import(pathToFileURL(file).href);
-    const Model = mod.default;
-    if (typeof Model !== "function") {
-      failToLoad(
-        new Error(
-          `${path.basename(file)} must default-export a class (export default class Model { ... }), ` +
-            `got ${Model === null ? "null" : typeof Model}`,
-        ),
-      );
-    }
-    model = new /** @type {ModelClass} */ (Model)({ environment, config });
-    if (typeof model?.predict !== "function") {
-      failToLoad(new Error(`the model class in ${path.basename(file)} has no predict() method`));
-    }
-    if (typeof model.load === "function") await model.load();
+    model = await loadModel(dir, config);
   } catch (err) {
     failToLoad(err);
   }
+  modelDir = dir;
+  modelConfig = config;
   const loadedIn = Math.round(performance.now() - started);
 
   const httpServer = http.createServer({ noDelay: true }, onRequest);

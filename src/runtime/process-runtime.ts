@@ -51,6 +51,7 @@ interface DeploymentEntry {
   startFailures: number;
   crashes: number[];
   failed: boolean;
+  lastReadyAt: number;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -84,6 +85,25 @@ export class ProcessRuntime {
     return this.deployments.has(deploymentId);
   }
 
+  /** Deployments with replicas managed here. */
+  deploymentIds(): string[] {
+    return [...this.deployments.keys()];
+  }
+
+  /** Replicas running or starting (not those being removed). */
+  count(deploymentId: string): number {
+    let n = 0;
+    for (const replica of this.deployments.get(deploymentId)?.replicas ?? []) {
+      if (replica.state === "starting" || replica.state === "ready") n++;
+    }
+    return n;
+  }
+
+  /** When a replica of the deployment last became ready (ms), 0 when none has. */
+  lastReadyAt(deploymentId: string): number {
+    return this.deployments.get(deploymentId)?.lastReadyAt ?? 0;
+  }
+
   /** Resolves on the next replica change of the deployment (or after `ms`). */
   nextChange(deploymentId: string, ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -107,7 +127,15 @@ export class ProcessRuntime {
       entry.crashes = [];
     }
     if (!entry) {
-      entry = { spec, desired, replicas: new Set(), startFailures: 0, crashes: [], failed: false };
+      entry = {
+        spec,
+        desired,
+        replicas: new Set(),
+        startFailures: 0,
+        crashes: [],
+        failed: false,
+        lastReadyAt: 0,
+      };
       this.deployments.set(spec.deploymentId, entry);
     }
     entry.spec = spec;
@@ -231,6 +259,7 @@ export class ProcessRuntime {
         if (response.statusCode === 200 && replica.state === "starting") {
           replica.state = "ready";
           replica.readyAt = Date.now();
+          entry.lastReadyAt = replica.readyAt;
           entry.startFailures = 0;
           this.observer.replicaReady(replica);
           this.observer.log(replica.deploymentId, replica.id, "system", "replica ready");
