@@ -311,7 +311,7 @@ export class DeploymentController implements RuntimeObserver {
   /** Updates a replica's row and tells deploymentStatus subscribers the replica count moved. */
   private async recordReplica(
     id: string,
-    data: { state: "READY" | "STOPPED"; readyAt?: Date; stoppedAt?: Date; exitReason?: string },
+    data: { state: "READY" | "STOPPING" | "STOPPED"; readyAt?: Date; stoppedAt?: Date; exitReason?: string },
   ): Promise<void> {
     await this.ctx.db.prisma.$transaction(async (tx) => {
       const row = await tx.replica.update({
@@ -333,6 +333,14 @@ export class DeploymentController implements RuntimeObserver {
         });
         await transition(this.ctx, replica.deploymentId, STARTING_FROM, "ACTIVE", "a replica is ready");
       },
+      this.onError,
+    );
+  }
+
+  replicaDraining(replica: Replica): void {
+    void this.serial.run(
+      replica.deploymentId,
+      () => this.recordReplica(replica.id, { state: "STOPPING" }),
       this.onError,
     );
   }

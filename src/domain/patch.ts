@@ -13,9 +13,10 @@
  * A pure decision: it reads the two folders and nothing else.
  */
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, readFile as readFileWithCallback } from "node:fs";
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
 import path from "node:path";
+import { promisify } from "node:util";
 
 export type PatchKind = "identical" | "code" | "full";
 
@@ -48,7 +49,7 @@ const MANIFEST = "hangar.json";
 /** hangar.json keys whose change needs a full deploy; the others (name, config, ...) are code. */
 const FULL_DEPLOY_KEYS = ["server", "env"] as const;
 /** Files read or hashed at once: enough to overlap I/O, few enough to stay far from fd limits. */
-const CONCURRENCY = 8;
+const CONCURRENCY = 16;
 const MAX_LISTED_CHANGES = 20;
 
 type Entry =
@@ -73,7 +74,7 @@ export async function planPatch(oldDir: string, newDir: string): Promise<PatchPl
   if (oldRoot === newRoot) return { kind: "identical", reasons: [] };
 
   const changes = new Map<string, Change>();
-  const sameSizeFiles: string[] = [];
+  const sameSizeFiles: [rel: string, size: number][] = [];
   for (const [rel, before] of oldTree) {
     const after = newTree.get(rel);
     if (after === undefined) changes.set(rel, "removed");
@@ -82,7 +83,7 @@ export async function planPatch(oldDir: string, newDir: string): Promise<PatchPl
       if (before.target !== after.target) changes.set(rel, "changed");
     } else if (before.type === "file" && after.type === "file") {
       if (before.size !== after.size) changes.set(rel, "changed");
-      else sameSizeFiles.push(rel);
+      else sameSizeFiles.push([rel, before.size]);
     } else if (before.type === "other") {
       // Sockets, FIFOs, devices: nothing to compare them by, so never the same.
       changes.set(rel, "changed");
@@ -90,10 +91,10 @@ export async function planPatch(oldDir: string, newDir: string): Promise<PatchPl
   }
   for (const rel of newTree.keys()) if (!oldTree.has(rel)) changes.set(rel, "added");
   await Promise.all(
-    sameSizeFiles.map(async (rel) => {
+    sameSizeFiles.map(async ([rel, size]) => {
       const [a, b] = await Promise.all([
-        limit(() => hashFile(path.join(oldRoot, rel))),
-        limit(() => hashFile(path.join(newRoot, rel))),
+        limit(() => hashFile(path.join(oldRoot, rel), size)),
+        limit(() => hashFile(path.join(newRoot, rel), size)),
       ]);
       if (a !== b) changes.set(rel, "changed");
     }),
@@ -255,7 +256,19 @@ async function listTree(root: string, limit: Limiter): Promise<Map<string, Entry
   return tree;
 }
 
-function hashFile(file: string): Promise<string> {
+/** Files up to this size are read in one call; bigger ones (weights) are streamed through the hash. */
+const READ_WHOLE_MAX_BYTES = 1024 * 1024;
+/**
+ * The callback readFile reads a small file in one go; fs/promises' readFile reads in chunks and is
+ * about three times slower per file on Node 20, which shows with thousands of small files.
+ */
+const readWholeFile = promisify(readFileWithCallback);
+
+async function hashFile(file: string, size: number): Promise<string> {
+  if (size <= READ_WHOLE_MAX_BYTES)
+    return createHash("sha256")
+      .update(await readWholeFile(file))
+      .digest("hex");
   return new Promise((resolve, reject) => {
     const hash = createHash("sha256");
     createReadStream(file)

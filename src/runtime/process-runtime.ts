@@ -13,6 +13,8 @@ const MODEL_SERVER = fileURLToPath(new URL("./model-server.mjs", import.meta.url
 export interface RuntimeObserver {
   replicaStarting(replica: Replica): void;
   replicaReady(replica: Replica): void;
+  /** The replica takes no new requests and is finishing its in-flight ones before it stops. */
+  replicaDraining(replica: Replica): void;
   replicaStopped(replica: Replica, reason: string): void;
   /** The runtime gave up on a deployment; its replicas are being stopped. */
   deploymentFailed(deploymentId: string, status: "DEPLOY_FAILED" | "UNHEALTHY", reason: string): void;
@@ -328,7 +330,9 @@ export class ProcessRuntime {
   private async stopReplica(entry: DeploymentEntry, replica: Replica, reason: string): Promise<void> {
     if (replica.state === "stopped") return;
     if (replica.state !== "draining") {
+      const wasReady = replica.state === "ready";
       replica.state = "draining";
+      if (wasReady) this.observer.replicaDraining(replica);
       this.changes.emit(entry.spec.deploymentId);
       const deadline = Date.now() + this.options.drainTimeoutMs;
       while (replica.inFlight > 0 && Date.now() < deadline) await sleep(10);
