@@ -1,6 +1,7 @@
 // The JavaScript model server (src/runtime/model-server.mjs) and the python-echo example, each run as a
 // real child process on a free port, the way the runtime runs a replica.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { realpathSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -92,7 +93,77 @@ const fixtures: Record<string, Record<string, string>> = {
     `,
   },
   empty: {},
+  // Live reload: the same model.mjs in two folders, whose relatively imported lib.mjs differs. The
+  // module-level counter tells whether model.mjs was evaluated again.
+  "reload-v1": {
+    "model.mjs": reloadableModel(),
+    "lib.mjs": `export const VERSION = "v1";`,
+  },
+  "reload-v2": {
+    "model.mjs": reloadableModel(),
+    "lib.mjs": `export const VERSION = "v2";`,
+  },
+  "reload-load-throws": {
+    "model.mjs": `
+      export default class Model {
+        async load() { throw new Error("v3 weights are missing"); }
+        predict() { return { version: "v3" }; }
+      }
+    `,
+  },
+  "reload-syntax-error": {
+    "model.mjs": `export default class Model { predict( { }`,
+  },
+  // Slow loads that log when they start and end, to see whether two reloads overlap.
+  "reload-slow-a": { "model.mjs": slowLoadingModel("a") },
+  "reload-slow-b": { "model.mjs": slowLoadingModel("b") },
 };
+
+function reloadableModel() {
+  return `
+    import { VERSION } from "./lib.mjs";
+    globalThis.__evaluations = (globalThis.__evaluations ?? 0) + 1;
+    const evaluation = globalThis.__evaluations;
+    export default class Model {
+      constructor({ environment, config }) {
+        this.environment = environment;
+        this.config = config;
+      }
+      async load() {
+        this.loaded = true;
+      }
+      async predict(input) {
+        if (input && input.sleepMs) {
+          console.log("predict started");
+          await new Promise((resolve) => setTimeout(resolve, input.sleepMs));
+        }
+        return {
+          version: VERSION,
+          evaluation,
+          loaded: this.loaded,
+          pid: process.pid,
+          environment: this.environment,
+          config: this.config,
+          cwd: process.cwd(),
+          dirSetting: process.env.HANGAR_MODEL_DIR,
+        };
+      }
+    }
+  `;
+}
+
+function slowLoadingModel(name: string) {
+  return `
+    export default class Model {
+      async load() {
+        console.log("load ${name} started");
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        console.log("load ${name} finished");
+      }
+      predict() { return { name: "${name}" }; }
+    }
+  `;
+}
 
 let fixturesRoot = "";
 const running = new Set<ChildProcess>();
@@ -169,14 +240,21 @@ async function spawnReplica(command: string, args: string[], cwd: string, env: N
   return replica;
 }
 
-function startModelServer(dir: string, options: { environment?: string; config?: string } = {}) {
+interface StartOptions {
+  environment?: string;
+  config?: string;
+  /** The replica's working directory; the repository by default (the runtime uses the model folder). */
+  cwd?: string;
+}
+
+function startModelServer(dir: string, options: StartOptions = {}) {
   const env: NodeJS.ProcessEnv = {
     HANGAR_MODEL_DIR: dir,
     HANGAR_ENVIRONMENT: options.environment ?? "",
   };
   if (options.config !== undefined) env.HANGAR_MODEL_CONFIG = options.config;
   else env.HANGAR_MODEL_CONFIG = "";
-  return spawnReplica(process.execPath, [modelServer], repoRoot, env);
+  return spawnReplica(process.execPath, [modelServer], options.cwd ?? repoRoot, env);
 }
 
 async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
@@ -205,7 +283,7 @@ async function waitForHealth(replica: Replica) {
   });
 }
 
-async function startHealthy(dir: string, options: { environment?: string; config?: string } = {}) {
+async function startHealthy(dir: string, options: StartOptions = {}) {
   const replica = await startModelServer(dir, options);
   await waitForHealth(replica);
   return replica;
@@ -365,6 +443,192 @@ describe("model server: predict errors", () => {
     // The stack is logged for the deployment's logs, the caller gets only the message.
     expect(replica.stderr()).toContain("predict failed: Error: async failure");
     expect((await fetch(replica.url("/health"))).status).toBe(200);
+  });
+});
+
+describe("model server: live reload", () => {
+  interface Prediction {
+    version: string;
+    evaluation: number;
+    loaded: boolean;
+    pid: number;
+    environment: string | null;
+    config: unknown;
+    cwd: string;
+    dirSetting: string;
+  }
+  const fixture = (name: string) => path.join(fixturesRoot, name);
+  const reload = (replica: Replica, body: unknown) =>
+    post(replica, typeof body === "string" ? body : JSON.stringify(body), "/_hangar/reload");
+  const predictNow = async (replica: Replica, input: unknown = {}) => {
+    const res = await post(replica, JSON.stringify(input));
+    expect(res.status).toBe(200);
+    return (await res.json()) as Prediction;
+  };
+  const expectReloaded = async (res: Response) => {
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/json");
+    const body = (await res.json()) as { status: string; loadMs: number };
+    expect(body).toEqual({ status: "reloaded", loadMs: expect.any(Number) });
+    expect(Number.isInteger(body.loadMs) && body.loadMs >= 0).toBe(true);
+  };
+
+  it("swaps in the new folder's code in the same process, keeping environment and config", async () => {
+    const replica = await startHealthy(fixture("reload-v1"), { environment: "staging", config: '{"a":1}' });
+    const before = await predictNow(replica);
+    expect(before).toMatchObject({ version: "v1", pid: replica.child.pid, loaded: true, config: { a: 1 } });
+
+    await expectReloaded(await reload(replica, { dir: fixture("reload-v2") }));
+    const after = await predictNow(replica);
+    expect(after).toMatchObject({
+      version: "v2",
+      pid: replica.child.pid,
+      loaded: true,
+      environment: "staging",
+      config: { a: 1 },
+      dirSetting: fixture("reload-v2"),
+    });
+    expect(after.evaluation).toBe(before.evaluation + 1);
+    expect(replica.stdout()).toMatch(/^model reloaded in \d+ ms$/m);
+
+    // A given config replaces the old one, null included.
+    await expectReloaded(await reload(replica, { dir: fixture("reload-v2"), config: { b: 2 } }));
+    expect((await predictNow(replica)).config).toEqual({ b: 2 });
+    await expectReloaded(await reload(replica, { dir: fixture("reload-v1"), config: null }));
+    expect(await predictNow(replica)).toMatchObject({ version: "v1", config: null });
+    expect(replica.child.exitCode).toBeNull();
+    expect((await fetch(replica.url("/health"))).status).toBe(200);
+  });
+
+  it("gives fresh modules for what model.mjs imports relatively, and evaluates a folder again", async () => {
+    // model.mjs is byte for byte the same in both folders: only its ./lib.mjs import differs.
+    const replica = await startHealthy(fixture("reload-v1"));
+    const first = await predictNow(replica);
+    await expectReloaded(await reload(replica, { dir: fixture("reload-v2") }));
+    expect((await predictNow(replica)).version).toBe("v2");
+
+    // The same folder again (here the start-up one): its entry module is evaluated once more.
+    await expectReloaded(await reload(replica, { dir: fixture("reload-v1") }));
+    const again = await predictNow(replica);
+    expect(again.version).toBe("v1");
+    expect(again.evaluation).toBe(first.evaluation + 2);
+    await expectReloaded(await reload(replica, { dir: fixture("reload-v1") }));
+    expect((await predictNow(replica)).evaluation).toBe(first.evaluation + 3);
+  });
+
+  it("keeps the old model serving and answers 422 load_failed when the new one fails", async () => {
+    const replica = await startHealthy(fixture("reload-v1"), { config: '{"a":1}' });
+    const cases: [string, string | RegExp][] = [
+      ["reload-load-throws", "v3 weights are missing"],
+      ["constructor-throws", "bad config"],
+      ["no-default-export", /^model\.mjs must default-export a class/],
+      ["empty", `no model.mjs or model.js in ${fixture("empty")}`],
+      ["reload-syntax-error", /./],
+    ];
+    for (const [name, message] of cases) {
+      const res = await reload(replica, { dir: fixture(name), config: { x: 1 } });
+      expect(res.status).toBe(422);
+      const body = (await res.json()) as { error: string; error_code: string };
+      expect(body.error_code).toBe("load_failed");
+      if (typeof message === "string") expect(body.error).toBe(message);
+      else expect(body.error).toMatch(message);
+      expect(await predictNow(replica)).toMatchObject({
+        version: "v1",
+        pid: replica.child.pid,
+        config: { a: 1 },
+        dirSetting: fixture("reload-v1"),
+      });
+    }
+    expect(replica.stderr()).toMatch(
+      /^reload failed: v3 weights are missing\nError: v3 weights are missing\n\s+at /m,
+    );
+    expect(replica.stdout()).not.toContain("model reloaded");
+    // A failed reload changes nothing: the next one works.
+    await expectReloaded(await reload(replica, { dir: fixture("reload-v2") }));
+    expect(await predictNow(replica)).toMatchObject({ version: "v2", config: { a: 1 } });
+  });
+
+  it("finishes a request in flight on the old model; later requests use the new one", async () => {
+    const replica = await startHealthy(fixture("reload-v1"));
+    let slowDone = false;
+    const slow = predictNow(replica, { sleepMs: 1500 }).then((body) => {
+      slowDone = true;
+      return body;
+    });
+    await waitFor("predict to start", () => replica.stdout().includes("predict started"));
+
+    await expectReloaded(await reload(replica, { dir: fixture("reload-v2") }));
+    expect(slowDone).toBe(false);
+    expect((await predictNow(replica)).version).toBe("v2");
+    expect((await slow).version).toBe("v1");
+    expect((await predictNow(replica)).version).toBe("v2");
+  });
+
+  it("runs concurrent reloads one after the other, the last one winning", async () => {
+    const replica = await startHealthy(fixture("reload-v1"));
+    const [a, b] = await Promise.all([
+      reload(replica, { dir: fixture("reload-slow-a") }),
+      reload(replica, { dir: fixture("reload-slow-b") }),
+    ]);
+    await expectReloaded(a);
+    await expectReloaded(b);
+    const order = replica
+      .stdout()
+      .split("\n")
+      .filter((line) => line.startsWith("load "));
+    expect(order).toHaveLength(4);
+    // Whichever arrived first, its load finished before the other's began.
+    expect(order[0]?.replace("started", "finished")).toBe(order[1]);
+    expect(order[2]?.replace("started", "finished")).toBe(order[3]);
+    const last = order[3]?.split(" ")[1];
+    expect(await (await post(replica, "{}")).json()).toEqual({ name: last });
+  });
+
+  it("moves the working directory along when the replica runs in its model folder", async () => {
+    const v1 = realpathSync(fixture("reload-v1"));
+    const v2 = realpathSync(fixture("reload-v2"));
+    const replica = await startHealthy(v1, { cwd: v1 });
+    expect((await predictNow(replica)).cwd).toBe(v1);
+    expect((await reload(replica, { dir: fixture("reload-load-throws") })).status).toBe(422);
+    expect((await predictNow(replica)).cwd).toBe(v1);
+    await expectReloaded(await reload(replica, { dir: v2 }));
+    expect((await predictNow(replica)).cwd).toBe(v2);
+  });
+
+  it("answers 400 client_error for a bad body or dir, 405 for other methods, and changes nothing", async () => {
+    const replica = await startHealthy(fixture("reload-v1"));
+    const bad: [string, RegExp][] = [
+      ["{nope", /^request body is not valid JSON$/],
+      ["", /^request body is not valid JSON$/],
+      ["[1]", /^expected a JSON object/],
+      ["{}", /^dir must be an absolute path/],
+      [JSON.stringify({ dir: 42 }), /^dir must be an absolute path/],
+      [JSON.stringify({ dir: "reload-v2" }), /^dir must be an absolute path/],
+      [JSON.stringify({ dir: fixture("does-not-exist") }), /^dir is not an existing directory: /],
+      [JSON.stringify({ dir: fixture("reload-v2/model.mjs") }), /^dir is not an existing directory: /],
+    ];
+    for (const [body, message] of bad) {
+      const res = await reload(replica, body);
+      expect(res.status).toBe(400);
+      const answerBody = (await res.json()) as { error: string; error_code: string };
+      expect(answerBody.error_code).toBe("client_error");
+      expect(answerBody.error).toMatch(message);
+    }
+    const big = await reload(
+      replica,
+      JSON.stringify({ dir: fixture("reload-v2"), pad: "x".repeat(1_100_000) }),
+    );
+    expect(big.status).toBe(413);
+    expect(((await big.json()) as { error_code: string }).error_code).toBe("payload_too_large");
+
+    const get = await fetch(replica.url("/_hangar/reload"));
+    expect(get.status).toBe(405);
+    expect(get.headers.get("allow")).toBe("POST");
+    expect(await get.json()).toEqual({
+      error: "use POST for /_hangar/reload",
+      error_code: "method_not_allowed",
+    });
+    expect((await predictNow(replica)).version).toBe("v1");
   });
 });
 
