@@ -2,7 +2,7 @@ import { GraphQLError } from "graphql";
 import { parseAutoscaling } from "../domain/autoscaling.ts";
 import { isIdOf } from "../domain/ids.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
-import { DeploymentKind, DeploymentStatus } from "../generated/prisma/enums.ts";
+import { DeploymentKind, DeploymentStatus, ReplicaState } from "../generated/prisma/enums.ts";
 import {
   activateDeployment,
   deactivateDeployment,
@@ -37,6 +37,21 @@ export const LogLineRef = builder.objectRef<LogLineShape>("LogLine").implement({
   }),
 });
 
+export const ReplicaStateEnum = builder.enumType(ReplicaState, { name: "ReplicaState" });
+
+export const ReplicaRef = builder.prismaObject("Replica", {
+  description: "One replica process of a deployment; stopped ones stay as the usage record",
+  fields: (t) => ({
+    id: t.exposeID("id"),
+    pid: t.exposeInt("pid", { nullable: true }),
+    state: t.field({ type: ReplicaStateEnum, resolve: (r) => r.state }),
+    startedAt: t.expose("startedAt", { type: "DateTime" }),
+    readyAt: t.expose("readyAt", { type: "DateTime", nullable: true }),
+    stoppedAt: t.expose("stoppedAt", { type: "DateTime", nullable: true }),
+    exitReason: t.exposeString("exitReason", { nullable: true }),
+  }),
+});
+
 export const DeploymentRef = builder.prismaNode("Deployment", {
   id: { field: "id" },
   fields: (t) => ({
@@ -64,6 +79,15 @@ export const DeploymentRef = builder.prismaNode("Deployment", {
     }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
     deletedAt: t.expose("deletedAt", { type: "DateTime", nullable: true }),
+    replicas: t.relation("replicas", {
+      description: "Replica processes, oldest first; with includeStopped, the stopped ones too",
+      args: { includeStopped: t.arg.boolean({ defaultValue: false }) },
+      query: (args) => ({
+        where: args.includeStopped ? {} : { state: { in: ["STARTING", "READY", "STOPPING"] } },
+        orderBy: { startedAt: "asc" },
+        take: 1000,
+      }),
+    }),
     logs: t.field({
       type: [LogLineRef],
       description: "Build and replica output, oldest first",

@@ -7,5 +7,6 @@ import "./event.ts";
 import "./model.ts";
 import "./environment.ts";
 import "./deployment.ts";
+import "./usage.ts";
 
 export const schema = builder.toSchema({ sortSchema: false });
