@@ -113,6 +113,7 @@ export async function startServer(
       log,
     };
     const controller = new DeploymentController(ctx);
+    ctx.reloader = controller;
     const runtime = new ProcessRuntime(controller, runtimeOptions);
     const routes = new RouteTable(db);
     routes.start(bus);

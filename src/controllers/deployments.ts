@@ -163,6 +163,53 @@ export class DeploymentController implements RuntimeObserver {
     await this.reconcile(id);
   }
 
+  /**
+   * Live reload of a development deployment run here: builds the spec of the
+   * new artifact, loads it into the running replica, then lets `commit` record
+   * it. With no replica running here (scaled to zero, or run by another
+   * process) it only commits: the new code takes effect at the next start.
+   */
+  async reloadCode(
+    deployment: Deployment,
+    artifactHash: string,
+    commit: (how: "in place" | "at next start") => Promise<void>,
+  ): Promise<{ applied: true } | { applied: false; error: string }> {
+    let outcome: Awaited<ReturnType<DeploymentController["reloadCode"]>> = { applied: true };
+    // Serialised with reconciles, and committed inside: a reconcile in between
+    // would otherwise see new code running and the old hash stored, and restart it.
+    await this.serial.run(
+      deployment.id,
+      async () => {
+        if (this.runtime.ready(deployment.id).length === 0) {
+          await commit("at next start");
+          return;
+        }
+        const dir = await modelRoot(this.ctx.artifacts.dir(artifactHash));
+        const built = await buildSpec({
+          deploymentId: deployment.id,
+          artifactHash,
+          dir,
+          environmentName: deployment.environmentName,
+        });
+        if ("error" in built) {
+          outcome = { applied: false, error: built.error };
+          return;
+        }
+        const result = await this.runtime.reload(built.spec);
+        if ("error" in result) {
+          outcome = { applied: false, error: result.error };
+          return;
+        }
+        this.specs.set(deployment.id, built.spec);
+        await commit(result.reloaded > 0 ? "in place" : "at next start");
+      },
+      (error) => {
+        outcome = { applied: false, error: (error as Error).message };
+      },
+    );
+    return outcome;
+  }
+
   /** Starts a scaled-to-zero deployment (a request arrived, or /wake). Idempotent. */
   async wake(id: string): Promise<void> {
     if (await transition(this.ctx, id, ["SCALED_TO_ZERO"], "WAKING_UP", "woken by a request")) {

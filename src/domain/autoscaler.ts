@@ -42,8 +42,10 @@ export function decideReplicas(input: ScalingInput): ScalingDecision {
   const delayMs = settings.scaleDownDelay * 1000;
   const quietSince = Math.max(input.lastActivityAt, input.lastReadyAt);
   const idle = settings.minReplica === 0 && input.inFlight === 0 && now - quietSince >= delayMs;
-  const floor = idle ? 0 : Math.max(1, settings.minReplica);
-  const recommended = Math.min(Math.max(raw, floor), settings.maxReplica);
+  // Idle wins over the window's memory of earlier traffic: nothing has happened for the whole delay.
+  const recommended = idle
+    ? 0
+    : Math.min(Math.max(raw, Math.max(1, settings.minReplica)), settings.maxReplica);
 
   if (recommended >= current) return { desired: recommended, lowSince: null, recommended };
 

@@ -11,6 +11,7 @@ import {
   updateAutoscalingSettings,
 } from "../services/deployments.ts";
 import { notFound } from "../services/errors.ts";
+import { type PatchResult, patchDevelopment } from "../services/patch.ts";
 import { AutoscalingSettingsInput, AutoscalingSettingsRef } from "./autoscaling.ts";
 import { builder, MAX_PAGE } from "./builder.ts";
 import { resultUnion, userErrors } from "./errors.ts";
@@ -271,3 +272,40 @@ builder.subscriptionFields((t) => ({
     resolve: (line) => line,
   }),
 }));
+
+const PatchDevelopmentInput = builder.inputType("PatchDevelopmentInput", {
+  fields: (t) => ({
+    modelId: t.id({ required: true }),
+    source: t.field({ type: "File", required: true }),
+  }),
+});
+
+const PatchDevelopmentRef = builder.objectRef<PatchResult>("PatchDevelopment").implement({
+  fields: (t) => ({
+    deployment: t.field({ type: DeploymentRef, resolve: (r) => r.deployment }),
+    applied: t.exposeBoolean("applied"),
+    needsFullDeploy: t.exposeBoolean("needsFullDeploy"),
+    error: t.exposeString("error", {
+      nullable: true,
+      description: "Why the new code failed to load (the old code keeps serving)",
+    }),
+  }),
+});
+
+const PatchDevelopmentResult = resultUnion("PatchDevelopmentResult", PatchDevelopmentRef);
+
+builder.mutationField("patchDevelopmentDeployment", (t) =>
+  t.field({
+    type: PatchDevelopmentResult,
+    description:
+      "Live reload: new code for the development deployment, loaded in place when only code changed",
+    args: { input: t.arg({ type: PatchDevelopmentInput, required: true }) },
+    resolve: (_root, { input }, ctx) =>
+      userErrors(async () => {
+        if (!isIdOf("Model", input.modelId)) throw notFound("model", input.modelId, "modelId");
+        const reloader = ctx.services.reloader;
+        if (!reloader) throw new Error("the deployment controller is not running");
+        return patchDevelopment(ctx.services, reloader, input.modelId, input.source.stream());
+      }),
+  }),
+);

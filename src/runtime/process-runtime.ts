@@ -156,6 +156,40 @@ export class ProcessRuntime {
     for (const replica of surplus) void this.stopReplica(entry, replica, "scaled down");
   }
 
+  /**
+   * Loads new code into the running replicas in place (same processes), for
+   * Hangar's JavaScript model server only. On success the new spec becomes the
+   * one later replicas start from. With no ready replica, nothing is loaded
+   * and the spec is left to the next start.
+   */
+  async reload(spec: ReplicaSpec): Promise<{ reloaded: number } | { error: string }> {
+    const entry = this.deployments.get(spec.deploymentId);
+    const ready = this.ready(spec.deploymentId);
+    if (!entry || ready.length === 0) return { reloaded: 0 };
+    for (const replica of ready) {
+      const response = await replica.pool.request({
+        method: "POST",
+        path: "/_hangar/reload",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ dir: spec.dir, config: spec.config ?? {} }),
+        headersTimeout: this.options.startTimeoutMs,
+        bodyTimeout: this.options.startTimeoutMs,
+      });
+      const text = await response.body.text();
+      if (response.statusCode !== 200) {
+        let message = text;
+        try {
+          message = (JSON.parse(text) as { error?: string }).error ?? text;
+        } catch {
+          // not JSON: keep the text
+        }
+        return { error: message };
+      }
+    }
+    entry.spec = spec;
+    return { reloaded: ready.length };
+  }
+
   /** Drains and stops every replica of a deployment and forgets it. */
   async stop(deploymentId: string, reason: string): Promise<void> {
     const entry = this.deployments.get(deploymentId);

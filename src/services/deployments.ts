@@ -24,7 +24,10 @@ export interface PushInput {
 }
 
 /** Stores the upload; a bad archive is the user's error, reported on `source`. */
-async function storeSource(ctx: ServiceContext, source: ReadableStream<Uint8Array>): Promise<StoredArtifact> {
+export async function storeSource(
+  ctx: ServiceContext,
+  source: ReadableStream<Uint8Array>,
+): Promise<StoredArtifact> {
   try {
     return await ctx.artifacts.put(source);
   } catch (error) {

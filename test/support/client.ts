@@ -69,17 +69,42 @@ export const PUSH_MUTATION = `
   }`;
 
 /** pushDeployment by multipart upload, as the CLI does. */
-export async function push(
+export const PATCH_MUTATION = `
+  mutation Patch($input: PatchDevelopmentInput!) {
+    patchDevelopmentDeployment(input: $input) {
+      __typename
+      ... on PatchDevelopment { applied needsFullDeploy error deployment { id status } }
+      ... on UserError { code message field }
+    }
+  }`;
+
+/** patchDevelopmentDeployment by multipart upload. */
+export async function patch(hangar: TestHangar, modelId: string, archive: Buffer): Promise<Json> {
+  const { body } = await upload(hangar, PATCH_MUTATION, { modelId }, archive);
+  if (!body.data) throw new Error(`patch failed: ${JSON.stringify(body)}`);
+  return body.data.patchDevelopmentDeployment;
+}
+
+/** pushDeployment by multipart upload, as the CLI does. */
+export function push(
   hangar: TestHangar,
   input: { modelName: string; development?: boolean; deploymentName?: string },
   archive: Buffer,
   headers: Record<string, string> = { "graphql-require-preflight": "1" },
 ): Promise<{ status: number; body: GqlResult<Json> }> {
+  return upload(hangar, PUSH_MUTATION, input, archive, headers);
+}
+
+/** A mutation whose `input.source` is the archive, per the GraphQL multipart request spec. */
+async function upload(
+  hangar: TestHangar,
+  query: string,
+  input: Record<string, unknown>,
+  archive: Buffer,
+  headers: Record<string, string> = { "graphql-require-preflight": "1" },
+): Promise<{ status: number; body: GqlResult<Json> }> {
   const form = new FormData();
-  form.set(
-    "operations",
-    JSON.stringify({ query: PUSH_MUTATION, variables: { input: { ...input, source: null } } }),
-  );
+  form.set("operations", JSON.stringify({ query, variables: { input: { ...input, source: null } } }));
   form.set("map", JSON.stringify({ "0": ["variables.input.source"] }));
   form.set("0", new Blob([new Uint8Array(archive)], { type: "application/gzip" }), "model.tar.gz");
   const response = await fetch(`${hangar.url}/graphql`, {

@@ -140,6 +140,13 @@ describe("decideReplicas: scale to zero", () => {
     ).toBe(0);
   });
 
+  it("goes to zero even while the window still remembers earlier traffic", () => {
+    const d = decideReplicas(
+      input({ averageConcurrency: 0.4, inFlight: 0, lastActivityAt: 1_000_000 - 60_000, current: 1 }),
+    );
+    expect(d.desired).toBe(0);
+  });
+
   it("stays at zero without traffic", () => {
     expect(decideReplicas(input({ ...idle, current: 0, lastActivityAt: 0 })).desired).toBe(0);
   });

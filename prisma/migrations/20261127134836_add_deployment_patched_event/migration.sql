@@ -1,0 +1,2 @@
+-- AlterEnum
+ALTER TYPE "ModelEventType" ADD VALUE 'DEPLOYMENT_PATCHED';

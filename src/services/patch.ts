@@ -1,0 +1,76 @@
+import { planPatch } from "../domain/patch.ts";
+import { appendEvent } from "../events/log.ts";
+import type { Deployment } from "../generated/prisma/client.ts";
+import { modelRoot } from "./artifacts.ts";
+import type { ServiceContext } from "./context.ts";
+import { storeSource } from "./deployments.ts";
+import { UserError } from "./errors.ts";
+
+export interface PatchResult {
+  deployment: Deployment;
+  applied: boolean;
+  needsFullDeploy: boolean;
+  error: string | null;
+}
+
+/** Loads new code into a running development deployment (the deployment controller). */
+export interface CodeReloader {
+  reloadCode(
+    deployment: Deployment,
+    artifactHash: string,
+    commit: (how: "in place" | "at next start") => Promise<void>,
+  ): Promise<{ applied: true } | { applied: false; error: string }>;
+}
+
+/**
+ * patchDevelopmentDeployment (API.md section 6, Live reload): code-only
+ * changes are loaded into the running replica in place; changes that need a
+ * new process are refused with needsFullDeploy; identical code does nothing;
+ * code that fails to load leaves the old code serving.
+ */
+export async function patchDevelopment(
+  ctx: ServiceContext,
+  reloader: CodeReloader,
+  modelId: string,
+  source: ReadableStream<Uint8Array>,
+): Promise<PatchResult> {
+  const { prisma } = ctx.db;
+  const model = await prisma.model.findFirst({
+    where: { id: modelId, deletedAt: null },
+    select: { id: true },
+  });
+  if (!model) throw new UserError("NOT_FOUND", `no model with ID '${modelId}'`, "modelId");
+  const find = () =>
+    prisma.deployment.findFirst({ where: { modelId, kind: "DEVELOPMENT", deletedAt: null } });
+  const deployment = await find();
+  if (!deployment) throw new UserError("NOT_FOUND", "this model has no development deployment", "modelId");
+  const artifact = await storeSource(ctx, source);
+  const unchanged = { deployment, applied: false, needsFullDeploy: false, error: null };
+  if (artifact.hash === deployment.artifactHash) return unchanged;
+  const plan = await planPatch(
+    await modelRoot(ctx.artifacts.dir(deployment.artifactHash)),
+    await modelRoot(artifact.dir),
+  );
+  if (plan.kind === "identical") return unchanged;
+  if (plan.kind === "full") {
+    return { deployment, applied: false, needsFullDeploy: true, error: null };
+  }
+  let updated = deployment;
+  const outcome = await reloader.reloadCode(deployment, artifact.hash, async (how) => {
+    updated = await prisma.$transaction(async (tx) => {
+      const row = await tx.deployment.update({
+        where: { id: deployment.id },
+        data: { artifactHash: artifact.hash },
+      });
+      await appendEvent(tx, {
+        modelId,
+        type: "DEPLOYMENT_PATCHED",
+        deploymentId: deployment.id,
+        message: `new code loaded ${how}: ${plan.reasons.join("; ")}`,
+      });
+      return row;
+    });
+  });
+  if ("error" in outcome) return { deployment, applied: false, needsFullDeploy: false, error: outcome.error };
+  return { deployment: updated, applied: true, needsFullDeploy: false, error: null };
+}
