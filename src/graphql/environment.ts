@@ -1,6 +1,72 @@
 import { parseAutoscaling } from "../domain/autoscaling.ts";
-import { AutoscalingSettingsRef } from "./autoscaling.ts";
+import { isIdOf } from "../domain/ids.ts";
+import {
+  CLEANUP_STRATEGIES,
+  type PromotionSettings,
+  type PromotionSettingsPatch,
+  parsePromotionSettings,
+} from "../domain/promotion-settings.ts";
+import { createEnvironment, deleteEnvironment, updateEnvironment } from "../services/environments.ts";
+import { notFound } from "../services/errors.ts";
+import { AutoscalingSettingsInput, AutoscalingSettingsRef } from "./autoscaling.ts";
 import { builder } from "./builder.ts";
+import { resultUnion, userErrors } from "./errors.ts";
+
+export const CleanupStrategyEnum = builder.enumType("CleanupStrategy", {
+  description: "What happens to the previous deployment when a promotion succeeds",
+  values: CLEANUP_STRATEGIES,
+});
+
+export const PromotionSettingsRef = builder.objectRef<PromotionSettings>("PromotionSettings").implement({
+  fields: (t) => ({
+    redeployOnPromotion: t.exposeBoolean("redeployOnPromotion", {
+      description: "Every promotion creates a new deployment (default false)",
+    }),
+    rampUpWhilePromoting: t.exposeBoolean("rampUpWhilePromoting", {
+      description: "Canary: move traffic in ten stages over rampUpDurationSeconds (default false)",
+    }),
+    rampUpDurationSeconds: t.exposeInt("rampUpDurationSeconds", { description: "Default 600, 1..86400" }),
+    cleanupStrategy: t.field({
+      type: CleanupStrategyEnum,
+      description: "Default SCALE_TO_ZERO",
+      resolve: (s) => s.cleanupStrategy,
+    }),
+    progressDeadlineSeconds: t.exposeInt("progressDeadlineSeconds", { description: "Default 600, 1..86400" }),
+    errorRateThresholdPercent: t.exposeInt("errorRateThresholdPercent", {
+      nullable: true,
+      description: "Default null (off), 1..100",
+    }),
+  }),
+});
+
+export const PromotionSettingsInput = builder.inputType("PromotionSettingsInput", {
+  description: "Only the fields sent change; an explicit null turns errorRateThresholdPercent off",
+  fields: (t) => ({
+    redeployOnPromotion: t.boolean(),
+    rampUpWhilePromoting: t.boolean(),
+    rampUpDurationSeconds: t.int(),
+    cleanupStrategy: t.field({ type: CleanupStrategyEnum }),
+    progressDeadlineSeconds: t.int(),
+    errorRateThresholdPercent: t.int(),
+  }),
+});
+
+/** Only the fields present in the input: "absent" and "explicit null" differ. */
+function promotionPatch(input: PromotionSettingsPatch | null | undefined): PromotionSettingsPatch | null {
+  if (input == null) return null;
+  const patch: PromotionSettingsPatch = {};
+  for (const key of [
+    "redeployOnPromotion",
+    "rampUpWhilePromoting",
+    "rampUpDurationSeconds",
+    "cleanupStrategy",
+    "progressDeadlineSeconds",
+    "errorRateThresholdPercent",
+  ] as const) {
+    if (key in input) Object.assign(patch, { [key]: input[key] ?? null });
+  }
+  return patch;
+}
 
 export const EnvironmentRef = builder.prismaNode("Environment", {
   id: { field: "id" },
@@ -21,6 +87,10 @@ export const EnvironmentRef = builder.prismaNode("Environment", {
               where: { id: env.currentDeploymentId, deletedAt: null },
             })
           : null,
+    }),
+    promotionSettings: t.field({
+      type: PromotionSettingsRef,
+      resolve: (env) => parsePromotionSettings(env.promotionSettings),
     }),
     autoscalingSettings: t.field({
       type: AutoscalingSettingsRef,
@@ -54,3 +124,67 @@ builder.queryField("environment", (t) =>
       }),
   }),
 );
+
+const CreateEnvironmentInput = builder.inputType("CreateEnvironmentInput", {
+  fields: (t) => ({
+    modelId: t.id({ required: true }),
+    name: t.string({ required: true }),
+    promotionSettings: t.field({ type: PromotionSettingsInput }),
+    autoscalingSettings: t.field({ type: AutoscalingSettingsInput }),
+  }),
+});
+
+const UpdateEnvironmentInput = builder.inputType("UpdateEnvironmentInput", {
+  fields: (t) => ({
+    environmentId: t.id({ required: true }),
+    promotionSettings: t.field({ type: PromotionSettingsInput }),
+    autoscalingSettings: t.field({ type: AutoscalingSettingsInput }),
+  }),
+});
+
+const CreateEnvironmentResult = resultUnion("CreateEnvironmentResult", EnvironmentRef);
+const UpdateEnvironmentResult = resultUnion("UpdateEnvironmentResult", EnvironmentRef);
+const DeleteEnvironmentResult = resultUnion("DeleteEnvironmentResult", EnvironmentRef);
+
+builder.mutationFields((t) => ({
+  createEnvironment: t.field({
+    type: CreateEnvironmentResult,
+    args: { input: t.arg({ type: CreateEnvironmentInput, required: true }) },
+    resolve: (_root, { input }, ctx) =>
+      userErrors(async () => {
+        if (!isIdOf("Model", input.modelId)) throw notFound("model", input.modelId, "modelId");
+        return createEnvironment(ctx.services, {
+          modelId: input.modelId,
+          name: input.name,
+          promotionSettings: promotionPatch(input.promotionSettings),
+          autoscalingSettings: input.autoscalingSettings ?? null,
+        });
+      }),
+  }),
+  updateEnvironment: t.field({
+    type: UpdateEnvironmentResult,
+    description: "Changes only the settings sent",
+    args: { input: t.arg({ type: UpdateEnvironmentInput, required: true }) },
+    resolve: (_root, { input }, ctx) =>
+      userErrors(async () => {
+        if (!isIdOf("Environment", input.environmentId)) {
+          throw notFound("environment", input.environmentId, "environmentId");
+        }
+        return updateEnvironment(ctx.services, {
+          environmentId: input.environmentId,
+          promotionSettings: promotionPatch(input.promotionSettings),
+          autoscalingSettings: input.autoscalingSettings ?? null,
+        });
+      }),
+  }),
+  deleteEnvironment: t.field({
+    type: DeleteEnvironmentResult,
+    description: "Any environment except production; its record stays readable by ID (deletedAt set)",
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) =>
+      userErrors(async () => {
+        if (!isIdOf("Environment", id)) throw notFound("environment", id);
+        return deleteEnvironment(ctx.services, id);
+      }),
+  }),
+}));

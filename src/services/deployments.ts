@@ -248,6 +248,11 @@ export async function updateAutoscalingSettings(
   patch: AutoscalingPatch,
 ): Promise<Deployment> {
   return ctx.db.prisma.$transaction(async (tx) => {
+    // The environments it serves are locked first (environment before deployment, as
+    // updateEnvironment does): after ACTIVATE their settings are this deployment's.
+    await tx.$queryRaw`
+      SELECT id FROM "Environment"
+      WHERE "currentDeploymentId" = ${id} AND "deletedAt" IS NULL ORDER BY id FOR UPDATE`;
     const deployment = await lockDeployment(tx, id);
     const merged = mergeAutoscaling(parseAutoscaling(deployment.autoscaling), patch, {
       development: deployment.kind === "DEVELOPMENT",
@@ -264,6 +269,23 @@ export async function updateAutoscalingSettings(
       deploymentId: id,
       message: `autoscaling of '${deployment.name}': ${JSON.stringify(merged.settings)}`,
     });
+    const served = await tx.environment.findMany({
+      where: { currentDeploymentId: id, deletedAt: null },
+      select: { id: true, name: true },
+    });
+    for (const environment of served) {
+      await tx.environment.update({
+        where: { id: environment.id },
+        data: { autoscaling: { ...merged.settings } },
+      });
+      await appendEvent(tx, {
+        modelId: deployment.modelId,
+        type: "ENVIRONMENT_UPDATED",
+        environmentId: environment.id,
+        deploymentId: id,
+        message: `environment '${environment.name}' updated: autoscaling of its current deployment '${deployment.name}' ${JSON.stringify(merged.settings)}`,
+      });
+    }
     return updated;
   });
 }

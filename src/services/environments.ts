@@ -1,0 +1,225 @@
+import type { Tx } from "../db/client.ts";
+import {
+  type AutoscalingPatch,
+  type AutoscalingSettings,
+  DEFAULT_AUTOSCALING,
+  mergeAutoscaling,
+  parseAutoscaling,
+} from "../domain/autoscaling.ts";
+import { newId } from "../domain/ids.ts";
+import { nameProblem, PRODUCTION_ENVIRONMENT_NAME } from "../domain/names.ts";
+import {
+  DEFAULT_PROMOTION_SETTINGS,
+  mergePromotionSettings,
+  type PromotionSettings,
+  type PromotionSettingsPatch,
+  parsePromotionSettings,
+} from "../domain/promotion-settings.ts";
+import { appendEvent } from "../events/log.ts";
+import type { Deployment, Environment } from "../generated/prisma/client.ts";
+import type { ServiceContext } from "./context.ts";
+import { isUniqueViolation, notFound, UserError } from "./errors.ts";
+
+export interface CreateEnvironmentInput {
+  modelId: string;
+  name: string;
+  promotionSettings?: PromotionSettingsPatch | null;
+  autoscalingSettings?: AutoscalingPatch | null;
+}
+
+export interface UpdateEnvironmentInput {
+  environmentId: string;
+  /** Absent or null: unchanged. Inside, only the fields present change. */
+  promotionSettings?: PromotionSettingsPatch | null;
+  autoscalingSettings?: AutoscalingPatch | null;
+}
+
+/**
+ * Locks a live environment row for the rest of the transaction, or refuses
+ * with NOT_FOUND. Whoever decides something about an environment (starting a
+ * promotion in it, deleting it, changing its settings) takes this lock first,
+ * so those decisions cannot interleave across processes. Lock order: the
+ * environment before any deployment.
+ */
+export async function lockEnvironment(tx: Tx, id: string, field: string | null = "id"): Promise<Environment> {
+  const rows = await tx.$queryRaw<{ id: string }[]>`
+    SELECT id FROM "Environment" WHERE id = ${id} AND "deletedAt" IS NULL FOR UPDATE`;
+  if (rows.length === 0) throw notFound("environment", id, field);
+  return tx.environment.findUniqueOrThrow({ where: { id } });
+}
+
+function checkEnvironmentName(name: string): void {
+  const problem = nameProblem("environment", name);
+  if (problem) throw new UserError("INVALID_INPUT", problem, "name");
+  if (name === PRODUCTION_ENVIRONMENT_NAME) {
+    throw new UserError(
+      "RESERVED_NAME",
+      "'production' is reserved: every model has its production environment already",
+      "name",
+    );
+  }
+}
+
+function mergePromotion(current: PromotionSettings, patch: PromotionSettingsPatch): PromotionSettings {
+  const merged = mergePromotionSettings(current, patch);
+  if ("problem" in merged) throw new UserError("INVALID_INPUT", merged.problem.message, merged.problem.field);
+  return merged.settings;
+}
+
+function mergeScaling(
+  current: AutoscalingSettings,
+  patch: AutoscalingPatch,
+  development = false,
+): AutoscalingSettings {
+  const merged = mergeAutoscaling(current, patch, { development });
+  if ("problem" in merged) throw new UserError("INVALID_INPUT", merged.problem.message, merged.problem.field);
+  return merged.settings;
+}
+
+export async function createEnvironment(
+  ctx: ServiceContext,
+  input: CreateEnvironmentInput,
+): Promise<Environment> {
+  checkEnvironmentName(input.name);
+  // Settings are checked before anything is written: a refusal changes nothing.
+  const promotionSettings = mergePromotion({ ...DEFAULT_PROMOTION_SETTINGS }, input.promotionSettings ?? {});
+  const autoscaling = mergeScaling({ ...DEFAULT_AUTOSCALING }, input.autoscalingSettings ?? {});
+  const taken = () =>
+    new UserError("NAME_TAKEN", `an environment named '${input.name}' exists in this model`, "name");
+  try {
+    return await ctx.db.prisma.$transaction(async (tx) => {
+      // The model row lock serializes environment changes of one model (appendEvent takes it anyway).
+      const [model] = await tx.$queryRaw<{ id: string; name: string }[]>`
+        SELECT id, name FROM "Model" WHERE id = ${input.modelId} AND "deletedAt" IS NULL FOR UPDATE`;
+      if (!model) throw notFound("model", input.modelId, "modelId");
+      const existing = await tx.environment.findFirst({
+        where: { modelId: model.id, liveName: input.name },
+        select: { id: true },
+      });
+      if (existing) throw taken();
+      const environment = await tx.environment.create({
+        data: {
+          id: newId("Environment"),
+          modelId: model.id,
+          name: input.name,
+          liveName: input.name,
+          isProduction: false,
+          autoscaling: { ...autoscaling },
+          promotionSettings: { ...promotionSettings },
+        },
+      });
+      await appendEvent(tx, {
+        modelId: model.id,
+        type: "ENVIRONMENT_CREATED",
+        environmentId: environment.id,
+        message: `environment '${input.name}' created`,
+      });
+      return environment;
+    });
+  } catch (error) {
+    // Two processes creating the same name at once: the unique index decides.
+    if (isUniqueViolation(error)) throw taken();
+    throw error;
+  }
+}
+
+/** The live deployment serving the environment now, locked; null when there is none. */
+async function lockCurrentDeployment(tx: Tx, environment: Environment): Promise<Deployment | null> {
+  if (!environment.currentDeploymentId) return null;
+  const rows = await tx.$queryRaw<{ id: string }[]>`
+    SELECT id FROM "Deployment"
+    WHERE id = ${environment.currentDeploymentId} AND "deletedAt" IS NULL FOR UPDATE`;
+  if (rows.length === 0) return null;
+  return tx.deployment.findUniqueOrThrow({ where: { id: environment.currentDeploymentId } });
+}
+
+/**
+ * Changes an environment's settings; only the fields sent change. Once a
+ * deployment serves the environment, its autoscaling settings are the
+ * environment's: both are updated together (API.md section 6, Autoscaling on
+ * promotion).
+ */
+export async function updateEnvironment(
+  ctx: ServiceContext,
+  input: UpdateEnvironmentInput,
+): Promise<Environment> {
+  return ctx.db.prisma.$transaction(async (tx) => {
+    const environment = await lockEnvironment(tx, input.environmentId, "environmentId");
+    const current = await lockCurrentDeployment(tx, environment);
+    const promotionSettings = input.promotionSettings
+      ? mergePromotion(parsePromotionSettings(environment.promotionSettings), input.promotionSettings)
+      : null;
+    const autoscaling = input.autoscalingSettings
+      ? mergeScaling(
+          parseAutoscaling(current ? current.autoscaling : environment.autoscaling),
+          input.autoscalingSettings,
+          current?.kind === "DEVELOPMENT",
+        )
+      : null;
+    // Nothing sent, nothing changed: no write, no event.
+    if (!promotionSettings && !autoscaling) return environment;
+    const updated = await tx.environment.update({
+      where: { id: environment.id },
+      data: {
+        ...(promotionSettings ? { promotionSettings: { ...promotionSettings } } : {}),
+        ...(autoscaling ? { autoscaling: { ...autoscaling } } : {}),
+      },
+    });
+    const changes: string[] = [];
+    if (promotionSettings) changes.push(`promotion settings ${JSON.stringify(promotionSettings)}`);
+    if (autoscaling) changes.push(`autoscaling ${JSON.stringify(autoscaling)}`);
+    await appendEvent(tx, {
+      modelId: environment.modelId,
+      type: "ENVIRONMENT_UPDATED",
+      environmentId: environment.id,
+      message: `environment '${environment.name}' updated: ${changes.join("; ")}`,
+    });
+    if (autoscaling && current) {
+      await tx.deployment.update({ where: { id: current.id }, data: { autoscaling: { ...autoscaling } } });
+      await appendEvent(tx, {
+        modelId: current.modelId,
+        type: "AUTOSCALING_UPDATED",
+        deploymentId: current.id,
+        environmentId: environment.id,
+        message: `autoscaling of '${current.name}' (serving '${environment.name}'): ${JSON.stringify(autoscaling)}`,
+      });
+    }
+    return updated;
+  });
+}
+
+/** Soft-deletes an environment: it leaves lists and its path answers 404, its record stays readable. */
+export async function deleteEnvironment(ctx: ServiceContext, id: string): Promise<Environment> {
+  return ctx.db.prisma.$transaction(async (tx) => {
+    const environment = await lockEnvironment(tx, id);
+    if (environment.isProduction) {
+      throw new UserError(
+        "PRODUCTION_ENVIRONMENT_PROTECTED",
+        "the production environment cannot be deleted",
+        "id",
+      );
+    }
+    const active = await tx.promotion.findFirst({
+      where: { activeEnvironmentId: id },
+      select: { id: true, status: true },
+    });
+    if (active) {
+      throw new UserError(
+        "PROMOTION_IN_PROGRESS",
+        `environment '${environment.name}' has a promotion in progress (${active.id}, ${active.status}); cancel it first`,
+        "id",
+      );
+    }
+    const deleted = await tx.environment.update({
+      where: { id },
+      data: { deletedAt: new Date(), liveName: null },
+    });
+    await appendEvent(tx, {
+      modelId: environment.modelId,
+      type: "ENVIRONMENT_DELETED",
+      environmentId: id,
+      message: `environment '${environment.name}' deleted`,
+    });
+    return deleted;
+  });
+}
