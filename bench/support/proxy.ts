@@ -1,0 +1,82 @@
+/**
+ * Target (b) of the gateway benchmark: the least a Node reverse proxy does.
+ *
+ *   node --import tsx bench/support/proxy.ts <replicaPort> <replicaPath>
+ *
+ * Listens on a free loopback port (printed as `listening <port>` on stdout)
+ * and sends every request's body bytes, whatever its path, to the replica
+ * with an undici Pool (the client Hangar's gateway uses, with the same pool
+ * settings), then the answer's bytes back. No routing, no auth, no JSON
+ * parsing: the floor for one Node hop, against which the gateway is measured.
+ */
+import http from "node:http";
+import { Pool } from "undici";
+
+const replicaPort = Number(process.argv[2]);
+const replicaPath = process.argv[3] ?? "/predict";
+if (!Number.isInteger(replicaPort) || replicaPort <= 0) {
+  process.stderr.write("usage: proxy.ts <replicaPort> [replicaPath]\n");
+  process.exit(2);
+}
+
+const pool = new Pool(`http://127.0.0.1:${replicaPort}`, {
+  connections: 256,
+  pipelining: 1,
+  keepAliveTimeout: 60_000,
+});
+
+function concat(chunks: Buffer[]): Buffer {
+  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+}
+
+const server = http.createServer((req, res) => {
+  const chunks: Buffer[] = [];
+  req.on("data", (chunk: Buffer) => chunks.push(chunk));
+  req.on("end", () => {
+    const body = concat(chunks);
+    pool
+      .request({
+        method: "POST",
+        path: replicaPath,
+        headers: {
+          "content-type": req.headers["content-type"] ?? "application/json",
+          "content-length": String(body.length),
+        },
+        body,
+      })
+      .then(async (response) => {
+        const parts: Buffer[] = [];
+        for await (const chunk of response.body) parts.push(chunk as Buffer);
+        const payload = concat(parts);
+        res.writeHead(response.statusCode, {
+          "content-type": String(response.headers["content-type"] ?? "application/json"),
+          "content-length": payload.length,
+        });
+        res.end(payload);
+      })
+      .catch((error: unknown) => {
+        const payload = JSON.stringify({ error: String(error), error_code: "bad_gateway" });
+        if (res.headersSent) return void res.destroy();
+        res.writeHead(502, {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(payload),
+        });
+        res.end(payload);
+      });
+  });
+});
+// As Hangar's server: longer than the load generator ever leaves a connection idle.
+server.keepAliveTimeout = 65_000;
+server.listen(0, "127.0.0.1", () => {
+  const address = server.address();
+  const port = address && typeof address === "object" ? address.port : 0;
+  process.stdout.write(`listening ${port}\n`);
+});
+
+const stop = () => {
+  server.close();
+  server.closeAllConnections();
+  void pool.close().finally(() => process.exit(0));
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
