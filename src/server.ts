@@ -9,6 +9,7 @@ import { bearerMatches, resolveAdminKey } from "./auth.ts";
 import type { Config } from "./config.ts";
 import { Autoscaler } from "./controllers/autoscaler.ts";
 import { DeploymentController } from "./controllers/deployments.ts";
+import { PromotionController } from "./controllers/promotions.ts";
 import { openDatabase } from "./db/client.ts";
 import { systemClock } from "./domain/clock.ts";
 import { ChangeBus } from "./events/bus.ts";
@@ -235,7 +236,9 @@ export async function startServer(
       wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req));
     };
 
+    const promotions = new PromotionController(ctx, controller.owner, controller);
     await controller.start(runtime);
+    await promotions.start();
     autoscaler.start();
     ready = true;
     log.info({ url: effective.publicUrl, database: db.kind }, "Hangar is ready");
@@ -251,6 +254,7 @@ export async function startServer(
         // Stop taking new work, let running requests finish, then stop replicas.
         autoscaler.stop();
         await wsServer.dispose();
+        await promotions.stop();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         await controller.stop();

@@ -1,5 +1,5 @@
 import { decideReplicas } from "../domain/autoscaler.ts";
-import { parseAutoscaling } from "../domain/autoscaling.ts";
+import { type AutoscalingSettings, effectiveAutoscaling } from "../domain/autoscaling.ts";
 import type { Clock } from "../domain/clock.ts";
 import type { DeploymentStatus } from "../domain/status.ts";
 import type { TrafficMeter } from "../gateway/traffic.ts";
@@ -52,9 +52,9 @@ export class Autoscaler {
       if (ids.length === 0) return;
       const rows = await this.ctx.db.prisma.deployment.findMany({
         where: { id: { in: ids }, deletedAt: null },
-        select: { id: true, status: true, autoscaling: true },
+        select: { id: true, status: true, autoscaling: true, promotionAutoscaling: true },
       });
-      for (const row of rows) await this.evaluate(row.id, row.status, row.autoscaling);
+      for (const row of rows) await this.evaluate(row.id, row.status, effectiveAutoscaling(row));
       for (const id of this.lowSince.keys()) if (!ids.includes(id)) this.lowSince.delete(id);
     } catch (error) {
       this.ctx.log.error({ err: error }, "autoscaler tick failed");
@@ -63,9 +63,8 @@ export class Autoscaler {
     }
   }
 
-  private async evaluate(id: string, status: DeploymentStatus, stored: unknown): Promise<void> {
+  private async evaluate(id: string, status: DeploymentStatus, settings: AutoscalingSettings): Promise<void> {
     if (!SCALABLE.has(status) && !STARTING.has(status)) return;
-    const settings = parseAutoscaling(stored);
     const window = this.traffic.get(id);
     const now = this.clock.now();
     const current = this.runtime.count(id);

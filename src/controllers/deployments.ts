@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
-import { baselineReplicas, parseAutoscaling } from "../domain/autoscaling.ts";
+import { baselineReplicas, effectiveAutoscaling } from "../domain/autoscaling.ts";
 import { type DeploymentStatus, RUNNING_STATUSES } from "../domain/status.ts";
 import type { Change } from "../events/bus.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
@@ -139,7 +139,7 @@ export class DeploymentController implements RuntimeObserver {
         await transition(this.ctx, id, ["ACTIVE", "UPDATING"], "DEPLOYING", "starting replicas");
       }
     }
-    const settings = parseAutoscaling(deployment.autoscaling);
+    const settings = effectiveAutoscaling(deployment);
     const development = deployment.kind === "DEVELOPMENT";
     let replicas = scaledToZero ? 0 : (this.desired.get(id) ?? baselineReplicas(settings, development));
     if (!scaledToZero) {

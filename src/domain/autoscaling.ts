@@ -79,6 +79,17 @@ export function parseAutoscaling(value: unknown): AutoscalingSettings {
 }
 
 /**
+ * The settings a deployment runs with: while a promotion starts or ramps it,
+ * the promotion's (API.md section 6, Autoscaling on promotion); else its own.
+ */
+export function effectiveAutoscaling(row: {
+  autoscaling: unknown;
+  promotionAutoscaling: unknown;
+}): AutoscalingSettings {
+  return parseAutoscaling(row.promotionAutoscaling ?? row.autoscaling);
+}
+
+/**
  * Replicas a running deployment keeps before the autoscaler exists: a started
  * deployment always runs at least one (API.md section 6, Starting).
  */

@@ -18,6 +18,7 @@ export type Change =
       seq: number;
       deploymentId?: string | null;
       environmentId?: string | null;
+      promotionId?: string | null;
     }
   /** Something about a deployment changed that is not an event: replica counts. */
   | { kind: "deployment"; modelId: string; deploymentId: string }

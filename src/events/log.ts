@@ -1,5 +1,6 @@
 import type { Tx } from "../db/client.ts";
 import { newId } from "../domain/ids.ts";
+import { Prisma } from "../generated/prisma/client.ts";
 import type { DeploymentStatus, ModelEventType } from "../generated/prisma/enums.ts";
 import { announce } from "./bus.ts";
 
@@ -11,6 +12,9 @@ export interface NewEvent {
   environmentId?: string | null;
   /** For DEPLOYMENT_STATUS_CHANGED: the status moved to. */
   deploymentStatus?: DeploymentStatus | null;
+  promotionId?: string | null;
+  /** For PROMOTION_* events: the promotion as this change left it. */
+  snapshot?: Prisma.InputJsonValue | null;
 }
 
 /**
@@ -35,6 +39,8 @@ export async function appendEvent(tx: Tx, event: NewEvent): Promise<number> {
       deploymentId: event.deploymentId ?? null,
       environmentId: event.environmentId ?? null,
       deploymentStatus: event.deploymentStatus ?? null,
+      promotionId: event.promotionId ?? null,
+      snapshot: event.snapshot ?? Prisma.DbNull,
     },
   });
   await announce(tx, {
@@ -43,6 +49,7 @@ export async function appendEvent(tx: Tx, event: NewEvent): Promise<number> {
     seq: model.eventSeq,
     deploymentId: event.deploymentId ?? null,
     environmentId: event.environmentId ?? null,
+    promotionId: event.promotionId ?? null,
   });
   return model.eventSeq;
 }

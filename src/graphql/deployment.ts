@@ -124,6 +124,7 @@ const PushDeploymentInput = builder.inputType("PushDeploymentInput", {
     source: t.field({ type: "File", required: true }),
     development: t.boolean({ defaultValue: false }),
     deploymentName: t.string(),
+    environment: t.string({ description: "Publish and promote into this environment at once" }),
   }),
 });
 
@@ -158,6 +159,7 @@ builder.mutationFields((t) => ({
           source: input.source.stream(),
           development: input.development ?? false,
           deploymentName: input.deploymentName ?? null,
+          environment: input.environment ?? null,
         }),
       ),
   }),

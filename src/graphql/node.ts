@@ -19,7 +19,9 @@ builder.queryField("node", (t) =>
             ? await ctx.prisma.deployment.findUnique(where)
             : kind === "Environment"
               ? await ctx.prisma.environment.findUnique(where)
-              : null;
+              : kind === "Promotion"
+                ? await ctx.prisma.promotion.findUnique(where)
+                : null;
       // The relay plugin resolves the concrete type from this brand.
       return row && kind ? Object.assign(row, { __typename: kind }) : null;
     },

@@ -8,5 +8,6 @@ import "./model.ts";
 import "./environment.ts";
 import "./deployment.ts";
 import "./usage.ts";
+import "./promotion.ts";
 
 export const schema = builder.toSchema({ sortSchema: false });

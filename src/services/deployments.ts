@@ -15,12 +15,15 @@ import { InvalidArchiveError, type StoredArtifact } from "./artifacts.ts";
 import type { ServiceContext } from "./context.ts";
 import { isUniqueViolation, notFound, UserError } from "./errors.ts";
 import { checkModelName, insertModel } from "./models.ts";
+import { findEnvironment, insertPromotion } from "./promotions.ts";
 
 export interface PushInput {
   modelName: string;
   source: ReadableStream<Uint8Array>;
   development: boolean;
   deploymentName: string | null;
+  /** Publish and start a promotion into this environment at once. */
+  environment: string | null;
 }
 
 /** Stores the upload; a bad archive is the user's error, reported on `source`. */
@@ -84,7 +87,7 @@ export async function transition(
   });
 }
 
-async function nextDeploymentName(tx: Tx, modelId: string): Promise<string> {
+export async function nextDeploymentName(tx: Tx, modelId: string): Promise<string> {
   const published = await tx.deployment.count({ where: { modelId, kind: "PUBLISHED" } });
   for (let n = published + 1; ; n++) {
     const name = `deployment-${n}`;
@@ -117,12 +120,41 @@ export async function pushDeployment(ctx: ServiceContext, input: PushInput): Pro
       "deploymentName",
     );
   }
+  if (input.environment !== null) {
+    if (input.development) {
+      throw new UserError("INVALID_INPUT", "a development push cannot go to an environment", "environment");
+    }
+    // Refuse before storing anything; the transaction checks again under the environment's row lock.
+    const environment = await ctx.db.prisma.environment.findFirst({
+      where: { liveName: input.environment, model: { liveName: input.modelName } },
+      select: { id: true },
+    });
+    if (!environment)
+      throw new UserError("NOT_FOUND", `no environment named '${input.environment}'`, "environment");
+    const running = await ctx.db.prisma.promotion.findUnique({
+      where: { activeEnvironmentId: environment.id },
+    });
+    if (running) {
+      throw new UserError(
+        "PROMOTION_IN_PROGRESS",
+        `a promotion into '${input.environment}' is in progress`,
+        "environment",
+      );
+    }
+  }
   const artifact = await storeSource(ctx, input.source);
   // A concurrent push may create the same model first; the retry then finds it.
   for (let attempt = 0; ; attempt++) {
     try {
       return await ctx.db.prisma.$transaction((tx) => writePush(tx, input, artifact.hash));
     } catch (error) {
+      if (isUniqueViolation(error) && String((error as Error).message).includes("activeEnvironmentId")) {
+        throw new UserError(
+          "PROMOTION_IN_PROGRESS",
+          `a promotion into '${input.environment}' is in progress`,
+          "environment",
+        );
+      }
       if (isUniqueViolation(error) && attempt === 0) continue;
       if (isUniqueViolation(error)) {
         throw new UserError(
@@ -166,6 +198,8 @@ async function writePush(tx: Tx, input: PushInput, artifactHash: string): Promis
       );
     }
   }
+  const environment =
+    input.environment === null ? null : await findEnvironment(tx, model.id, input.environment);
   const name = input.development
     ? DEVELOPMENT_DEPLOYMENT_NAME
     : (input.deploymentName ?? (await nextDeploymentName(tx, model.id)));
@@ -178,7 +212,7 @@ async function writePush(tx: Tx, input: PushInput, artifactHash: string): Promis
       kind: input.development ? "DEVELOPMENT" : "PUBLISHED",
       status: "BUILDING",
       artifactHash,
-      environmentName: null,
+      environmentName: environment?.name ?? null,
       autoscaling: { ...DEFAULT_AUTOSCALING },
     },
   });
@@ -186,8 +220,10 @@ async function writePush(tx: Tx, input: PushInput, artifactHash: string): Promis
     modelId: model.id,
     type: "DEPLOYMENT_CREATED",
     deploymentId: deployment.id,
-    message: `deployment '${name}' created`,
+    message: `deployment '${name}' created${environment ? ` for '${environment.name}'` : ""}`,
   });
+  if (environment)
+    await insertPromotion(tx, deployment, environment, { scaleDownPrevious: true, pushed: true });
   return deployment;
 }
 
@@ -224,6 +260,17 @@ export async function deleteDeployment(ctx: ServiceContext, id: string): Promise
       throw new UserError(
         "DEPLOYMENT_IN_USE",
         `deployment '${deployment.name}' serves production; promote another deployment first`,
+        "id",
+      );
+    }
+    const promotion = await tx.promotion.findFirst({
+      where: { activeEnvironmentId: { not: null }, OR: [{ deploymentId: id }, { previousDeploymentId: id }] },
+      select: { id: true },
+    });
+    if (promotion) {
+      throw new UserError(
+        "DEPLOYMENT_IN_USE",
+        `deployment '${deployment.name}' is part of an active promotion; let it finish or cancel it first`,
         "id",
       );
     }

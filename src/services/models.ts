@@ -6,6 +6,7 @@ import { appendEvent } from "../events/log.ts";
 import type { Model } from "../generated/prisma/client.ts";
 import type { ServiceContext } from "./context.ts";
 import { isUniqueViolation, notFound, UserError } from "./errors.ts";
+import { endPromotion, lockPromotion } from "./promotions.ts";
 
 export function checkModelName(name: string, field = "name"): void {
   const problem = nameProblem("model", name);
@@ -51,6 +52,13 @@ export async function deleteModel(ctx: ServiceContext, id: string): Promise<Mode
     const [locked] = await tx.$queryRaw<{ id: string }[]>`
       SELECT id FROM "Model" WHERE id = ${id} AND "deletedAt" IS NULL FOR UPDATE`;
     if (!locked) throw notFound("model", id);
+    for (const active of await tx.promotion.findMany({
+      where: { modelId: id, activeEnvironmentId: { not: null } },
+    })) {
+      const promotion = await lockPromotion(tx, active.id);
+      if (promotion?.activeEnvironmentId)
+        await endPromotion(tx, promotion, "CANCELED", "the model was deleted");
+    }
     const now = new Date();
     const deployments = await tx.deployment.findMany({ where: { modelId: id, deletedAt: null } });
     for (const deployment of deployments) {

@@ -8,7 +8,8 @@ ALTER TABLE "Deployment" ADD COLUMN     "promotionAutoscaling" JSONB;
 ALTER TABLE "Environment" ADD COLUMN     "promotionSettings" JSONB NOT NULL DEFAULT '{}';
 
 -- AlterTable
-ALTER TABLE "ModelEvent" ADD COLUMN     "promotionId" TEXT;
+ALTER TABLE "ModelEvent" ADD COLUMN     "promotionId" TEXT,
+ADD COLUMN     "snapshot" JSONB;
 
 -- CreateTable
 CREATE TABLE "Promotion" (
@@ -30,6 +31,7 @@ CREATE TABLE "Promotion" (
     "stageStartedAt" TIMESTAMPTZ(3),
     "stageElapsedMs" INTEGER NOT NULL DEFAULT 0,
     "pausedFrom" "PromotionStatus",
+    "rollForward" BOOLEAN NOT NULL DEFAULT false,
     "errorMessage" TEXT,
     "createdAt" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "updatedAt" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,

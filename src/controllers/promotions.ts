@@ -1,0 +1,391 @@
+import { DEFAULT_AUTOSCALING, parseAutoscaling } from "../domain/autoscaling.ts";
+import { newId } from "../domain/ids.ts";
+import { isActive, type PromotionStatus, parseSteps, stepOf, withStep } from "../domain/promotion.ts";
+import { parsePromotionSettings } from "../domain/promotion-settings.ts";
+import { type DeploymentStatus, RUNNING_STATUSES } from "../domain/status.ts";
+import type { Change } from "../events/bus.ts";
+import { appendEvent } from "../events/log.ts";
+import { Prisma, type Promotion } from "../generated/prisma/client.ts";
+import type { ServiceContext } from "../services/context.ts";
+import { nextDeploymentName, setStatus } from "../services/deployments.ts";
+import {
+  endPromotion,
+  lockPromotion,
+  promotionAutoscalingFor,
+  recordPromotion,
+  servesElsewhere,
+} from "../services/promotions.ts";
+import { KeyedSerializer } from "./serial.ts";
+
+const LEASE_MS = 30_000;
+
+/** Statuses of the promoted deployment that end START_DEPLOYMENT in failure. */
+const BROKEN: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
+  "BUILD_FAILED",
+  "DEPLOY_FAILED",
+  "UNHEALTHY",
+  "FAILED",
+  "INACTIVE",
+  "DEACTIVATING",
+  "DELETED",
+]);
+
+/** Starts a scaled-to-zero deployment (the deployment controller). */
+export interface DeploymentWaker {
+  wake(deploymentId: string): Promise<void>;
+}
+
+/**
+ * Drives promotions through CREATE_DEPLOYMENT, START_DEPLOYMENT and ACTIVATE.
+ * Every move is one transaction that re-reads the locked promotion row, writes
+ * the new state and its event: after a crash the next owner of the lease
+ * resumes from exactly what was committed, and repeating a step is harmless.
+ */
+export class PromotionController {
+  private readonly serial = new KeyedSerializer();
+  private timer: NodeJS.Timeout | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private stopping = false;
+
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly owner: string,
+    private readonly waker: DeploymentWaker,
+    private readonly intervalMs = 250,
+  ) {}
+
+  async start(): Promise<void> {
+    this.unsubscribe = this.ctx.bus.on((change) => this.onChange(change));
+    await this.tick();
+    this.timer = setInterval(() => void this.tick(), this.intervalMs);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    this.unsubscribe?.();
+    await this.serial.idle();
+    await this.ctx.db.prisma.promotion.updateMany({
+      where: { leaseOwner: this.owner },
+      data: { leaseOwner: null, leaseExpiresAt: null },
+    });
+  }
+
+  private onError = (error: unknown) => {
+    if (!this.stopping) this.ctx.log.error({ err: error }, "promotion controller error");
+  };
+
+  private onChange(change: Change): void {
+    if (change.kind !== "event") return;
+    if (change.promotionId) {
+      void this.advance(change.promotionId);
+    } else if (change.deploymentId) {
+      void this.ctx.db.prisma.promotion
+        .findMany({
+          where: { deploymentId: change.deploymentId, activeEnvironmentId: { not: null } },
+          select: { id: true },
+        })
+        .then((rows) => rows.map((row) => this.advance(row.id)), this.onError);
+    }
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopping) return;
+    try {
+      const active = await this.ctx.db.prisma.promotion.findMany({
+        where: { activeEnvironmentId: { not: null } },
+        select: { id: true },
+      });
+      await Promise.all(active.map((row) => this.advance(row.id)));
+    } catch (error) {
+      this.onError(error);
+    }
+  }
+
+  advance(id: string): Promise<void> {
+    return this.serial.run(
+      id,
+      async () => {
+        // Each pass makes at most one move; keep going while moves happen.
+        for (let moves = 0; moves < 10 && !this.stopping; moves++) {
+          if (!(await this.step(id))) return;
+        }
+      },
+      this.onError,
+    );
+  }
+
+  private async claim(promotion: Promotion): Promise<boolean> {
+    const now = new Date();
+    const { count } = await this.ctx.db.prisma.promotion.updateMany({
+      where: {
+        id: promotion.id,
+        OR: [{ leaseOwner: null }, { leaseOwner: this.owner }, { leaseExpiresAt: { lt: now } }],
+      },
+      data: { leaseOwner: this.owner, leaseExpiresAt: new Date(now.getTime() + LEASE_MS) },
+    });
+    return count === 1;
+  }
+
+  /** Makes one move of the promotion's state machine; false when there is nothing to do now. */
+  private async step(id: string): Promise<boolean> {
+    const promotion = await this.ctx.db.prisma.promotion.findUnique({ where: { id } });
+    if (!promotion || !isActive(promotion.status as PromotionStatus) || promotion.status === "PAUSED")
+      return false;
+    if (!(await this.claim(promotion))) return false;
+    const steps = parseSteps(promotion.steps);
+    const create = stepOf(steps, "CREATE_DEPLOYMENT");
+    const start = stepOf(steps, "START_DEPLOYMENT");
+    const activate = stepOf(steps, "ACTIVATE");
+    if (create.status === "PENDING" || create.status === "RUNNING") return this.createDeployment(id);
+    if (start.status === "PENDING") return this.beginStart(id);
+    if (start.status === "RUNNING") return this.checkStart(promotion);
+    if (activate.status === "PENDING") return this.beginActivate(id);
+    if (activate.status === "RUNNING") return this.activate(id);
+    return false;
+  }
+
+  /** Runs `move` on the locked promotion if it is still active and not paused. */
+  private async locked(id: string, move: (tx: Prisma.TransactionClient, p: Promotion) => Promise<boolean>) {
+    return this.ctx.db.prisma.$transaction(async (tx) => {
+      const promotion = await lockPromotion(tx, id);
+      if (!promotion || !isActive(promotion.status as PromotionStatus) || promotion.status === "PAUSED")
+        return false;
+      return move(tx, promotion);
+    });
+  }
+
+  /** CREATE_DEPLOYMENT: a new deployment (from development, a copy), or the source reused (SKIPPED). */
+  private createDeployment(id: string): Promise<boolean> {
+    return this.locked(id, async (tx, promotion) => {
+      const steps = parseSteps(promotion.steps);
+      if (stepOf(steps, "CREATE_DEPLOYMENT").status !== "PENDING") return false;
+      const now = new Date();
+      const source = await tx.deployment.findUniqueOrThrow({ where: { id: promotion.sourceDeploymentId } });
+      const environment = await tx.environment.findUniqueOrThrow({ where: { id: promotion.environmentId } });
+      if (source.deletedAt) {
+        await endPromotion(tx, promotion, "FAILED", `deployment '${source.name}' was deleted`);
+        return true;
+      }
+      const settings = parsePromotionSettings(promotion.settings);
+      const why =
+        source.kind === "DEVELOPMENT"
+          ? "the development deployment is always copied"
+          : settings.redeployOnPromotion
+            ? `'${environment.name}' redeploys on promotion`
+            : (await servesElsewhere(tx, source.id, environment.id))
+              ? `'${source.name}' serves another environment`
+              : null;
+      if (!why) {
+        await recordPromotion(
+          tx,
+          promotion,
+          {
+            deploymentId: source.id,
+            steps: withStep(steps, "CREATE_DEPLOYMENT", "SKIPPED", now, `reusing '${source.name}'`),
+          },
+          "PROMOTION_STEP_CHANGED",
+          `CREATE_DEPLOYMENT skipped: reusing '${source.name}'`,
+        );
+        return true;
+      }
+      // The copy and the step's result commit together: a crash cannot leave a copy without its promotion knowing.
+      const name = await nextDeploymentName(tx, source.modelId);
+      const copy = await tx.deployment.create({
+        data: {
+          id: newId("Deployment"),
+          modelId: source.modelId,
+          name,
+          liveName: name,
+          kind: "PUBLISHED",
+          status: "BUILDING",
+          artifactHash: source.artifactHash,
+          environmentName: environment.name,
+          autoscaling: { ...DEFAULT_AUTOSCALING },
+        },
+      });
+      await appendEvent(tx, {
+        modelId: source.modelId,
+        type: "DEPLOYMENT_CREATED",
+        deploymentId: copy.id,
+        promotionId: promotion.id,
+        message: `deployment '${name}' created from '${source.name}' for '${environment.name}' (${why})`,
+      });
+      let running = withStep(steps, "CREATE_DEPLOYMENT", "RUNNING", now);
+      running = withStep(running, "CREATE_DEPLOYMENT", "SUCCEEDED", now, `created '${name}': ${why}`);
+      await recordPromotion(
+        tx,
+        promotion,
+        { deploymentId: copy.id, createdDeployment: true, steps: running },
+        "PROMOTION_STEP_CHANGED",
+        `CREATE_DEPLOYMENT succeeded: created '${name}'`,
+      );
+      return true;
+    });
+  }
+
+  /** START_DEPLOYMENT begins: the deployment runs with the promotion's settings and is woken if asleep. */
+  private async beginStart(id: string): Promise<boolean> {
+    let wake: string | null = null;
+    const moved = await this.locked(id, async (tx, promotion) => {
+      const steps = parseSteps(promotion.steps);
+      if (stepOf(steps, "START_DEPLOYMENT").status !== "PENDING" || !promotion.deploymentId) return false;
+      const deployment = await tx.deployment.findUniqueOrThrow({ where: { id: promotion.deploymentId } });
+      const override = await promotionAutoscalingFor(tx, promotion, promotion.createdDeployment);
+      await tx.deployment.update({
+        where: { id: deployment.id },
+        data: { promotionAutoscaling: override ?? Prisma.DbNull },
+      });
+      if (deployment.status === "SCALED_TO_ZERO") wake = deployment.id;
+      await recordPromotion(
+        tx,
+        promotion,
+        { steps: withStep(steps, "START_DEPLOYMENT", "RUNNING", new Date()) },
+        "PROMOTION_STEP_CHANGED",
+        `START_DEPLOYMENT running: waiting for '${deployment.name}' to be ready`,
+      );
+      return true;
+    });
+    if (wake) await this.waker.wake(wake);
+    return moved;
+  }
+
+  /** START_DEPLOYMENT: done once the deployment has a ready replica; failed when it breaks or misses the deadline. */
+  private async checkStart(promotion: Promotion): Promise<boolean> {
+    const { prisma } = this.ctx.db;
+    const deployment = promotion.deploymentId
+      ? await prisma.deployment.findUnique({ where: { id: promotion.deploymentId } })
+      : null;
+    if (!deployment) return false;
+    const settings = parsePromotionSettings(promotion.settings);
+    const startedAt = Date.parse(stepOf(parseSteps(promotion.steps), "START_DEPLOYMENT").startedAt ?? "");
+    if (deployment.status === "SCALED_TO_ZERO") {
+      await this.waker.wake(deployment.id);
+      return false;
+    }
+    const ready = deployment.status === "ACTIVE" || deployment.status === "UPDATING";
+    const failure = BROKEN.has(deployment.status)
+      ? `deployment '${deployment.name}' is ${deployment.status}`
+      : !ready && Date.now() - startedAt > settings.progressDeadlineSeconds * 1000
+        ? `deployment '${deployment.name}' was not ready within ${settings.progressDeadlineSeconds} s (progress deadline)`
+        : null;
+    if (!ready && !failure) return false;
+    return this.locked(promotion.id, async (tx, current) => {
+      const steps = parseSteps(current.steps);
+      if (stepOf(steps, "START_DEPLOYMENT").status !== "RUNNING") return false;
+      if (failure) {
+        await endPromotion(tx, current, "FAILED", failure);
+        return true;
+      }
+      await recordPromotion(
+        tx,
+        current,
+        {
+          steps: withStep(
+            steps,
+            "START_DEPLOYMENT",
+            "SUCCEEDED",
+            new Date(),
+            `'${deployment.name}' is ready`,
+          ),
+        },
+        "PROMOTION_STEP_CHANGED",
+        `START_DEPLOYMENT succeeded: '${deployment.name}' is ready`,
+      );
+      return true;
+    });
+  }
+
+  /** ACTIVATE begins: from here the promotion can no longer be cancelled. */
+  private beginActivate(id: string): Promise<boolean> {
+    return this.locked(id, async (tx, promotion) => {
+      const steps = parseSteps(promotion.steps);
+      if (stepOf(steps, "ACTIVATE").status !== "PENDING") return false;
+      await recordPromotion(
+        tx,
+        promotion,
+        { steps: withStep(steps, "ACTIVATE", "RUNNING", new Date()) },
+        "PROMOTION_STEP_CHANGED",
+        "ACTIVATE running",
+      );
+      return true;
+    });
+  }
+
+  /**
+   * ACTIVATE: the environment switches to the new deployment in one
+   * transaction (requests routed before it finish where they are), the
+   * deployment's promotion settings become its own, and the previous
+   * deployment is demoted by the cleanup strategy.
+   */
+  private activate(id: string): Promise<boolean> {
+    return this.locked(id, async (tx, promotion) => {
+      const steps = parseSteps(promotion.steps);
+      if (stepOf(steps, "ACTIVATE").status !== "RUNNING" || !promotion.deploymentId) return false;
+      // Environment before deployments, the order every writer of both takes (no deadlock).
+      await tx.$queryRaw`SELECT id FROM "Environment" WHERE id = ${promotion.environmentId} FOR UPDATE`;
+      const now = new Date();
+      const deployment = await tx.deployment.findUniqueOrThrow({ where: { id: promotion.deploymentId } });
+      const environment = await tx.environment.findUniqueOrThrow({ where: { id: promotion.environmentId } });
+      const own = parseAutoscaling(deployment.promotionAutoscaling ?? deployment.autoscaling);
+      await tx.deployment.update({
+        where: { id: deployment.id },
+        data: { autoscaling: { ...own }, promotionAutoscaling: Prisma.DbNull },
+      });
+      await tx.environment.update({
+        where: { id: environment.id },
+        data: { currentDeploymentId: deployment.id, autoscaling: { ...own } },
+      });
+      await appendEvent(tx, {
+        modelId: environment.modelId,
+        type: "ENVIRONMENT_UPDATED",
+        environmentId: environment.id,
+        deploymentId: deployment.id,
+        promotionId: promotion.id,
+        message: `'${environment.name}' now serves '${deployment.name}'`,
+      });
+      const demotion = await this.demote(tx, promotion, deployment.id);
+      await recordPromotion(
+        tx,
+        promotion,
+        {
+          status: "SUCCEEDED",
+          steps: withStep(
+            steps,
+            "ACTIVATE",
+            "SUCCEEDED",
+            now,
+            `'${environment.name}' serves '${deployment.name}'${demotion}`,
+          ),
+          percentTraffic: 100,
+          canaryStage: promotion.canaryStages ? promotion.canaryStages : promotion.canaryStage,
+          finishedAt: now,
+          activeEnvironmentId: null,
+        },
+        "PROMOTION_FINISHED",
+        `promotion succeeded: '${environment.name}' serves '${deployment.name}'`,
+      );
+      return true;
+    });
+  }
+
+  /** The previous deployment keeps its ID and settings; it is scaled to zero, deactivated or kept. */
+  private async demote(tx: Prisma.TransactionClient, promotion: Promotion, newId: string): Promise<string> {
+    if (!promotion.previousDeploymentId || promotion.previousDeploymentId === newId) return "";
+    const previous = await tx.deployment.findUnique({ where: { id: promotion.previousDeploymentId } });
+    if (!previous || previous.deletedAt) return "";
+    const strategy = promotion.scaleDownPrevious
+      ? parsePromotionSettings(promotion.settings).cleanupStrategy
+      : "KEEP";
+    const serving = RUNNING_STATUSES.has(previous.status) || previous.status === "SCALED_TO_ZERO";
+    if (strategy === "SCALE_TO_ZERO" && RUNNING_STATUSES.has(previous.status)) {
+      await setStatus(tx, previous, "SCALED_TO_ZERO", "demoted by a promotion");
+      return `; '${previous.name}' scaled to zero`;
+    }
+    if (strategy === "DEACTIVATE" && serving) {
+      await setStatus(tx, previous, "DEACTIVATING", "demoted by a promotion");
+      return `; '${previous.name}' deactivated`;
+    }
+    return `; '${previous.name}' kept running`;
+  }
+}

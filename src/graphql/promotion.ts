@@ -1,0 +1,267 @@
+import { GraphQLError } from "graphql";
+import { isIdOf } from "../domain/ids.ts";
+import { isActive, type PromotionStatus, parseSteps } from "../domain/promotion.ts";
+import type { Promotion } from "../generated/prisma/client.ts";
+import { PromotionStatus as PromotionStatusValues } from "../generated/prisma/enums.ts";
+import { notFound } from "../services/errors.ts";
+import {
+  cancelCanary,
+  cancelPromotion,
+  forceRollForward,
+  pausePromotion,
+  promote,
+  resumePromotion,
+} from "../services/promotions.ts";
+import { builder, DEFAULT_PAGE, MAX_PAGE } from "./builder.ts";
+import { DeploymentRef } from "./deployment.ts";
+import { EnvironmentRef } from "./environment.ts";
+import { resultUnion, userErrors } from "./errors.ts";
+import { watch } from "./streams.ts";
+
+export const PromotionStatusEnum = builder.enumType(PromotionStatusValues, { name: "PromotionStatus" });
+const PromotionStepNameEnum = builder.enumType("PromotionStepName", {
+  values: ["CREATE_DEPLOYMENT", "START_DEPLOYMENT", "ACTIVATE"] as const,
+});
+const StepStatusEnum = builder.enumType("StepStatus", {
+  values: ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED"] as const,
+});
+
+const PromotionStepRef = builder.objectRef<ReturnType<typeof parseSteps>[number]>("PromotionStep").implement({
+  fields: (t) => ({
+    name: t.field({ type: PromotionStepNameEnum, resolve: (s) => s.name }),
+    status: t.field({ type: StepStatusEnum, resolve: (s) => s.status }),
+    startedAt: t.field({
+      type: "DateTime",
+      nullable: true,
+      resolve: (s) => (s.startedAt ? new Date(s.startedAt) : null),
+    }),
+    finishedAt: t.field({
+      type: "DateTime",
+      nullable: true,
+      resolve: (s) => (s.finishedAt ? new Date(s.finishedAt) : null),
+    }),
+    message: t.string({ nullable: true, resolve: (s) => s.message }),
+  }),
+});
+
+/**
+ * Promotion fields read foreign keys, not relations: promotionProgress sends
+ * snapshots of the row as each event left it, and those must resolve as they were.
+ */
+export const PromotionRef = builder.prismaNode("Promotion", {
+  id: { field: "id" },
+  fields: (t) => ({
+    environment: t.field({
+      type: EnvironmentRef,
+      resolve: (p, _args, ctx) =>
+        ctx.prisma.environment.findUniqueOrThrow({ where: { id: p.environmentId } }),
+    }),
+    sourceDeployment: t.field({
+      type: DeploymentRef,
+      description: "What the user asked to promote",
+      resolve: (p, _args, ctx) =>
+        ctx.prisma.deployment.findUniqueOrThrow({ where: { id: p.sourceDeploymentId } }),
+    }),
+    deployment: t.field({
+      type: DeploymentRef,
+      nullable: true,
+      description: "What will serve: a new deployment or the same one; null until created",
+      resolve: (p, _args, ctx) =>
+        p.deploymentId ? ctx.prisma.deployment.findUnique({ where: { id: p.deploymentId } }) : null,
+    }),
+    previousDeployment: t.field({
+      type: DeploymentRef,
+      nullable: true,
+      resolve: (p, _args, ctx) =>
+        p.previousDeploymentId
+          ? ctx.prisma.deployment.findUnique({ where: { id: p.previousDeploymentId } })
+          : null,
+    }),
+    status: t.field({ type: PromotionStatusEnum, resolve: (p) => p.status }),
+    steps: t.field({ type: [PromotionStepRef], resolve: (p) => parseSteps(p.steps) }),
+    percentTrafficToNewVersion: t.int({ resolve: (p) => p.percentTraffic }),
+    canaryStage: t.int({ nullable: true, resolve: (p) => p.canaryStage }),
+    canaryStages: t.int({ nullable: true, resolve: (p) => p.canaryStages }),
+    errorMessage: t.string({ nullable: true, resolve: (p) => p.errorMessage }),
+    createdAt: t.field({ type: "DateTime", resolve: (p) => new Date(p.createdAt) }),
+    finishedAt: t.field({
+      type: "DateTime",
+      nullable: true,
+      resolve: (p) => (p.finishedAt ? new Date(p.finishedAt) : null),
+    }),
+  }),
+});
+
+builder.prismaObjectFields("Environment", (t) => ({
+  candidateDeployment: t.field({
+    type: DeploymentRef,
+    nullable: true,
+    description: "The deployment being promoted in, during a promotion",
+    resolve: async (env, _args, ctx) => {
+      const active = await ctx.prisma.promotion.findUnique({ where: { activeEnvironmentId: env.id } });
+      return active?.deploymentId
+        ? ctx.prisma.deployment.findUnique({ where: { id: active.deploymentId } })
+        : null;
+    },
+  }),
+  inProgressPromotion: t.field({
+    type: PromotionRef,
+    nullable: true,
+    resolve: (env, _args, ctx) => ctx.prisma.promotion.findUnique({ where: { activeEnvironmentId: env.id } }),
+  }),
+  promotions: t.relatedConnection(
+    "promotions",
+    {
+      cursor: "id",
+      maxSize: MAX_PAGE,
+      defaultSize: DEFAULT_PAGE,
+      description: "Promotion history, newest first",
+      query: () => ({ orderBy: [{ createdAt: "desc" }, { id: "desc" }] }),
+    },
+    { name: "PromotionConnection" },
+    { name: "PromotionEdge" },
+  ),
+}));
+
+builder.prismaObjectFields("Deployment", (t) => ({
+  activePromotion: t.field({
+    type: PromotionRef,
+    nullable: true,
+    description: "The in-progress promotion it is source or new deployment of",
+    resolve: (d, _args, ctx) =>
+      ctx.prisma.promotion.findFirst({
+        where: {
+          activeEnvironmentId: { not: null },
+          OR: [{ deploymentId: d.id }, { sourceDeploymentId: d.id }],
+        },
+      }),
+  }),
+}));
+
+builder.prismaObjectFields("ModelEvent", (t) => ({
+  promotion: t.relation("promotion", { nullable: true }),
+}));
+
+builder.queryField("promotion", (t) =>
+  t.prismaField({
+    type: "Promotion",
+    nullable: true,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (query, _root, args, ctx) =>
+      isIdOf("Promotion", args.id)
+        ? ctx.prisma.promotion.findUnique({ ...query, where: { id: args.id } })
+        : null,
+  }),
+);
+
+const PromoteInput = builder.inputType("PromoteInput", {
+  fields: (t) => ({
+    deploymentId: t.id({ required: true }),
+    environment: t.string({ defaultValue: "production" }),
+    scaleDownPreviousDeployment: t.boolean({ defaultValue: true }),
+  }),
+});
+
+const environmentId = (id: string) => {
+  if (!isIdOf("Environment", id)) throw notFound("environment", id, "environmentId");
+  return id;
+};
+
+builder.mutationFields((t) => ({
+  promote: t.field({
+    type: resultUnion("PromoteResult", PromotionRef),
+    args: { input: t.arg({ type: PromoteInput, required: true }) },
+    resolve: (_root, { input }, ctx) =>
+      userErrors(() => {
+        if (!isIdOf("Deployment", input.deploymentId))
+          throw notFound("deployment", input.deploymentId, "deploymentId");
+        return promote(ctx.services, {
+          deploymentId: input.deploymentId,
+          environment: input.environment ?? "production",
+          scaleDownPreviousDeployment: input.scaleDownPreviousDeployment ?? true,
+        });
+      }),
+  }),
+  cancelPromotion: t.field({
+    type: resultUnion("CancelPromotionResult", PromotionRef),
+    args: { environmentId: t.arg.id({ required: true }), graceful: t.arg.boolean({ defaultValue: false }) },
+    resolve: (_root, args, ctx) =>
+      userErrors(() =>
+        cancelPromotion(ctx.services, environmentId(args.environmentId), args.graceful ?? false),
+      ),
+  }),
+  cancelCanary: t.field({
+    type: resultUnion("CancelCanaryResult", PromotionRef),
+    args: { environmentId: t.arg.id({ required: true }) },
+    resolve: (_root, args, ctx) =>
+      userErrors(() => cancelCanary(ctx.services, environmentId(args.environmentId))),
+  }),
+  pausePromotion: t.field({
+    type: resultUnion("PausePromotionResult", PromotionRef),
+    args: { environmentId: t.arg.id({ required: true }) },
+    resolve: (_root, args, ctx) =>
+      userErrors(() => pausePromotion(ctx.services, environmentId(args.environmentId))),
+  }),
+  resumePromotion: t.field({
+    type: resultUnion("ResumePromotionResult", PromotionRef),
+    args: { environmentId: t.arg.id({ required: true }) },
+    resolve: (_root, args, ctx) =>
+      userErrors(() => resumePromotion(ctx.services, environmentId(args.environmentId))),
+  }),
+  forceRollForward: t.field({
+    type: resultUnion("ForceRollForwardResult", PromotionRef),
+    args: { environmentId: t.arg.id({ required: true }) },
+    resolve: (_root, args, ctx) =>
+      userErrors(() => forceRollForward(ctx.services, environmentId(args.environmentId))),
+  }),
+}));
+
+builder.subscriptionField("promotionProgress", (t) =>
+  t.field({
+    type: PromotionRef,
+    description:
+      "The promotion as it is now, then again after every change of status, step or canary stage (every stage, in order, none skipped); completes after a terminal status",
+    args: { promotionId: t.arg.id({ required: true }) },
+    subscribe: async (_root, args, ctx) => {
+      const current = isIdOf("Promotion", args.promotionId)
+        ? await ctx.prisma.promotion.findUnique({ where: { id: args.promotionId } })
+        : null;
+      if (!current) throw new GraphQLError(`no promotion with ID '${args.promotionId}'`);
+      const model = await ctx.prisma.model.findUniqueOrThrow({ where: { id: current.modelId } });
+      // Later changes come from the events' snapshots, in order, so a slow client misses none.
+      let lastSeq = model.eventSeq;
+      let sentFirst = false;
+      let done = false;
+      return watch<Promotion>(
+        ctx.services.bus,
+        (change) => change.kind === "event" && change.promotionId === current.id,
+        async () => {
+          if (!sentFirst) {
+            sentFirst = true;
+            const now = await ctx.prisma.promotion.findUniqueOrThrow({ where: { id: current.id } });
+            // Events already committed before this read are reflected in it.
+            const seen = await ctx.prisma.model.findUniqueOrThrow({ where: { id: current.modelId } });
+            lastSeq = seen.eventSeq;
+            done = !isActive(now.status as PromotionStatus);
+            return { items: [now], done };
+          }
+          const events = await ctx.prisma.modelEvent.findMany({
+            where: { modelId: current.modelId, promotionId: current.id, seq: { gt: lastSeq } },
+            orderBy: { seq: "asc" },
+            take: MAX_PAGE,
+          });
+          const items: Promotion[] = [];
+          for (const event of events) {
+            lastSeq = event.seq;
+            if (!event.snapshot || done) continue;
+            const snapshot = event.snapshot as unknown as Promotion;
+            items.push(snapshot);
+            if (!isActive(snapshot.status as PromotionStatus)) done = true;
+          }
+          return { items, done, more: events.length === MAX_PAGE };
+        },
+      );
+    },
+    resolve: (promotion) => promotion,
+  }),
+);
