@@ -118,10 +118,7 @@ export async function pushFolder(
   dir: string,
 ): Promise<{ deploymentId: string; modelId: string }> {
   const form = new FormData();
-  form.set(
-    "operations",
-    JSON.stringify({ query: PUSH, variables: { input: { modelName, environment: null, source: null } } }),
-  );
+  form.set("operations", JSON.stringify({ query: PUSH, variables: { input: { modelName, source: null } } }));
   form.set("map", JSON.stringify({ "0": ["variables.input.source"] }));
   form.set("0", new Blob([new Uint8Array(await pack(dir))], { type: "application/gzip" }), "model.tar.gz");
   const response = await fetch(`${hangar.url}/graphql`, {
