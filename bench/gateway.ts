@@ -26,6 +26,7 @@ import { parseArgs } from "node:util";
 import {
   type BenchHangar,
   modelFolder,
+  pinOneReplica,
   pushFolder,
   replicaOf,
   startHangar,
@@ -377,6 +378,7 @@ async function main(): Promise<void> {
   progress("pushing the echo model...");
   const { deploymentId, modelId } = await pushFolder(hangar, "bench-echo", dir);
   await waitForActive(hangar, deploymentId);
+  await pinOneReplica(hangar, deploymentId);
   const replica = await replicaOf(hangar, deploymentId);
   progress(`replica ready (pid ${replica.pid}, port ${replica.port}); starting the minimal proxy...`);
   const proxy = spawnNode("proxy", [

@@ -138,6 +138,28 @@ export async function pushFolder(
   return { deploymentId: result.id, modelId: result.model.id };
 }
 
+/**
+ * Pins the deployment to exactly one replica, so that the autoscaler neither
+ * adds replicas under load nor scales to zero while other targets are measured.
+ */
+export async function pinOneReplica(hangar: BenchHangar, deploymentId: string): Promise<void> {
+  const data = await gql(
+    hangar,
+    `mutation($input: UpdateAutoscalingInput!) {
+      updateAutoscalingSettings(input: $input) {
+        __typename
+        ... on Deployment { autoscalingSettings { minReplica maxReplica } }
+        ... on Error { message }
+      }
+    }`,
+    { input: { deploymentId, settings: { minReplica: 1, maxReplica: 1 } } },
+  );
+  const result = data.updateAutoscalingSettings;
+  if (result?.__typename !== "Deployment") {
+    throw new Error(`updateAutoscalingSettings failed: ${JSON.stringify(result)}`);
+  }
+}
+
 export async function waitForActive(hangar: BenchHangar, deploymentId: string, timeoutMs = 120_000) {
   let last = "";
   await poll(`deployment ${deploymentId} to be ACTIVE`, timeoutMs, async () => {
