@@ -289,17 +289,22 @@ export class DeploymentController implements RuntimeObserver {
   private async reapOrphans(): Promise<void> {
     const { prisma } = this.ctx.db;
     const now = new Date();
-    const leased = await prisma.deployment.findMany({
+    const query = {
       where: { leaseOwner: { not: null } },
-      distinct: ["leaseOwner"],
+      distinct: ["leaseOwner" as const],
       select: { leaseOwner: true },
-    });
-    for (const { leaseOwner } of leased) {
+    };
+    const owners = new Set(
+      [...(await prisma.deployment.findMany(query)), ...(await prisma.promotion.findMany(query))].map(
+        (r) => r.leaseOwner,
+      ),
+    );
+    for (const leaseOwner of owners) {
       if (leaseOwner && this.ownerIsDead(leaseOwner)) {
-        await prisma.deployment.updateMany({
-          where: { leaseOwner },
-          data: { leaseOwner: null, leaseExpiresAt: null },
-        });
+        const free = { leaseOwner: null, leaseExpiresAt: null };
+        await prisma.deployment.updateMany({ where: { leaseOwner }, data: free });
+        // The promotion controller runs under the same owner name.
+        await prisma.promotion.updateMany({ where: { leaseOwner }, data: free });
       }
     }
     const stale = await prisma.replica.findMany({

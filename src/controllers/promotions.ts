@@ -5,6 +5,7 @@ import { parsePromotionSettings } from "../domain/promotion-settings.ts";
 import { type DeploymentStatus, RUNNING_STATUSES } from "../domain/status.ts";
 import type { Change } from "../events/bus.ts";
 import { appendEvent } from "../events/log.ts";
+import { failpoint } from "../failpoints.ts";
 import { Prisma, type Promotion } from "../generated/prisma/client.ts";
 import type { ServiceContext } from "../services/context.ts";
 import { nextDeploymentName, setStatus } from "../services/deployments.ts";
@@ -29,6 +30,12 @@ const BROKEN: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
   "DEACTIVATING",
   "DELETED",
 ]);
+
+/** Passes the named failpoint once a move has committed (crash tests). */
+const after = (name: string) => (moved: boolean) => {
+  if (moved) failpoint(name);
+  return moved;
+};
 
 /** Starts a scaled-to-zero deployment (the deployment controller). */
 export interface DeploymentWaker {
@@ -137,10 +144,12 @@ export class PromotionController {
     const create = stepOf(steps, "CREATE_DEPLOYMENT");
     const start = stepOf(steps, "START_DEPLOYMENT");
     const activate = stepOf(steps, "ACTIVATE");
-    if (create.status === "PENDING" || create.status === "RUNNING") return this.createDeployment(id);
-    if (start.status === "PENDING") return this.beginStart(id);
+    if (create.status === "PENDING" || create.status === "RUNNING") {
+      return this.createDeployment(id).then(after("promotion:create-deployment"));
+    }
+    if (start.status === "PENDING") return this.beginStart(id).then(after("promotion:start-deployment"));
     if (start.status === "RUNNING") return this.checkStart(promotion);
-    if (activate.status === "PENDING") return this.beginActivate(id);
+    if (activate.status === "PENDING") return this.beginActivate(id).then(after("promotion:activate"));
     if (activate.status === "RUNNING") return this.activate(id);
     return false;
   }

@@ -19,6 +19,13 @@ class GatewayError extends Error {
   }
 }
 
+/** The environment now points at another deployment: route there instead. */
+class Rerouted extends Error {
+  constructor(readonly deploymentId: string) {
+    super(`rerouted to ${deploymentId}`);
+  }
+}
+
 type Target =
   | { kind: "deployment"; deploymentId: string }
   | { kind: "environment"; name: string }
@@ -114,17 +121,41 @@ export class Gateway {
         throw error;
       }
     }
-    // Counted from here, held time included: demand the autoscaler must see.
-    this.traffic.started(deploymentId);
+    let body: Buffer;
     try {
-      const body = await this.readBody(req);
-      const replica = await this.pickReplica(deploymentId);
-      await this.forward(replica, body, res, deploymentId);
+      body = await this.readBody(req);
     } catch (error) {
       if (error instanceof GatewayError) return sendError(res, error, deploymentId);
       throw error;
-    } finally {
-      this.traffic.finished(deploymentId);
+    }
+    // An environment's deployment can change under a request (a promotion's
+    // ACTIVATE): when the one it was routed to stops taking requests, look the
+    // environment up again, once, rather than waking or failing the old one.
+    const reroute =
+      parsed.target.kind === "environment"
+        ? async () => {
+            this.routes.forgetModel(parsed.modelId);
+            return this.resolve(parsed);
+          }
+        : null;
+    for (let attempt = 0; ; attempt++) {
+      const target: string = deploymentId;
+      // Counted from here, held time included: demand the autoscaler must see.
+      this.traffic.started(target);
+      try {
+        const replica = await this.pickReplica(target, reroute);
+        await this.forward(replica, body, res, target);
+        return;
+      } catch (error) {
+        if (error instanceof Rerouted && attempt === 0) {
+          deploymentId = error.deploymentId;
+          continue;
+        }
+        if (error instanceof GatewayError) return sendError(res, error, target);
+        throw error;
+      } finally {
+        this.traffic.finished(target);
+      }
     }
   }
 
@@ -213,12 +244,24 @@ export class Gateway {
    * Waits until the deployment has a ready replica: a deployment still
    * starting holds the request (up to the ready timeout) instead of failing it.
    */
-  private async deploymentReady(deploymentId: string, needReplica: boolean): Promise<Replica[]> {
+  private async deploymentReady(
+    deploymentId: string,
+    needReplica: boolean,
+    reroute: (() => Promise<string>) | null = null,
+  ): Promise<Replica[]> {
     const deadline = Date.now() + this.config.readyTimeoutMs;
     for (;;) {
       const ready = this.runtime.ready(deploymentId);
       if (ready.length > 0) return ready;
       const deployment = await this.routes.deployment(deploymentId);
+      if (
+        reroute &&
+        deployment &&
+        !(STARTING_STATUSES.has(deployment.status) || deployment.status === "ACTIVE")
+      ) {
+        const current = await reroute();
+        if (current !== deploymentId) throw new Rerouted(current);
+      }
       if (!deployment || deployment.deleted) {
         throw new GatewayError(
           404,
@@ -254,9 +297,9 @@ export class Gateway {
     }
   }
 
-  private async pickReplica(deploymentId: string): Promise<Replica> {
+  private async pickReplica(deploymentId: string, reroute: (() => Promise<string>) | null): Promise<Replica> {
     let ready = this.runtime.ready(deploymentId);
-    if (ready.length === 0) ready = await this.deploymentReady(deploymentId, true);
+    if (ready.length === 0) ready = await this.deploymentReady(deploymentId, true, reroute);
     // Least in-flight, starting from a rotating index so ties spread evenly.
     const n = ready.length;
     const start = this.rotation++ % n;

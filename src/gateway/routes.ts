@@ -61,6 +61,11 @@ export class RouteTable {
     return cached;
   }
 
+  /** Forgets a model's routes so the next read sees the database. */
+  forgetModel(modelId: string): void {
+    this.models.delete(modelId);
+  }
+
   /** Forgets a deployment so the next read sees the database (used while waiting for it). */
   refresh(deploymentId: string): void {
     this.deployments.delete(deploymentId);

@@ -21,6 +21,8 @@ export interface TestHangar {
   output(): string;
   /** Graceful stop (SIGTERM), waiting for the exit. */
   stop(): Promise<number | null>;
+  /** Resolves with the exit code (null when killed by a signal) once the process has ended by itself. */
+  exited: Promise<number | null>;
   /** SIGKILL, as a crash would. */
   kill(): Promise<void>;
   /** Starts a new server process on the same data dir and database. */
@@ -99,6 +101,7 @@ export async function startHangar(options: StartOptions = {}): Promise<TestHanga
     databaseUrl,
     process: child,
     output: () => output,
+    exited,
     stop: async () => {
       if (!dead) child.kill("SIGTERM");
       return exited;
