@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { gql, predict } from "../support/client.ts";
+import { gql, modelFolder, predict, pushFolder } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { waitFor } from "../support/wait.ts";
 
 let hangar: TestHangar;
 
@@ -65,6 +66,21 @@ const DEFAULT_AUTOSCALING = {
 };
 
 let modelCount = 0;
+
+/** Promotes a deployment to production and waits for the promotion to succeed. */
+async function promoteAndWait(deploymentId: string): Promise<void> {
+  const started = await gql(
+    hangar,
+    `mutation($id: ID!) { promote(input: { deploymentId: $id }) { ... on Promotion { id } ... on UserError { code message } } }`,
+    { id: deploymentId },
+  );
+  await waitFor(
+    async () =>
+      (await gql(hangar, `query($id: ID!) { promotion(id: $id) { status } }`, { id: started.promote.id }))
+        .promotion.status === "SUCCEEDED",
+    { what: "the promotion to succeed" },
+  );
+}
 
 async function newModel(): Promise<{ id: string; productionId: string }> {
   modelCount += 1;
@@ -407,9 +423,36 @@ describe("updateEnvironment", () => {
     }
   });
 
-  it.todo(
-    "with a current deployment, updating the environment's autoscalingSettings updates the deployment's, and updateAutoscalingSettings on that deployment updates the environment's (needs promotions)",
-  );
+  it("with a current deployment, keeps the environment's and the deployment's autoscaling settings one", async () => {
+    const dep = await pushFolder(
+      hangar,
+      "env-sync",
+      await modelFolder({ "model.mjs": "export default class M { predict() { return 1; } }" }),
+    );
+    const env = (
+      await gql(hangar, `query($id: ID!) { model(id: $id) { productionEnvironment { id } } }`, {
+        id: dep.model.id,
+      })
+    ).model.productionEnvironment;
+    await promoteAndWait(dep.id);
+    const updated = await update({ environmentId: env.id, autoscalingSettings: { maxReplica: 4 } });
+    expect(updated.autoscalingSettings.maxReplica).toBe(4);
+    const read1 = await gql(
+      hangar,
+      `query($id: ID!) { deployment(id: $id) { autoscalingSettings { maxReplica scaleDownDelay } } }`,
+      {
+        id: dep.id,
+      },
+    );
+    expect(read1.deployment.autoscalingSettings.maxReplica).toBe(4);
+    await gql(
+      hangar,
+      `mutation($id: ID!) { updateAutoscalingSettings(input: { deploymentId: $id, settings: { scaleDownDelay: 33 } }) { __typename } }`,
+      { id: dep.id },
+    );
+    const envNow = await read(env.id);
+    expect(envNow.autoscalingSettings).toMatchObject({ maxReplica: 4, scaleDownDelay: 33 });
+  });
 });
 
 describe("deleteEnvironment", () => {
@@ -489,7 +532,28 @@ describe("deleteEnvironment", () => {
     expect((await read(first.id)).deletedAt).not.toBeNull();
   });
 
-  it.todo("refuses an environment with an active promotion with PROMOTION_IN_PROGRESS (needs promotions)");
+  it("refuses an environment with an active promotion with PROMOTION_IN_PROGRESS", async () => {
+    const dep = await pushFolder(
+      hangar,
+      "env-busy",
+      await modelFolder({
+        "model.mjs":
+          "export default class M { async load() { await new Promise((r) => setTimeout(r, 10000)); } predict() { return 1; } }",
+      }),
+    );
+    const env = (await create({ modelId: dep.model.id, name: "busy" })) as { id: string };
+    const started = await gql(
+      hangar,
+      `mutation($id: ID!) { promote(input: { deploymentId: $id, environment: "busy" }) { __typename } }`,
+      { id: dep.id },
+    );
+    expect(started.promote.__typename).toBe("Promotion");
+    expect(await remove(env.id)).toMatchObject({ __typename: "UserError", code: "PROMOTION_IN_PROGRESS" });
+    await gql(hangar, `mutation($id: ID!) { cancelPromotion(environmentId: $id) { __typename } }`, {
+      id: env.id,
+    });
+    expect((await remove(env.id)).__typename).toBe("Environment");
+  });
 });
 
 describe("events", () => {
