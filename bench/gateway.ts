@@ -287,6 +287,11 @@ function ratios(figures: Figures) {
     p50OverheadCOverAMs,
     p50OverheadBOverAMs: fixed.b.latencyMs.p50 - fixed.a.latencyMs.p50,
     p50OverheadCOverBMs: fixed.c.latencyMs.p50 - fixed.b.latencyMs.p50,
+    // Steadier than throughput on a busy machine: the hop's own CPU per request, saturated.
+    hopCpuCOverB:
+      sat.c.cpuUsPerRequest.hop !== null && sat.b.cpuUsPerRequest.hop
+        ? sat.c.cpuUsPerRequest.hop / sat.b.cpuUsPerRequest.hop
+        : null,
     goals: {
       throughput: {
         goal: `(c)/(b) >= ${THROUGHPUT_GOAL}`,
@@ -355,6 +360,7 @@ function report(
   out.push(
     `(c)/(b) saturated throughput: ${fmt(computed.throughputCOverB)}   goal >= ${THROUGHPUT_GOAL}: ${mark(goals.throughput.met)}`,
     `(c)/(a) saturated throughput: ${fmt(computed.throughputCOverA)}   ((b)/(a): ${fmt(computed.throughputBOverA)})`,
+    `(c)/(b) hop CPU per request, saturated: ${fmt(computed.hopCpuCOverB)}   (steadier than throughput on a busy machine)`,
     `(c) - (a) p50 at ${int(settings.rate)} req/s: ${fmt(computed.p50OverheadCOverAMs, 3)} ms   goal < ${LATENCY_GOAL_MS} ms: ` +
       `${mark(goals.latency.met)}   ((b) - (a): ${fmt(computed.p50OverheadBOverAMs, 3)} ms)`,
   );
