@@ -56,6 +56,15 @@ async function finished(id: string, timeoutMs = 30_000) {
   );
 }
 
+async function lastPromotion(modelId: string): Promise<string> {
+  const data = await gql(
+    hangar,
+    `query($id: ID!) { model(id: $id) { productionEnvironment { promotions(first: 1) { edges { node { id } } } } } }`,
+    { id: modelId },
+  );
+  return data.model.productionEnvironment.promotions.edges[0].node.id;
+}
+
 async function environmentOf(modelId: string, name = "production") {
   return (
     await gql(
@@ -299,14 +308,16 @@ describe("ending early", () => {
     const good = await pushFolder(hangar, "promo-fail", await modelFolder(MODEL(1)));
     await waitForStatus(hangar, good.id, "ACTIVE");
     await finished((await gql(hangar, PROMOTE, { input: { deploymentId: good.id } })).promote.id);
-    const broken = await pushFolder(
+    // Pushed straight into the environment: the promotion exists before the build can fail
+    // (promoting an already BUILD_FAILED deployment is refused instead).
+    const { body } = await push(
       hangar,
-      "promo-fail",
-      await modelFolder({ "README.md": "no model here" }),
+      { modelName: "promo-fail", environment: "production" } as never,
+      await pack(await modelFolder({ "README.md": "no model here" })),
     );
-    const failed = await finished(
-      (await gql(hangar, PROMOTE, { input: { deploymentId: broken.id } })).promote.id,
-    );
+    expect(body.data.pushDeployment.__typename).toBe("Deployment");
+    const env = await environmentOf(good.model.id);
+    const failed = await finished(env.inProgressPromotion?.id ?? (await lastPromotion(good.model.id)));
     expect(failed.status).toBe("FAILED");
     expect(failed.errorMessage).toContain("BUILD_FAILED");
     expect(failed.steps.map((s: { status: string }) => s.status)).toEqual(["SKIPPED", "FAILED", "SKIPPED"]);
