@@ -210,8 +210,23 @@ export class DeploymentController implements RuntimeObserver {
     return outcome;
   }
 
+  /**
+   * The fast path of a wake, with no database work: when this process runs
+   * the deployment and has scaled it to zero, start its replica now (the long
+   * pole); the status change follows. True when it started one.
+   */
+  startLocally(id: string): boolean {
+    const spec = this.specs.get(id);
+    if (!spec || !this.runtime.has(id) || this.runtime.count(id) > 0 || this.desired.get(id) !== 0)
+      return false;
+    this.desired.delete(id);
+    this.runtime.ensure(spec, 1);
+    return true;
+  }
+
   /** Starts a scaled-to-zero deployment (a request arrived, or /wake). Idempotent. */
   async wake(id: string): Promise<void> {
+    this.startLocally(id);
     if (await transition(this.ctx, id, ["SCALED_TO_ZERO"], "WAKING_UP", "woken by a request")) {
       this.desired.delete(id);
       await this.reconcile(id);

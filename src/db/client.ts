@@ -20,11 +20,27 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export async function openDatabase(opts: { databaseUrl: string | null; dataDir: string }): Promise<Database> {
-  return opts.databaseUrl ? openPostgres(opts.databaseUrl) : openPglite(path.join(opts.dataDir, "db"));
+export interface OpenDatabaseOptions {
+  databaseUrl: string | null;
+  dataDir: string;
+  /** Called with every SQL statement the Prisma client sends (tests and benchmarks count them). */
+  onQuery?: (sql: string) => void;
 }
 
-async function openPglite(dir: string): Promise<Database> {
+export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database> {
+  return opts.databaseUrl
+    ? openPostgres(opts.databaseUrl, opts.onQuery)
+    : openPglite(path.join(opts.dataDir, "db"), opts.onQuery);
+}
+
+function newPrismaClient(adapter: PrismaPGlite | PrismaPg, onQuery?: (sql: string) => void): PrismaClient {
+  if (!onQuery) return new PrismaClient({ adapter });
+  const prisma = new PrismaClient({ adapter, log: [{ emit: "event", level: "query" }] });
+  prisma.$on("query", (event) => onQuery(event.query));
+  return prisma;
+}
+
+async function openPglite(dir: string, onQuery?: (sql: string) => void): Promise<Database> {
   await mkdir(dir, { recursive: true });
   const pglite = await PGlite.create(dir);
   const session: SqlSession = {
@@ -34,7 +50,7 @@ async function openPglite(dir: string): Promise<Database> {
     },
   };
   await applyMigrations(session);
-  const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
+  const prisma = newPrismaClient(new PrismaPGlite(pglite), onQuery);
   return {
     prisma,
     kind: "pglite",
@@ -51,7 +67,7 @@ async function openPglite(dir: string): Promise<Database> {
   };
 }
 
-async function openPostgres(url: string): Promise<Database> {
+async function openPostgres(url: string, onQuery?: (sql: string) => void): Promise<Database> {
   // A connection of our own for migrations and LISTEN; Prisma pools the rest.
   const listener = new pg.Client({ connectionString: url });
   await listener.connect();
@@ -63,7 +79,7 @@ async function openPostgres(url: string): Promise<Database> {
     },
   };
   await applyMigrations(session);
-  const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: url }) });
+  const prisma = newPrismaClient(new PrismaPg({ connectionString: url }), onQuery);
   const handlers = new Map<string, Set<(payload: string) => void>>();
   listener.on("notification", (msg) => {
     for (const handler of handlers.get(msg.channel) ?? []) handler(msg.payload ?? "");

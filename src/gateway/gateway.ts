@@ -19,6 +19,12 @@ class GatewayError extends Error {
   }
 }
 
+/** For environment paths: is the deployment still the environment's (from the cache), and which is it now (fresh)? */
+interface Reroute {
+  stillRouted(): Promise<boolean>;
+  fresh(): Promise<string>;
+}
+
 /** The environment now points at another deployment: route there instead. */
 class Rerouted extends Error {
   constructor(readonly deploymentId: string) {
@@ -84,6 +90,8 @@ function sendError(res: ServerResponse, error: GatewayError, deploymentId?: stri
 /** Starts a scaled-to-zero deployment; idempotent (the deployment controller). */
 export interface Waker {
   wake(deploymentId: string): Promise<void>;
+  /** Synchronous fast path: starts a replica of a deployment this process scaled to zero. */
+  startLocally(deploymentId: string): boolean;
 }
 
 export class Gateway {
@@ -131,11 +139,14 @@ export class Gateway {
     // An environment's deployment can change under a request (a promotion's
     // ACTIVATE): when the one it was routed to stops taking requests, look the
     // environment up again, once, rather than waking or failing the old one.
-    const reroute =
+    const reroute: Reroute | null =
       parsed.target.kind === "environment"
-        ? async () => {
-            this.routes.forgetModel(parsed.modelId);
-            return this.resolve(parsed);
+        ? {
+            stillRouted: async () => (await this.resolve(parsed)) === deploymentId,
+            fresh: async () => {
+              this.routes.forgetModel(parsed.modelId);
+              return this.resolve(parsed);
+            },
           }
         : null;
     for (let attempt = 0; ; attempt++) {
@@ -247,9 +258,12 @@ export class Gateway {
   private async deploymentReady(
     deploymentId: string,
     needReplica: boolean,
-    reroute: (() => Promise<string>) | null = null,
+    reroute: Reroute | null = null,
   ): Promise<Replica[]> {
     const deadline = Date.now() + this.config.readyTimeoutMs;
+    // Scaled to zero here: start the replica before any database round trip (for an environment,
+    // only while the environment still routes to it: a demoted deployment must stay asleep).
+    if (!reroute || (await reroute.stillRouted())) this.waker.startLocally(deploymentId);
     for (;;) {
       const ready = this.runtime.ready(deploymentId);
       if (ready.length > 0) return ready;
@@ -259,7 +273,7 @@ export class Gateway {
         deployment &&
         !(STARTING_STATUSES.has(deployment.status) || deployment.status === "ACTIVE")
       ) {
-        const current = await reroute();
+        const current = await reroute.fresh();
         if (current !== deploymentId) throw new Rerouted(current);
       }
       if (!deployment || deployment.deleted) {
@@ -297,7 +311,7 @@ export class Gateway {
     }
   }
 
-  private async pickReplica(deploymentId: string, reroute: (() => Promise<string>) | null): Promise<Replica> {
+  private async pickReplica(deploymentId: string, reroute: Reroute | null): Promise<Replica> {
     let ready = this.runtime.ready(deploymentId);
     if (ready.length === 0) ready = await this.deploymentReady(deploymentId, true, reroute);
     // Least in-flight, starting from a rotating index so ties spread evenly.

@@ -55,9 +55,13 @@ export const ReplicaRef = builder.prismaObject("Replica", {
 
 export const DeploymentRef = builder.prismaNode("Deployment", {
   id: { field: "id" },
+  // Select mode: a query loads the columns its fields ask for (see builder.ts), not every column.
+  // `status` is always there: deploymentStatus sends rows with the status of each event, which
+  // must not be read again; `deletedAt` says whether an environment's current deployment counts.
+  select: { id: true, status: true, deletedAt: true },
   fields: (t) => ({
     name: t.exposeString("name"),
-    kind: t.field({ type: DeploymentKindEnum, resolve: (d) => d.kind }),
+    kind: t.field({ type: DeploymentKindEnum, select: { kind: true }, resolve: (d) => d.kind }),
     status: t.field({ type: DeploymentStatusEnum, resolve: (d) => d.status }),
     model: t.relation("model"),
     environment: t.prismaField({
@@ -69,12 +73,13 @@ export const DeploymentRef = builder.prismaNode("Deployment", {
     }),
     autoscalingSettings: t.field({
       type: AutoscalingSettingsRef,
+      select: { autoscaling: true },
       resolve: (d) => parseAutoscaling(d.autoscaling),
     }),
-    activeReplicaCount: t.int({
-      resolve: (d, _args, ctx) => ctx.prisma.replica.count({ where: { deploymentId: d.id, state: "READY" } }),
-    }),
+    // Counted in the query that loads the deployment (one for a whole list of them).
+    activeReplicaCount: t.relationCount("replicas", { where: { state: "READY" } }),
     predictUrl: t.string({
+      select: { modelId: true },
       resolve: (d, _args, ctx) =>
         `${ctx.services.config.publicUrl}/models/${d.modelId}/deployments/${d.id}/predict`,
     }),

@@ -10,6 +10,7 @@ import { createEnvironment, deleteEnvironment, updateEnvironment } from "../serv
 import { notFound } from "../services/errors.ts";
 import { AutoscalingSettingsInput, AutoscalingSettingsRef } from "./autoscaling.ts";
 import { builder } from "./builder.ts";
+import { DeploymentRef } from "./deployment.ts";
 import { resultUnion, userErrors } from "./errors.ts";
 
 export const CleanupStrategyEnum = builder.enumType("CleanupStrategy", {
@@ -68,44 +69,43 @@ function promotionPatch(input: PromotionSettingsPatch | null | undefined): Promo
   return patch;
 }
 
+/** An environment's current deployment, unless it was deleted since (then it serves nothing). */
+function liveDeployment<D extends { deletedAt: Date | null }>(deployment: D | null): D | null {
+  return deployment && deployment.deletedAt === null ? deployment : null;
+}
+
 export const EnvironmentRef = builder.prismaNode("Environment", {
   id: { field: "id" },
+  // Select mode: a query loads the columns its fields ask for (see builder.ts), not every column.
+  select: { id: true },
   fields: (t) => ({
     name: t.exposeString("name"),
     isProduction: t.exposeBoolean("isProduction"),
     model: t.relation("model"),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
     deletedAt: t.expose("deletedAt", { type: "DateTime", nullable: true }),
-    currentDeployment: t.prismaField({
-      type: "Deployment",
+    currentDeployment: t.field({
+      type: DeploymentRef,
       nullable: true,
       description: "The deployment serving this environment (null once that deployment is deleted)",
-      resolve: (query, env, _args, ctx) =>
-        env.currentDeploymentId
-          ? ctx.prisma.deployment.findFirst({
-              ...query,
-              where: { id: env.currentDeploymentId, deletedAt: null },
-            })
-          : null,
+      // Loaded with the environment (one query for a whole list of them), with what is selected under it.
+      select: (_args, _ctx, nestedSelection) => ({ currentDeployment: nestedSelection(true) }),
+      resolve: (env) => liveDeployment(env.currentDeployment),
     }),
     promotionSettings: t.field({
       type: PromotionSettingsRef,
+      select: { promotionSettings: true },
       resolve: (env) => parsePromotionSettings(env.promotionSettings),
     }),
     autoscalingSettings: t.field({
       type: AutoscalingSettingsRef,
-      resolve: async (env, _args, ctx) => {
-        // After ACTIVATE an environment's settings are its current deployment's.
-        const current = env.currentDeploymentId
-          ? await ctx.prisma.deployment.findFirst({
-              where: { id: env.currentDeploymentId, deletedAt: null },
-              select: { autoscaling: true },
-            })
-          : null;
-        return parseAutoscaling(current?.autoscaling ?? env.autoscaling);
-      },
+      select: { autoscaling: true, currentDeployment: { select: { autoscaling: true, deletedAt: true } } },
+      // After ACTIVATE an environment's settings are its current deployment's.
+      resolve: (env) =>
+        parseAutoscaling(liveDeployment(env.currentDeployment)?.autoscaling ?? env.autoscaling),
     }),
     predictUrl: t.string({
+      select: { modelId: true, name: true },
       resolve: (env, _args, ctx) =>
         `${ctx.services.config.publicUrl}/models/${env.modelId}/environments/${encodeURIComponent(env.name)}/predict`,
     }),

@@ -3,22 +3,30 @@ import { isIdOf } from "../domain/ids.ts";
 import { UserError } from "../services/errors.ts";
 import { createModel, deleteModel } from "../services/models.ts";
 import { builder, DEFAULT_PAGE, MAX_PAGE } from "./builder.ts";
+import { DeploymentRef } from "./deployment.ts";
+import { EnvironmentRef } from "./environment.ts";
 import { resultUnion, userErrors } from "./errors.ts";
 import { eventPage, ModelEventRef } from "./event.ts";
 
 export const ModelRef = builder.prismaNode("Model", {
   id: { field: "id" },
+  // Select mode: a query loads the columns its fields ask for (see builder.ts), not every column.
+  select: { id: true },
   fields: (t) => ({
     name: t.exposeString("name"),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
     deletedAt: t.expose("deletedAt", { type: "DateTime", nullable: true }),
-    productionEnvironment: t.prismaField({
-      type: "Environment",
-      resolve: (query, model, _args, ctx) =>
-        ctx.prisma.environment.findFirstOrThrow({
-          ...query,
-          where: { modelId: model.id, isProduction: true },
-        }),
+    // Loaded with the model (one query for a whole list of them), with what is selected under it.
+    productionEnvironment: t.field({
+      type: EnvironmentRef,
+      select: (_args, _ctx, nestedSelection) => ({
+        environments: nestedSelection({ where: { isProduction: true } }),
+      }),
+      resolve: (model) => {
+        const production = model.environments[0];
+        if (!production) throw new Error(`model '${model.id}' has no production environment`);
+        return production;
+      },
     }),
     environments: t.relation("environments", {
       query: { where: { deletedAt: null }, orderBy: [{ isProduction: "desc" }, { createdAt: "asc" }] },
@@ -27,17 +35,20 @@ export const ModelRef = builder.prismaNode("Model", {
       type: "Environment",
       nullable: true,
       args: { name: t.arg.string({ required: true }) },
+      // findUnique: Prisma answers the calls of a whole list of models with one query.
       resolve: (query, model, args, ctx) =>
-        ctx.prisma.environment.findFirst({ ...query, where: { modelId: model.id, liveName: args.name } }),
-    }),
-    developmentDeployment: t.prismaField({
-      type: "Deployment",
-      nullable: true,
-      resolve: (query, model, _args, ctx) =>
-        ctx.prisma.deployment.findFirst({
+        ctx.prisma.environment.findUnique({
           ...query,
-          where: { modelId: model.id, kind: "DEVELOPMENT", deletedAt: null },
+          where: { modelId_liveName: { modelId: model.id, liveName: args.name } },
         }),
+    }),
+    developmentDeployment: t.field({
+      type: DeploymentRef,
+      nullable: true,
+      select: (_args, _ctx, nestedSelection) => ({
+        deployments: nestedSelection({ where: { kind: "DEVELOPMENT", deletedAt: null } }),
+      }),
+      resolve: (model) => model.deployments[0] ?? null,
     }),
     deployments: t.relatedConnection(
       "deployments",

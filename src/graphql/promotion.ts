@@ -12,7 +12,7 @@ import {
   promote,
   resumePromotion,
 } from "../services/promotions.ts";
-import { builder, DEFAULT_PAGE, MAX_PAGE } from "./builder.ts";
+import { builder, DEFAULT_PAGE, type GraphQLContext, MAX_PAGE } from "./builder.ts";
 import { DeploymentRef } from "./deployment.ts";
 import { EnvironmentRef } from "./environment.ts";
 import { resultUnion, userErrors } from "./errors.ts";
@@ -45,11 +45,39 @@ const PromotionStepRef = builder.objectRef<ReturnType<typeof parseSteps>[number]
 });
 
 /**
+ * A deployment by ID, for Promotion fields. findUnique, not findUniqueOrThrow: Prisma answers the
+ * findUnique calls made in one tick with one query, but only when they are all of one kind.
+ */
+async function deploymentById(ctx: GraphQLContext, id: string) {
+  const deployment = await ctx.prisma.deployment.findUnique({ where: { id } });
+  if (!deployment) throw new GraphQLError(`no deployment with ID '${id}'`);
+  return deployment;
+}
+
+/**
  * Promotion fields read foreign keys, not relations: promotionProgress sends
  * snapshots of the row as each event left it, and those must resolve as they were.
  */
 export const PromotionRef = builder.prismaNode("Promotion", {
   id: { field: "id" },
+  // Every column a field reads, and no field selects its own: a snapshot must resolve from what
+  // it holds, never be read again. Left out: settings and the controller's bookkeeping.
+  select: {
+    id: true,
+    environmentId: true,
+    activeEnvironmentId: true,
+    sourceDeploymentId: true,
+    deploymentId: true,
+    previousDeploymentId: true,
+    status: true,
+    steps: true,
+    percentTraffic: true,
+    canaryStage: true,
+    canaryStages: true,
+    errorMessage: true,
+    createdAt: true,
+    finishedAt: true,
+  },
   fields: (t) => ({
     environment: t.field({
       type: EnvironmentRef,
@@ -59,8 +87,7 @@ export const PromotionRef = builder.prismaNode("Promotion", {
     sourceDeployment: t.field({
       type: DeploymentRef,
       description: "What the user asked to promote",
-      resolve: (p, _args, ctx) =>
-        ctx.prisma.deployment.findUniqueOrThrow({ where: { id: p.sourceDeploymentId } }),
+      resolve: (p, _args, ctx) => deploymentById(ctx, p.sourceDeploymentId),
     }),
     deployment: t.field({
       type: DeploymentRef,
@@ -92,22 +119,38 @@ export const PromotionRef = builder.prismaNode("Promotion", {
   }),
 });
 
+/**
+ * An environment's active promotion is the one whose activeEnvironmentId is the environment's ID
+ * (unique); it is one of the environment's promotions, so it is loaded with the environment
+ * through that relation, filtered, in one query for a whole list of environments.
+ */
+const ACTIVE_PROMOTIONS = { where: { activeEnvironmentId: { not: null } } };
+
+function activePromotionOf<P extends { activeEnvironmentId: string | null }>(env: {
+  id: string;
+  promotions: P[];
+}): P | null {
+  return env.promotions.find((p) => p.activeEnvironmentId === env.id) ?? null;
+}
+
 builder.prismaObjectFields("Environment", (t) => ({
   candidateDeployment: t.field({
     type: DeploymentRef,
     nullable: true,
     description: "The deployment being promoted in, during a promotion",
-    resolve: async (env, _args, ctx) => {
-      const active = await ctx.prisma.promotion.findUnique({ where: { activeEnvironmentId: env.id } });
-      return active?.deploymentId
-        ? ctx.prisma.deployment.findUnique({ where: { id: active.deploymentId } })
-        : null;
-    },
+    select: (_args, _ctx, nestedSelection) => ({
+      promotions: {
+        ...ACTIVE_PROMOTIONS,
+        select: { activeEnvironmentId: true, deploymentId: true, deployment: nestedSelection(true) },
+      },
+    }),
+    resolve: (env) => activePromotionOf(env)?.deployment ?? null,
   }),
   inProgressPromotion: t.field({
     type: PromotionRef,
     nullable: true,
-    resolve: (env, _args, ctx) => ctx.prisma.promotion.findUnique({ where: { activeEnvironmentId: env.id } }),
+    select: (_args, _ctx, nestedSelection) => ({ promotions: nestedSelection(ACTIVE_PROMOTIONS) }),
+    resolve: (env) => activePromotionOf(env),
   }),
   promotions: t.relatedConnection(
     "promotions",
@@ -128,13 +171,12 @@ builder.prismaObjectFields("Deployment", (t) => ({
     type: PromotionRef,
     nullable: true,
     description: "The in-progress promotion it is source or new deployment of",
-    resolve: (d, _args, ctx) =>
-      ctx.prisma.promotion.findFirst({
-        where: {
-          activeEnvironmentId: { not: null },
-          OR: [{ deploymentId: d.id }, { sourceDeploymentId: d.id }],
-        },
-      }),
+    // Loaded with the deployment (one query per relation for a whole list of them).
+    select: (_args, _ctx, nestedSelection) => ({
+      promotedBy: nestedSelection(ACTIVE_PROMOTIONS),
+      promotedFrom: nestedSelection(ACTIVE_PROMOTIONS),
+    }),
+    resolve: (d) => d.promotedBy[0] ?? d.promotedFrom[0] ?? null,
   }),
 }));
 

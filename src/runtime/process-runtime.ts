@@ -272,7 +272,7 @@ export class ProcessRuntime {
 
   private async probe(entry: DeploymentEntry, replica: Replica, readinessPath: string): Promise<void> {
     const deadline = Date.now() + this.options.startTimeoutMs;
-    let delay = 20;
+    const spawnedAt = Date.now();
     while (replica.state === "starting") {
       if (Date.now() > deadline) {
         this.observer.log(
@@ -297,16 +297,21 @@ export class ProcessRuntime {
           replica.readyAt = Date.now();
           entry.lastReadyAt = replica.readyAt;
           entry.startFailures = 0;
-          this.observer.replicaReady(replica);
-          this.observer.log(replica.deploymentId, replica.id, "system", "replica ready");
+          // Held requests go first; recording the fact (database work) comes after them.
           this.changes.emit(replica.deploymentId);
+          setImmediate(() => {
+            this.observer.replicaReady(replica);
+            this.observer.log(replica.deploymentId, replica.id, "system", "replica ready");
+          });
           return;
         }
       } catch {
         // Not listening yet.
       }
-      await sleep(delay);
-      delay = Math.min(delay * 1.5, 250);
+      // Probe tightly at first: a request waiting on a wake-up pays for every millisecond between the
+      // replica becoming ready and us noticing. Loopback probes are cheap; slow loaders get fewer.
+      const age = Date.now() - spawnedAt;
+      await sleep(age < 5_000 ? 5 : age < 60_000 ? 50 : 250);
     }
   }
 

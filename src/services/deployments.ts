@@ -120,7 +120,7 @@ export async function pushDeployment(ctx: ServiceContext, input: PushInput): Pro
       "deploymentName",
     );
   }
-  if (input.environment !== null) {
+  if (input.environment != null) {
     if (input.development) {
       throw new UserError("INVALID_INPUT", "a development push cannot go to an environment", "environment");
     }
