@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { baselineReplicas, effectiveAutoscaling } from "../domain/autoscaling.ts";
-import { type DeploymentStatus, RUNNING_STATUSES } from "../domain/status.ts";
+import { type DeploymentStatus, HALTED_STATUSES, RUNNING_STATUSES } from "../domain/status.ts";
 import type { Change } from "../events/bus.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
 import { buildSpec, type ReplicaSpec } from "../runtime/build.ts";
@@ -17,12 +17,7 @@ const TICK_MS = 5_000;
 
 /** Statuses in which a deployment's replicas must be stopped. */
 const STOPPED_STATUSES: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
-  "DEACTIVATING",
-  "INACTIVE",
-  "BUILD_FAILED",
-  "DEPLOY_FAILED",
-  "UNHEALTHY",
-  "FAILED",
+  ...HALTED_STATUSES,
   "DELETED",
 ]);
 

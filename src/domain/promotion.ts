@@ -1,5 +1,5 @@
 /** The promotion state machine's pure parts: steps, statuses, what may be promoted. */
-import type { DeploymentStatus } from "./status.ts";
+import { type DeploymentStatus, HALTED_STATUSES } from "./status.ts";
 
 export const STEP_NAMES = ["CREATE_DEPLOYMENT", "START_DEPLOYMENT", "ACTIVATE"] as const;
 export type StepName = (typeof STEP_NAMES)[number];
@@ -34,14 +34,7 @@ export function isActive(status: PromotionStatus): boolean {
 }
 
 /** Deployments in these statuses cannot be promoted until activated (DEPLOYMENT_NOT_ACTIVE). */
-export const NOT_PROMOTABLE: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
-  "DEACTIVATING",
-  "INACTIVE",
-  "BUILD_FAILED",
-  "DEPLOY_FAILED",
-  "UNHEALTHY",
-  "FAILED",
-]);
+export const NOT_PROMOTABLE: ReadonlySet<DeploymentStatus> = HALTED_STATUSES;
 
 export function initialSteps(): Step[] {
   return STEP_NAMES.map((name) => ({

@@ -20,8 +20,11 @@ export const STARTING_STATUSES: ReadonlySet<DeploymentStatus> = new Set<Deployme
   "WAKING_UP",
 ]);
 
-/** Statuses from which activateDeployment brings a deployment back. */
-export const ACTIVATABLE_STATUSES: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
+/**
+ * Halted: no replica should run (deactivated, or given up on). activateDeployment
+ * brings these back, and they cannot be promoted until it has (DEPLOYMENT_NOT_ACTIVE).
+ */
+export const HALTED_STATUSES: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
   "INACTIVE",
   "DEACTIVATING",
   "BUILD_FAILED",

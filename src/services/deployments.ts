@@ -7,7 +7,7 @@ import {
 } from "../domain/autoscaling.ts";
 import { newId } from "../domain/ids.ts";
 import { DEVELOPMENT_DEPLOYMENT_NAME, nameProblem } from "../domain/names.ts";
-import { ACTIVATABLE_STATUSES, type DeploymentStatus } from "../domain/status.ts";
+import { type DeploymentStatus, HALTED_STATUSES } from "../domain/status.ts";
 import { announce } from "../events/bus.ts";
 import { appendEvent } from "../events/log.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
@@ -230,7 +230,7 @@ async function writePush(tx: Tx, input: PushInput, artifactHash: string): Promis
 export async function activateDeployment(ctx: ServiceContext, id: string): Promise<Deployment> {
   return ctx.db.prisma.$transaction(async (tx) => {
     const deployment = await lockDeployment(tx, id);
-    if (ACTIVATABLE_STATUSES.has(deployment.status)) {
+    if (HALTED_STATUSES.has(deployment.status)) {
       // A failed build is retried from the start; anything else just starts again.
       const to = deployment.status === "BUILD_FAILED" ? "BUILDING" : "DEPLOYING";
       await setStatus(tx, deployment, to, "activated");
