@@ -55,12 +55,12 @@ export const ReplicaRef = builder.prismaObject("Replica", {
 
 export const DeploymentRef = builder.prismaNode("Deployment", {
   id: { field: "id" },
-  // Select mode: a query loads the columns its fields ask for (see builder.ts), not every column.
-  // `status` is always there: deploymentStatus sends rows with the status of each event, which
-  // must not be read again; `deletedAt` says whether an environment's current deployment counts.
-  select: { id: true, status: true, deletedAt: true },
+  // Select mode: a query loads these columns, and the others only for the fields that ask for them.
+  // deploymentStatus sends rows with the status of each event: `status` must not be read again.
+  // `deletedAt` says whether an environment's current deployment still serves it.
+  select: { id: true, name: true, status: true, deletedAt: true },
   fields: (t) => ({
-    name: t.exposeString("name"),
+    name: t.string({ resolve: (d) => d.name }),
     kind: t.field({ type: DeploymentKindEnum, select: { kind: true }, resolve: (d) => d.kind }),
     status: t.field({ type: DeploymentStatusEnum, resolve: (d) => d.status }),
     model: t.relation("model"),
@@ -84,7 +84,7 @@ export const DeploymentRef = builder.prismaNode("Deployment", {
         `${ctx.services.config.publicUrl}/models/${d.modelId}/deployments/${d.id}/predict`,
     }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
-    deletedAt: t.expose("deletedAt", { type: "DateTime", nullable: true }),
+    deletedAt: t.field({ type: "DateTime", nullable: true, resolve: (d) => d.deletedAt }),
     replicas: t.relation("replicas", {
       description: "Replica processes, oldest first; with includeStopped, the stopped ones too",
       args: { includeStopped: t.arg.boolean({ defaultValue: false }) },

@@ -76,11 +76,11 @@ function liveDeployment<D extends { deletedAt: Date | null }>(deployment: D | nu
 
 export const EnvironmentRef = builder.prismaNode("Environment", {
   id: { field: "id" },
-  // Select mode: a query loads the columns its fields ask for (see builder.ts), not every column.
-  select: { id: true },
+  // Select mode: a query loads these columns, and the others only for the fields that ask for them.
+  select: { id: true, name: true, isProduction: true },
   fields: (t) => ({
-    name: t.exposeString("name"),
-    isProduction: t.exposeBoolean("isProduction"),
+    name: t.string({ resolve: (env) => env.name }),
+    isProduction: t.boolean({ resolve: (env) => env.isProduction }),
     model: t.relation("model"),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
     deletedAt: t.expose("deletedAt", { type: "DateTime", nullable: true }),
@@ -105,7 +105,7 @@ export const EnvironmentRef = builder.prismaNode("Environment", {
         parseAutoscaling(liveDeployment(env.currentDeployment)?.autoscaling ?? env.autoscaling),
     }),
     predictUrl: t.string({
-      select: { modelId: true, name: true },
+      select: { modelId: true },
       resolve: (env, _args, ctx) =>
         `${ctx.services.config.publicUrl}/models/${env.modelId}/environments/${encodeURIComponent(env.name)}/predict`,
     }),

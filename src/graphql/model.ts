@@ -10,10 +10,10 @@ import { eventPage, ModelEventRef } from "./event.ts";
 
 export const ModelRef = builder.prismaNode("Model", {
   id: { field: "id" },
-  // Select mode: a query loads the columns its fields ask for (see builder.ts), not every column.
-  select: { id: true },
+  // Select mode: a query loads these columns, and the others only for the fields that ask for them.
+  select: { id: true, name: true },
   fields: (t) => ({
-    name: t.exposeString("name"),
+    name: t.string({ resolve: (model) => model.name }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
     deletedAt: t.expose("deletedAt", { type: "DateTime", nullable: true }),
     // Loaded with the model (one query for a whole list of them), with what is selected under it.

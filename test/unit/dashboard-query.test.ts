@@ -156,7 +156,11 @@ describe("the same fields on rows loaded outside the planned query", () => {
           productionEnvironment { name inProgressPromotion { id } }
           developmentDeployment { id }
           environment(name: "staging") { name currentDeployment { name } }
-          environments { name }
+          environments {
+            name createdAt predictUrl promotionSettings { cleanupStrategy }
+            inProgressPromotion { id status } candidateDeployment { name kind predictUrl activePromotion { id } }
+            promotions(first: 5) { edges { node { id status } } }
+          }
         }
       }`,
       variableValues: { id: promotionId, name: model?.name },
@@ -184,7 +188,31 @@ describe("the same fields on rows loaded outside the planned query", () => {
         productionEnvironment: { name: "production", inProgressPromotion: { id: promotionId } },
         developmentDeployment: null,
         environment: { name: "staging", currentDeployment: { name: "v2" } },
-        environments: [{ name: "production" }, { name: "staging" }],
+        environments: [
+          {
+            name: "production",
+            createdAt: expect.any(String),
+            predictUrl: `http://127.0.0.1:4000/models/${model?.id}/environments/production/predict`,
+            promotionSettings: { cleanupStrategy: "SCALE_TO_ZERO" },
+            inProgressPromotion: { id: promotionId, status: "RAMPING_UP" },
+            candidateDeployment: {
+              name: "v2",
+              kind: "PUBLISHED",
+              predictUrl: `http://127.0.0.1:4000/models/${model?.id}/deployments/${model?.staging.deploymentId}/predict`,
+              activePromotion: { id: promotionId },
+            },
+            promotions: { edges: [{ node: { id: promotionId, status: "RAMPING_UP" } }] },
+          },
+          {
+            name: "staging",
+            createdAt: expect.any(String),
+            predictUrl: `http://127.0.0.1:4000/models/${model?.id}/environments/staging/predict`,
+            promotionSettings: { cleanupStrategy: "SCALE_TO_ZERO" },
+            inProgressPromotion: null,
+            candidateDeployment: null,
+            promotions: { edges: [] },
+          },
+        ],
       },
     });
   });
