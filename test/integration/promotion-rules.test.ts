@@ -183,15 +183,14 @@ describe("the previous deployment", () => {
 });
 
 describe("failures and controls", () => {
-  it("fails when the new deployment keeps crashing (UNHEALTHY), keeping the previous one serving", async () => {
+  it("fails when the new deployment keeps crashing while it starts, keeping the previous one serving", async () => {
     const good = await pushFolder(hangar, "rules-crash", await modelFolder(MODEL(1)));
     await finished(await promoteTo(good.id));
     const crashing = await pushFolder(
       hangar,
       "rules-crash",
       await modelFolder({
-        "model.mjs":
-          "export default class M { async load() { setTimeout(() => process.exit(5), 300); } predict() { return 2; } }",
+        "model.mjs": "export default class M { async load() { process.exit(5); } predict() { return 2; } }",
       }),
     );
     const failed = await finished(await promoteTo(crashing.id));
