@@ -21,6 +21,7 @@
  * BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONCURRENCY. The temporary database is
  * removed at the end, on failure and on Ctrl-C.
  */
+
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -38,6 +39,7 @@ import {
   handWrittenDashboard,
   seedDashboard,
 } from "./support/dashboard.ts";
+import { numberOption } from "./support/options.ts";
 import { cleanUpOnSignals, cleanup, trackFolder } from "./support/processes.ts";
 
 const GOAL = 0.5;
@@ -75,16 +77,8 @@ function readSettings(): Settings {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
-  const number = (flag: string | undefined, env: string, fallback: number, integer: boolean): number => {
-    const raw = flag ?? process.env[env];
-    if (raw === undefined || raw === "") return fallback;
-    const value = Number(raw);
-    if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
-      process.stderr.write(`invalid value '${raw}' (${env})\n${USAGE}\n`);
-      process.exit(2);
-    }
-    return value;
-  };
+  const number = (flag: string | undefined, env: string, fallback: number, integer: boolean) =>
+    numberOption(flag, env, fallback, integer, USAGE);
   const models = number(values.models, "BENCH_MODELS", 100, true);
   if (models > 100) {
     process.stderr.write(`--models: at most 100 (the dashboard query asks for the first 100)\n`);

@@ -18,6 +18,7 @@
  * BENCH_CONNECTIONS, BENCH_RATE, BENCH_ROUNDS. Every process it started is
  * stopped at the end, on failure and on Ctrl-C.
  */
+
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import os from "node:os";
@@ -33,6 +34,7 @@ import {
   waitForActive,
 } from "./support/hangar.ts";
 import type { LoadOptions, LoadResult, Percentiles } from "./support/load.ts";
+import { numberOption } from "./support/options.ts";
 import { cleanUpOnSignals, cleanup, spawnNode } from "./support/processes.ts";
 
 const THROUGHPUT_GOAL = 0.9;
@@ -101,16 +103,8 @@ function readSettings(): Settings {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
-  const number = (flag: string | undefined, env: string, fallback: number, integer: boolean): number => {
-    const raw = flag ?? process.env[env];
-    if (raw === undefined || raw === "") return fallback;
-    const value = Number(raw);
-    if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
-      process.stderr.write(`invalid value '${raw}' (${env})\n${USAGE}\n`);
-      process.exit(2);
-    }
-    return value;
-  };
+  const number = (flag: string | undefined, env: string, fallback: number, integer: boolean) =>
+    numberOption(flag, env, fallback, integer, USAGE);
   return {
     durationS: number(values.duration, "BENCH_DURATION", 10, false),
     warmupS: number(values.warmup, "BENCH_WARMUP", 3, false),
