@@ -247,13 +247,17 @@ describe("failures and controls", () => {
     await finished(await promoteTo(first.id));
     const slow = await pushFolder(hangar, "rules-delete", await modelFolder(MODEL(2, SLOW)));
     const id = await promoteTo(slow.id);
+    // Subscribe from a known cursor: the subscription may only be set up after the mutations below.
+    const history = await gql(
+      hangar,
+      `query($id: ID!) { model(id: $id) { events(first: 500) { edges { cursor } } } }`,
+      { id: first.model.id },
+    );
     const client = wsClient(hangar);
     const events = subscribe(
       client,
-      `subscription($id: ID!) { modelEvents(modelId: $id) { type promotion { id } } }`,
-      {
-        id: first.model.id,
-      },
+      `subscription($id: ID!, $after: String) { modelEvents(modelId: $id, after: $after) { type promotion { id } } }`,
+      { id: first.model.id, after: history.model.events.edges.at(-1).cursor },
     );
     for (const target of [slow.id, first.id]) {
       const refused = await gql(
