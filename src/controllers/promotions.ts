@@ -1,4 +1,5 @@
 import { DEFAULT_AUTOSCALING, parseAutoscaling } from "../domain/autoscaling.ts";
+import { CANARY_STAGES, rampDownStepMs, spentInStage, stagePercent, tickRamp } from "../domain/canary.ts";
 import { newId } from "../domain/ids.ts";
 import { isActive, type PromotionStatus, parseSteps, stepOf, withStep } from "../domain/promotion.ts";
 import { parsePromotionSettings } from "../domain/promotion-settings.ts";
@@ -50,6 +51,8 @@ export interface DeploymentWaker {
  */
 export class PromotionController {
   private readonly serial = new KeyedSerializer();
+  /** Ramping promotions whose stage clock runs in this process (see ramp()). */
+  private readonly rampingHere = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private stopping = false;
@@ -149,7 +152,13 @@ export class PromotionController {
     }
     if (start.status === "PENDING") return this.beginStart(id).then(after("promotion:start-deployment"));
     if (start.status === "RUNNING") return this.checkStart(promotion);
-    if (activate.status === "PENDING") return this.beginActivate(id).then(after("promotion:activate"));
+    if (activate.status === "PENDING") {
+      if (promotion.canaryStages !== null && !promotion.rollForward) {
+        const ramp = await this.ramp(promotion);
+        if (ramp !== "done") return ramp === "moved";
+      }
+      return this.beginActivate(id).then(after("promotion:activate"));
+    }
     if (activate.status === "RUNNING") return this.activate(id);
     return false;
   }
@@ -303,6 +312,122 @@ export class PromotionController {
       );
       return true;
     });
+  }
+
+  /**
+   * The canary ramp between START_DEPLOYMENT and ACTIVATE: starts once the new
+   * deployment has as many ready replicas as the previous one's minReplica,
+   * then moves one stage at a time on ramp time (domain/canary.ts), which
+   * checkpoints to the row so a restart resumes the stage with the time it
+   * had left. A graceful cancel steps back down the same way.
+   */
+  private async ramp(promotion: Promotion): Promise<"moved" | "waiting" | "done"> {
+    const { prisma } = this.ctx.db;
+    const deployment = promotion.deploymentId
+      ? await prisma.deployment.findUnique({ where: { id: promotion.deploymentId } })
+      : null;
+    if (!deployment) return "waiting";
+    const settings = parsePromotionSettings(promotion.settings);
+    const now = Date.now();
+    if (BROKEN.has(deployment.status)) {
+      const moved = await this.locked(promotion.id, async (tx, current) => {
+        await endPromotion(
+          tx,
+          current,
+          "FAILED",
+          `deployment '${deployment.name}' became ${deployment.status} during the ramp (stage ${current.canaryStage ?? 0})`,
+        );
+        return true;
+      });
+      return moved ? "moved" : "waiting";
+    }
+    if ((promotion.canaryStage ?? 0) === 0) {
+      const previous = promotion.previousDeploymentId
+        ? await prisma.deployment.findUnique({ where: { id: promotion.previousDeploymentId } })
+        : null;
+      const needed = Math.max(1, previous ? parseAutoscaling(previous.autoscaling).minReplica : 1);
+      const ready = await prisma.replica.count({ where: { deploymentId: deployment.id, state: "READY" } });
+      if (ready < needed) return "waiting";
+      const moved = await this.locked(promotion.id, async (tx, current) => {
+        if ((current.canaryStage ?? 0) !== 0) return false;
+        await recordPromotion(
+          tx,
+          current,
+          {
+            status: "RAMPING_UP",
+            canaryStage: 1,
+            percentTraffic: stagePercent(1),
+            stageStartedAt: new Date(now),
+            stageElapsedMs: 0,
+          },
+          "CANARY_STAGE_CHANGED",
+          `canary stage 1 of ${CANARY_STAGES}: ${stagePercent(1)}% of traffic to '${deployment.name}'`,
+        );
+        return true;
+      });
+      if (moved) this.rampingHere.add(promotion.id);
+      return moved ? "moved" : "waiting";
+    }
+    if (promotion.status === "RAMPING_DOWN")
+      return this.rampDown(promotion, settings.rampUpDurationSeconds, now);
+    // Time while Hangar was down does not count: a stage first seen here restarts its clock now.
+    const runningSince = this.rampingHere.has(promotion.id)
+      ? (promotion.stageStartedAt?.getTime() ?? now)
+      : now;
+    this.rampingHere.add(promotion.id);
+    const clock = { stage: promotion.canaryStage ?? 1, elapsedMs: promotion.stageElapsedMs, runningSince };
+    const result = tickRamp(clock, now, settings.rampUpDurationSeconds);
+    if (result.activate) return "done";
+    const moved = await this.locked(promotion.id, async (tx, current) => {
+      if (current.status !== "RAMPING_UP" || current.canaryStage !== clock.stage) return false;
+      if (!result.changed) {
+        // Checkpoint: the ramp time spent so far survives a crash.
+        await tx.promotion.update({
+          where: { id: current.id },
+          data: { stageElapsedMs: Math.round(spentInStage(clock, now)), stageStartedAt: new Date(now) },
+        });
+        return false;
+      }
+      const stage = result.clock.stage;
+      await recordPromotion(
+        tx,
+        current,
+        {
+          canaryStage: stage,
+          percentTraffic: stagePercent(stage),
+          stageStartedAt: new Date(now),
+          stageElapsedMs: Math.round(result.clock.elapsedMs),
+        },
+        "CANARY_STAGE_CHANGED",
+        `canary stage ${stage} of ${CANARY_STAGES}: ${stagePercent(stage)}% of traffic to '${deployment.name}'`,
+      );
+      return true;
+    });
+    return moved ? "moved" : "waiting";
+  }
+
+  /** RAMPING_DOWN: one stage back per step of (ramp time so far / stage); at zero, CANCELED. */
+  private async rampDown(promotion: Promotion, durationS: number, now: number): Promise<"moved" | "waiting"> {
+    const stage = promotion.canaryStage ?? 0;
+    const startedAt = promotion.stageStartedAt?.getTime() ?? now;
+    const step = rampDownStepMs(stage, durationS, 0);
+    if (stage > 0 && now - startedAt < step) return "waiting";
+    const moved = await this.locked(promotion.id, async (tx, current) => {
+      if (current.status !== "RAMPING_DOWN" || current.canaryStage !== stage) return false;
+      if (stage <= 1) {
+        await endPromotion(tx, { ...current, canaryStage: 0 }, "CANCELED", "canceled after ramping down");
+        return true;
+      }
+      await recordPromotion(
+        tx,
+        current,
+        { canaryStage: stage - 1, percentTraffic: stagePercent(stage - 1), stageStartedAt: new Date(now) },
+        "CANARY_STAGE_CHANGED",
+        `ramping down: stage ${stage - 1}, ${stagePercent(stage - 1)}% of traffic to the new deployment`,
+      );
+      return true;
+    });
+    return moved ? "moved" : "waiting";
   }
 
   /** ACTIVATE begins: from here the promotion can no longer be cancelled. */

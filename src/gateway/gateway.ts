@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Config } from "../config.ts";
+import { TrafficSplit } from "../domain/canary.ts";
 import { STARTING_STATUSES } from "../domain/status.ts";
 import type { ProcessRuntime } from "../runtime/process-runtime.ts";
 import type { Replica } from "../runtime/replica.ts";
@@ -21,7 +22,7 @@ class GatewayError extends Error {
 
 /** For environment paths: is the deployment still the environment's (from the cache), and which is it now (fresh)? */
 interface Reroute {
-  stillRouted(): Promise<boolean>;
+  stillRouted(deploymentId: string): Promise<boolean>;
   fresh(): Promise<string>;
 }
 
@@ -96,6 +97,8 @@ export interface Waker {
 
 export class Gateway {
   private rotation = 0;
+  /** Per environment: the canary split's state, so shares are exact over any run of requests. */
+  private readonly splits = new Map<string, TrafficSplit>();
 
   constructor(
     private readonly config: Config,
@@ -142,7 +145,7 @@ export class Gateway {
     const reroute: Reroute | null =
       parsed.target.kind === "environment"
         ? {
-            stillRouted: async () => (await this.resolve(parsed)) === deploymentId,
+            stillRouted: async (id: string) => (await this.routedIds(parsed)).includes(id),
             fresh: async () => {
               this.routes.forgetModel(parsed.modelId);
               return this.resolve(parsed);
@@ -168,6 +171,16 @@ export class Gateway {
         this.traffic.finished(target);
       }
     }
+  }
+
+  /** Every deployment an environment path may route to now (its current one and a canary). */
+  private async routedIds(parsed: ParsedPath): Promise<string[]> {
+    if (parsed.target.kind !== "environment") return [];
+    const environment = (await this.routes.model(parsed.modelId))?.environments.get(parsed.target.name);
+    if (!environment?.currentDeploymentId) return [];
+    return environment.canary
+      ? [environment.currentDeploymentId, environment.canary.deploymentId]
+      : [environment.currentDeploymentId];
   }
 
   /** The deployment a path names, or the gateway error explaining why there is none. */
@@ -196,6 +209,14 @@ export class Gateway {
         throw new GatewayError(404, "no_deployment", `environment '${target.name}' has no deployment`);
       }
       deploymentId = environment.currentDeploymentId;
+      if (environment.canary) {
+        let split = this.splits.get(environment.id);
+        if (!split) {
+          split = new TrafficSplit();
+          this.splits.set(environment.id, split);
+        }
+        if (split.pickNew(environment.canary.percent)) deploymentId = environment.canary.deploymentId;
+      }
     } else {
       deploymentId = target.deploymentId;
     }
@@ -263,7 +284,7 @@ export class Gateway {
     const deadline = Date.now() + this.config.readyTimeoutMs;
     // Scaled to zero here: start the replica before any database round trip (for an environment,
     // only while the environment still routes to it: a demoted deployment must stay asleep).
-    if (!reroute || (await reroute.stillRouted())) this.waker.startLocally(deploymentId);
+    if (!reroute || (await reroute.stillRouted(deploymentId))) this.waker.startLocally(deploymentId);
     for (;;) {
       const ready = this.runtime.ready(deploymentId);
       if (ready.length > 0) return ready;

@@ -9,12 +9,19 @@ export interface DeploymentRoute {
   deleted: boolean;
 }
 
+export interface EnvironmentRoute {
+  id: string;
+  currentDeploymentId: string | null;
+  /** During a canary ramp: the new deployment and the percentage of requests it takes. */
+  canary: { deploymentId: string; percent: number } | null;
+}
+
 export interface ModelRoute {
   id: string;
   deleted: boolean;
   developmentDeploymentId: string | null;
-  /** Live environments by name: their current deployment, if any. */
-  environments: Map<string, { id: string; currentDeploymentId: string | null }>;
+  /** Live environments by name: their current deployment, if any, and a canary taking a share. */
+  environments: Map<string, EnvironmentRoute>;
 }
 
 /**
@@ -80,7 +87,18 @@ export class RouteTable {
         deployments: { where: { kind: "DEVELOPMENT", deletedAt: null }, select: { id: true } },
         environments: {
           where: { deletedAt: null },
-          select: { id: true, name: true, currentDeploymentId: true },
+          select: {
+            id: true,
+            name: true,
+            currentDeploymentId: true,
+            promotions: {
+              where: {
+                status: { in: ["RAMPING_UP", "PAUSED", "RAMPING_DOWN"] },
+                activeEnvironmentId: { not: null },
+              },
+              select: { deploymentId: true, percentTraffic: true },
+            },
+          },
         },
       },
     });
@@ -90,7 +108,14 @@ export class RouteTable {
       deleted: model.deletedAt !== null,
       developmentDeploymentId: model.deployments[0]?.id ?? null,
       environments: new Map(
-        model.environments.map((e) => [e.name, { id: e.id, currentDeploymentId: e.currentDeploymentId }]),
+        model.environments.map((e) => {
+          const ramp = e.promotions[0];
+          const canary =
+            ramp?.deploymentId && ramp.percentTraffic > 0 && e.currentDeploymentId
+              ? { deploymentId: ramp.deploymentId, percent: ramp.percentTraffic }
+              : null;
+          return [e.name, { id: e.id, currentDeploymentId: e.currentDeploymentId, canary }];
+        }),
       ),
     };
   }

@@ -1,0 +1,172 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  gql,
+  modelFolder,
+  predict,
+  pushFolder,
+  subscribe,
+  waitForStatus,
+  wsClient,
+} from "../support/client.ts";
+import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { waitFor } from "../support/wait.ts";
+
+const MODEL = (version: number) => ({
+  "model.mjs": `export default class M { predict() { return { version: ${version} }; } }`,
+});
+
+let hangar: TestHangar;
+
+beforeAll(async () => {
+  hangar = await startHangar({ env: { HANGAR_AUTOSCALER_INTERVAL_MS: "100" } });
+});
+
+afterAll(async () => {
+  await hangar?.dispose();
+});
+
+async function setup(name: string, rampUpDurationSeconds: number) {
+  const first = await pushFolder(hangar, name, await modelFolder(MODEL(1)));
+  const env = (
+    await gql(
+      hangar,
+      `mutation($input: CreateEnvironmentInput!) { createEnvironment(input: $input) { ... on Environment { id } } }`,
+      {
+        input: {
+          modelId: first.model.id,
+          name: "live",
+          promotionSettings: { rampUpWhilePromoting: true, rampUpDurationSeconds },
+        },
+      },
+    )
+  ).createEnvironment;
+  const initial = await promote(first.id);
+  // Nothing served before: nothing to ramp from, traffic moves at once.
+  expect(initial).toMatchObject({ canaryStage: null, canaryStages: null });
+  await finished(initial.id);
+  const second = await pushFolder(hangar, name, await modelFolder(MODEL(2)));
+  await waitForStatus(hangar, second.id, "ACTIVE");
+  return {
+    first,
+    second,
+    envId: env.id as string,
+    path: `/models/${first.model.id}/environments/live/predict`,
+  };
+}
+
+async function promote(deploymentId: string) {
+  return (
+    await gql(
+      hangar,
+      `mutation($id: ID!) { promote(input: { deploymentId: $id, environment: "live" }) { ... on Promotion { id canaryStage canaryStages } ... on UserError { code message } } }`,
+      { id: deploymentId },
+    )
+  ).promote;
+}
+
+async function finished(id: string) {
+  return waitFor(
+    async () => {
+      const p = (
+        await gql(
+          hangar,
+          `query($id: ID!) { promotion(id: $id) { status canaryStage percentTrafficToNewVersion } }`,
+          { id },
+        )
+      ).promotion;
+      return ["SUCCEEDED", "FAILED", "CANCELED"].includes(p.status) ? p : null;
+    },
+    { what: "the promotion to end" },
+  );
+}
+
+describe("canary ramp", () => {
+  it("moves traffic in ten stages, each in order, then activates", async () => {
+    const { second } = await setup("canary-stages", 3);
+    const started = await promote(second.id);
+    expect(started).toMatchObject({ canaryStages: 10 });
+    const client = wsClient(hangar);
+    const progress = subscribe(
+      client,
+      `subscription($id: ID!) { promotionProgress(promotionId: $id) { status canaryStage percentTrafficToNewVersion } }`,
+      { id: started.id },
+    );
+    await waitFor(() => progress.completed, { what: "the ramp to finish" });
+    // Every stage once, in order (a step change within a stage, such as ACTIVATE starting, repeats it).
+    const stages = progress.items
+      .map((i) => i.promotionProgress)
+      .filter((p) => p.status === "RAMPING_UP")
+      .map((p) => [p.canaryStage, p.percentTrafficToNewVersion])
+      .filter((stage, i, all) => i === 0 || stage[0] !== all[i - 1]?.[0]);
+    const expected = Array.from({ length: 10 }, (_, k) => [k + 1, (k + 1) * 10]);
+    expect(stages).toEqual(expected.slice(expected.findIndex((e) => e[0] === stages[0]?.[0])));
+    expect(progress.items.at(-1).promotionProgress).toMatchObject({
+      status: "SUCCEEDED",
+      canaryStage: 10,
+      percentTrafficToNewVersion: 100,
+    });
+    await client.dispose();
+  });
+
+  it("splits a paused stage's traffic by its percentage, then resumes to the end", async () => {
+    const { first, second, envId, path } = await setup("canary-split", 20);
+    const started = await promote(second.id);
+    await waitFor(
+      async () =>
+        ((await gql(hangar, `query($id: ID!) { promotion(id: $id) { canaryStage } }`, { id: started.id }))
+          .promotion.canaryStage ?? 0) >= 2,
+      { what: "stage 2" },
+    );
+    const paused = (
+      await gql(
+        hangar,
+        `mutation($id: ID!) { pausePromotion(environmentId: $id) { ... on Promotion { status canaryStage percentTrafficToNewVersion } } }`,
+        {
+          id: envId,
+        },
+      )
+    ).pausePromotion;
+    expect(paused.status).toBe("PAUSED");
+    let toNew = 0;
+    for (let batch = 0; batch < 20; batch++) {
+      const answers = await Promise.all(Array.from({ length: 50 }, () => predict(hangar, path, {})));
+      for (const answer of answers) {
+        expect(answer.status).toBe(200);
+        if (answer.deploymentId === second.id) toNew++;
+        else expect(answer.deploymentId).toBe(first.id);
+      }
+    }
+    expect(Math.abs(toNew / 10 - paused.percentTrafficToNewVersion)).toBeLessThanOrEqual(5);
+    await gql(hangar, `mutation($id: ID!) { forceRollForward(environmentId: $id) { __typename } }`, {
+      id: envId,
+    });
+    expect(await finished(started.id)).toMatchObject({
+      status: "SUCCEEDED",
+      percentTrafficToNewVersion: 100,
+    });
+    expect((await predict(hangar, path, {})).deploymentId).toBe(second.id);
+  });
+
+  it("cancels a ramp at once with cancelCanary, all traffic back on the previous deployment", async () => {
+    const { first, second, envId, path } = await setup("canary-cancel", 20);
+    const started = await promote(second.id);
+    await waitFor(
+      async () =>
+        ((await gql(hangar, `query($id: ID!) { promotion(id: $id) { canaryStage } }`, { id: started.id }))
+          .promotion.canaryStage ?? 0) >= 1,
+      { what: "the ramp to start" },
+    );
+    const canceled = (
+      await gql(
+        hangar,
+        `mutation($id: ID!) { cancelCanary(environmentId: $id) { ... on Promotion { status percentTrafficToNewVersion } } }`,
+        {
+          id: envId,
+        },
+      )
+    ).cancelCanary;
+    expect(canceled).toEqual({ status: "CANCELED", percentTrafficToNewVersion: 0 });
+    const answers = await Promise.all(Array.from({ length: 20 }, () => predict(hangar, path, {})));
+    expect(new Set(answers.map((a) => a.deploymentId))).toEqual(new Set([first.id]));
+  });
+});
