@@ -403,6 +403,7 @@ export class PromotionController {
       );
       return true;
     });
+    if (moved) failpoint(`promotion:canary-stage-${result.clock.stage}`);
     return moved ? "moved" : "waiting";
   }
 

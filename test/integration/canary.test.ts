@@ -170,3 +170,68 @@ describe("canary ramp", () => {
     expect(new Set(answers.map((a) => a.deploymentId))).toEqual(new Set([first.id]));
   });
 });
+
+describe("canary durability", () => {
+  it("resumes a ramp killed mid-stage at that stage, not from the start and not ahead", async () => {
+    const killed = await startHangar({
+      env: { HANGAR_AUTOSCALER_INTERVAL_MS: "100", HANGAR_FAILPOINT: "promotion:canary-stage-4" },
+    });
+    let again: TestHangar | null = null;
+    try {
+      const first = await pushFolder(killed, "canary-crash", await modelFolder(MODEL(1)));
+      await gql(
+        killed,
+        `mutation($input: CreateEnvironmentInput!) { createEnvironment(input: $input) { __typename } }`,
+        {
+          input: {
+            modelId: first.model.id,
+            name: "live",
+            promotionSettings: { rampUpWhilePromoting: true, rampUpDurationSeconds: 5 },
+          },
+        },
+      );
+      const promoteIn = async (server: TestHangar, id: string) =>
+        (
+          await gql(
+            server,
+            `mutation($id: ID!) { promote(input: { deploymentId: $id, environment: "live" }) { ... on Promotion { id } } }`,
+            { id },
+          )
+        ).promote.id as string;
+      const wait = async (server: TestHangar, id: string) =>
+        waitFor(
+          async () => {
+            const p = (await gql(server, `query($id: ID!) { promotion(id: $id) { status } }`, { id }))
+              .promotion;
+            return p.status === "SUCCEEDED" ? p : null;
+          },
+          { what: "the promotion to succeed", timeoutMs: 60_000 },
+        );
+      await wait(killed, await promoteIn(killed, first.id));
+      const second = await pushFolder(killed, "canary-crash", await modelFolder(MODEL(2)));
+      await waitForStatus(killed, second.id, "ACTIVE");
+      const promotionId = await promoteIn(killed, second.id);
+      // The failpoint kills Hangar (SIGKILL) right after stage 4 is committed.
+      expect(await killed.exited).toBeNull();
+      again = await killed.restart();
+      await wait(again, promotionId);
+      const events = await gql(
+        again,
+        `query($id: ID!) { model(id: $id) { events(first: 500) { edges { node { type message promotion { id } } } } } }`,
+        { id: first.model.id },
+      );
+      const stages = events.model.events.edges
+        .map((e: { node: { type: string; message: string; promotion: { id: string } | null } }) => e.node)
+        .filter(
+          (e: { type: string; promotion: { id: string } | null }) =>
+            e.type === "CANARY_STAGE_CHANGED" && e.promotion?.id === promotionId,
+        )
+        .map((e: { message: string }) => Number(/stage (\d+)/.exec(e.message)?.[1]));
+      // Each stage exactly once, in order: the ramp went on from stage 4, neither starting over nor skipping.
+      expect(stages).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    } finally {
+      await again?.dispose();
+      await killed.dispose();
+    }
+  });
+});
