@@ -10,9 +10,9 @@ import type { Replica } from "../runtime/replica.ts";
 import { modelRoot } from "../services/artifacts.ts";
 import type { ServiceContext } from "../services/context.ts";
 import { announceReplicas, transition } from "../services/deployments.ts";
+import { claimable, leasedTo, RELEASED } from "./leases.ts";
 import { KeyedSerializer } from "./serial.ts";
 
-const LEASE_MS = 30_000;
 const TICK_MS = 5_000;
 
 /** Statuses in which a deployment's replicas must be stopped. */
@@ -59,7 +59,7 @@ export class DeploymentController implements RuntimeObserver {
     await this.serial.idle();
     await this.ctx.db.prisma.deployment.updateMany({
       where: { leaseOwner: this.owner },
-      data: { leaseOwner: null, leaseExpiresAt: null },
+      data: RELEASED,
     });
   }
 
@@ -78,7 +78,7 @@ export class DeploymentController implements RuntimeObserver {
       const { prisma } = this.ctx.db;
       await prisma.deployment.updateMany({
         where: { leaseOwner: this.owner },
-        data: { leaseExpiresAt: new Date(Date.now() + LEASE_MS) },
+        data: { leaseExpiresAt: leasedTo(this.owner, new Date()).leaseExpiresAt },
       });
       const rows = await prisma.deployment.findMany({
         where: {
@@ -114,7 +114,7 @@ export class DeploymentController implements RuntimeObserver {
       if (deployment.leaseOwner === this.owner) {
         await prisma.deployment.updateMany({
           where: { id, leaseOwner: this.owner },
-          data: { leaseOwner: null, leaseExpiresAt: null },
+          data: RELEASED,
         });
       }
       return;
@@ -234,9 +234,9 @@ export class DeploymentController implements RuntimeObserver {
     const { count } = await this.ctx.db.prisma.deployment.updateMany({
       where: {
         id: deployment.id,
-        OR: [{ leaseOwner: null }, { leaseOwner: this.owner }, { leaseExpiresAt: { lt: now } }],
+        ...claimable(this.owner, now),
       },
-      data: { leaseOwner: this.owner, leaseExpiresAt: new Date(now.getTime() + LEASE_MS) },
+      data: leasedTo(this.owner, now),
     });
     return count === 1;
   }
@@ -311,10 +311,9 @@ export class DeploymentController implements RuntimeObserver {
     );
     for (const leaseOwner of owners) {
       if (leaseOwner && this.ownerIsDead(leaseOwner)) {
-        const free = { leaseOwner: null, leaseExpiresAt: null };
-        await prisma.deployment.updateMany({ where: { leaseOwner }, data: free });
+        await prisma.deployment.updateMany({ where: { leaseOwner }, data: RELEASED });
         // The promotion controller runs under the same owner name.
-        await prisma.promotion.updateMany({ where: { leaseOwner }, data: free });
+        await prisma.promotion.updateMany({ where: { leaseOwner }, data: RELEASED });
       }
     }
     const stale = await prisma.replica.findMany({

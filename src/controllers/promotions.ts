@@ -17,9 +17,8 @@ import {
   recordPromotion,
   servesElsewhere,
 } from "../services/promotions.ts";
+import { claimable, leasedTo, RELEASED } from "./leases.ts";
 import { KeyedSerializer } from "./serial.ts";
-
-const LEASE_MS = 30_000;
 
 /** Statuses of the promoted deployment that end START_DEPLOYMENT in failure. */
 const BROKEN: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
@@ -77,7 +76,7 @@ export class PromotionController {
     await this.serial.idle();
     await this.ctx.db.prisma.promotion.updateMany({
       where: { leaseOwner: this.owner },
-      data: { leaseOwner: null, leaseExpiresAt: null },
+      data: RELEASED,
     });
   }
 
@@ -130,9 +129,9 @@ export class PromotionController {
     const { count } = await this.ctx.db.prisma.promotion.updateMany({
       where: {
         id: promotion.id,
-        OR: [{ leaseOwner: null }, { leaseOwner: this.owner }, { leaseExpiresAt: { lt: now } }],
+        ...claimable(this.owner, now),
       },
-      data: { leaseOwner: this.owner, leaseExpiresAt: new Date(now.getTime() + LEASE_MS) },
+      data: leasedTo(this.owner, now),
     });
     return count === 1;
   }
