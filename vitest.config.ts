@@ -28,6 +28,16 @@ export default defineConfig({
       { extends: true, test: { name: "unit", include: ["test/unit/**/*.test.ts"] } },
       integration("pglite"),
       integration("postgres"),
+      {
+        // The `hangar` command as a separate process against a real server, on the embedded database only.
+        extends: true,
+        test: {
+          name: "cli",
+          include: ["test/cli/**/*.test.ts"],
+          env: { HANGAR_TEST_DB: "pglite" },
+          globalSetup: ["test/support/global-setup.ts"],
+        },
+      },
     ],
   },
 });

@@ -1,17 +1,39 @@
 import { Command, CommanderError } from "commander";
-import { registerServe } from "./serve.ts";
+import { register as registerLogin } from "./commands/login.ts";
+import { register as registerServe } from "./commands/serve.ts";
+import { reportError } from "./errors.ts";
 
 const program = new Command("hangar")
   .description("Hangar: deploy machine-learning models and promote them safely into production")
-  .showHelpAfterError()
-  .exitOverride();
+  .showHelpAfterError("(add --help for usage)")
+  .exitOverride()
+  .addHelpText(
+    "after",
+    `
+Every client command takes --url, --api-key and --json. The server address and key come from those
+flags, else HANGAR_URL / HANGAR_API_KEY, else the config file \`hangar login\` writes
+(~/.config/hangar/config.json, or $XDG_CONFIG_HOME/hangar/config.json, or $HANGAR_CONFIG).
 
+Exit codes: 0 success, 1 failed operation (including a refused key or an unreachable server),
+2 usage error. Run \`hangar <command> --help\` for a command's flags and examples.`,
+  );
+
+// Each command file exports register(program); help lists them in this order.
+registerLogin(program);
 registerServe(program);
 
+let code: number;
 try {
   await program.parseAsync(process.argv);
+  code = typeof process.exitCode === "number" ? process.exitCode : 0;
 } catch (error) {
-  if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
-  process.stderr.write(`hangar: ${(error as Error).message}\n`);
-  process.exit(1);
+  if (error instanceof CommanderError) {
+    // --help and --version end with exit code 0; every other commander error is a usage error.
+    code = error.exitCode === 0 ? 0 : 2;
+  } else {
+    code = reportError(error);
+  }
 }
+// Flush stdout before exiting: a piped --json document must arrive whole.
+await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
+process.exit(code);

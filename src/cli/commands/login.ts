@@ -1,0 +1,45 @@
+import type { Command } from "commander";
+import { HangarApi } from "../api.ts";
+import { action, withGlobals } from "../command.ts";
+import { UsageError } from "../errors.ts";
+import { info, printJson } from "../output.ts";
+import { type GlobalOptions, normalizeUrl, saveLogin } from "../target.ts";
+
+/** `hangar login`: checks the key against the server, then saves the address and key. */
+export function register(program: Command): void {
+  withGlobals(
+    program
+      .command("login")
+      .description("check an API key against a Hangar server and save both for the other commands")
+      .addHelpText(
+        "after",
+        `
+The address and key go to ~/.config/hangar/config.json (or $XDG_CONFIG_HOME/hangar/config.json, or
+$HANGAR_CONFIG), readable by you only. HANGAR_URL / HANGAR_API_KEY and --url / --api-key still override
+it per command.
+
+Example:
+  $ hangar login --url http://127.0.0.1:4000 --api-key "$(cat .hangar/admin-key)"`,
+      ),
+  ).action(
+    action(async (opts: GlobalOptions) => {
+      const rawUrl = opts.url ?? process.env.HANGAR_URL;
+      const apiKey = opts.apiKey ?? process.env.HANGAR_API_KEY;
+      if (!rawUrl || !apiKey) {
+        throw new UsageError(
+          "login needs the server address and a key: hangar login --url URL --api-key KEY",
+        );
+      }
+      const url = normalizeUrl(rawUrl, opts.url ? "--url" : "HANGAR_URL");
+      const api = new HangarApi({ url, apiKey });
+      try {
+        await api.query<{ __typename: string }>("query Login { __typename }");
+      } finally {
+        await api.close();
+      }
+      const configPath = await saveLogin({ url, apiKey });
+      if (opts.json) printJson({ url, configPath });
+      else info(`Logged in to ${url}; saved the address and key in ${configPath}`);
+    }),
+  );
+}
