@@ -236,7 +236,7 @@ export async function startServer(
       wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req));
     };
 
-    const promotions = new PromotionController(ctx, controller.owner, controller);
+    const promotions = new PromotionController(ctx, controller.owner, controller, traffic);
     await controller.start(runtime);
     await promotions.start();
     autoscaler.start();

@@ -1,5 +1,14 @@
 import { DEFAULT_AUTOSCALING, parseAutoscaling } from "../domain/autoscaling.ts";
-import { CANARY_STAGES, rampDownStepMs, spentInStage, stagePercent, tickRamp } from "../domain/canary.ts";
+import {
+  CANARY_STAGES,
+  errorRateBreached,
+  failurePercent,
+  rampDownStepMs,
+  type StageOutcome,
+  spentInStage,
+  stagePercent,
+  tickRamp,
+} from "../domain/canary.ts";
 import { newId } from "../domain/ids.ts";
 import { isActive, type PromotionStatus, parseSteps, stepOf, withStep } from "../domain/promotion.ts";
 import { parsePromotionSettings } from "../domain/promotion-settings.ts";
@@ -7,6 +16,7 @@ import { type DeploymentStatus, RUNNING_STATUSES } from "../domain/status.ts";
 import type { Change } from "../events/bus.ts";
 import { appendEvent } from "../events/log.ts";
 import { failpoint } from "../failpoints.ts";
+import type { AnswerCounts } from "../gateway/traffic.ts";
 import { Prisma, type Promotion } from "../generated/prisma/client.ts";
 import type { ServiceContext } from "../services/context.ts";
 import { nextDeploymentName, setStatus } from "../services/deployments.ts";
@@ -31,6 +41,11 @@ const BROKEN: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
   "DELETED",
 ]);
 
+/** What the gateway counted of a deployment's answers (the canary's error rate). */
+export interface AnswerSource {
+  answerCounts(deploymentId: string): AnswerCounts;
+}
+
 /** Passes the named failpoint once a move has committed (crash tests). */
 const after = (name: string) => (moved: boolean) => {
   if (moved) failpoint(name);
@@ -52,6 +67,8 @@ export class PromotionController {
   private readonly serial = new KeyedSerializer();
   /** Ramping promotions whose stage clock runs in this process (see ramp()). */
   private readonly rampingHere = new Set<string>();
+  /** Per ramping promotion: the new deployment's answer counts when its current stage began here. */
+  private readonly stageBaselines = new Map<string, { stage: number; counts: AnswerCounts }>();
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private stopping = false;
@@ -60,6 +77,7 @@ export class PromotionController {
     private readonly ctx: ServiceContext,
     private readonly owner: string,
     private readonly waker: DeploymentWaker,
+    private readonly answers: AnswerSource,
     private readonly intervalMs = 250,
   ) {}
 
@@ -106,9 +124,16 @@ export class PromotionController {
         select: { id: true },
       });
       await Promise.all(active.map((row) => this.advance(row.id)));
+      this.forgetEnded(new Set(active.map((row) => row.id)));
     } catch (error) {
       this.onError(error);
     }
+  }
+
+  /** Drops what this process remembered of promotions that have ended. */
+  private forgetEnded(active: ReadonlySet<string>): void {
+    for (const id of this.rampingHere) if (!active.has(id)) this.rampingHere.delete(id);
+    for (const id of this.stageBaselines.keys()) if (!active.has(id)) this.stageBaselines.delete(id);
   }
 
   advance(id: string): Promise<void> {
@@ -376,6 +401,11 @@ export class PromotionController {
     this.rampingHere.add(promotion.id);
     const clock = { stage: promotion.canaryStage ?? 1, elapsedMs: promotion.stageElapsedMs, runningSince };
     const result = tickRamp(clock, now, settings.rampUpDurationSeconds);
+    const outcome = this.stageOutcome(promotion.id, deployment.id, clock.stage);
+    const stageOver = result.activate || result.changed;
+    if (errorRateBreached(outcome, settings.errorRateThresholdPercent, stageOver)) {
+      return this.rollBack(promotion.id, clock.stage, outcome, settings.errorRateThresholdPercent ?? 0);
+    }
     if (result.activate) return "done";
     const moved = await this.locked(promotion.id, async (tx, current) => {
       if (current.status !== "RAMPING_UP" || current.canaryStage !== clock.stage) return false;
@@ -403,6 +433,45 @@ export class PromotionController {
       return true;
     });
     if (moved) failpoint(`promotion:canary-stage-${result.clock.stage}`);
+    return moved ? "moved" : "waiting";
+  }
+
+  /**
+   * What the new deployment answered in the current stage, counted by this
+   * process's gateway from when the stage began here (after a restart: from
+   * the restart, the counts before it being gone).
+   */
+  private stageOutcome(promotionId: string, deploymentId: string, stage: number): StageOutcome {
+    const counts = this.answers.answerCounts(deploymentId);
+    const baseline = this.stageBaselines.get(promotionId);
+    if (!baseline || baseline.stage !== stage) {
+      this.stageBaselines.set(promotionId, { stage, counts });
+      return { answered: 0, failed: 0 };
+    }
+    return {
+      answered: counts.answered - baseline.counts.answered,
+      failed: counts.failed - baseline.counts.failed,
+    };
+  }
+
+  /** Automatic rollback: the stage's error rate broke the threshold; all traffic goes back. */
+  private async rollBack(
+    id: string,
+    stage: number,
+    outcome: StageOutcome,
+    thresholdPercent: number,
+  ): Promise<"moved" | "waiting"> {
+    const rate = failurePercent(outcome).toFixed(1);
+    const message =
+      `canary stage ${stage} (${stagePercent(stage)}% of traffic): ${rate}% of the new deployment's ` +
+      `requests failed (${outcome.failed} of ${outcome.answered}), over the ${thresholdPercent}% ` +
+      "threshold; all traffic is back on the previous deployment";
+    const moved = await this.locked(id, async (tx, current) => {
+      if (current.status !== "RAMPING_UP" || current.canaryStage !== stage) return false;
+      await endPromotion(tx, current, "FAILED", message);
+      return true;
+    });
+    if (moved) this.stageBaselines.delete(id);
     return moved ? "moved" : "waiting";
   }
 

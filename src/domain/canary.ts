@@ -103,3 +103,36 @@ export class TrafficSplit {
     return false;
   }
 }
+
+/** What the new deployment answered during one stage, as the gateway counted it. */
+export interface StageOutcome {
+  answered: number;
+  /** Answers with a 5xx status (the model threw, was unavailable or timed out). */
+  failed: number;
+}
+
+/**
+ * Before a stage is over its rate is judged only on this many answers: two
+ * early failures out of three are not yet a rate. At the stage's end every
+ * answer counts, however few.
+ */
+export const MIN_ANSWERS_TO_JUDGE_EARLY = 20;
+
+/** Share of failed answers, in percent (0 without answers). */
+export function failurePercent(outcome: StageOutcome): number {
+  return outcome.answered === 0 ? 0 : (outcome.failed * 100) / outcome.answered;
+}
+
+/**
+ * Automatic rollback (API.md section 6): true when the new deployment's share
+ * of failed answers in a stage exceeds errorRateThresholdPercent (null: off).
+ */
+export function errorRateBreached(
+  outcome: StageOutcome,
+  thresholdPercent: number | null,
+  stageOver: boolean,
+): boolean {
+  if (thresholdPercent === null || outcome.answered === 0) return false;
+  if (!stageOver && outcome.answered < MIN_ANSWERS_TO_JUDGE_EARLY) return false;
+  return failurePercent(outcome) > thresholdPercent;
+}

@@ -159,13 +159,17 @@ export class Gateway {
       try {
         const replica = await this.pickReplica(target, reroute);
         await this.forward(replica, body, res, target);
+        this.traffic.answered(target, res.statusCode);
         return;
       } catch (error) {
         if (error instanceof Rerouted && attempt === 0) {
           deploymentId = error.deploymentId;
           continue;
         }
-        if (error instanceof GatewayError) return sendError(res, error, target);
+        if (error instanceof GatewayError) {
+          this.traffic.answered(target, error.status);
+          return sendError(res, error, target);
+        }
         throw error;
       } finally {
         this.traffic.finished(target);

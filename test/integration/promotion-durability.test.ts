@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { gql, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { steadyClient, stopSteadyClients } from "../support/load.ts";
 import { waitFor } from "../support/wait.ts";
 
 const MODEL = (version: number, load = "") => ({
@@ -16,6 +17,7 @@ const PROMOTE = `mutation($input: PromoteInput!) {
 const servers: TestHangar[] = [];
 
 afterEach(async () => {
+  await stopSteadyClients();
   for (const server of servers.splice(0)) await server.dispose();
 });
 
@@ -45,28 +47,6 @@ async function finished(hangar: TestHangar, id: string) {
   );
 }
 
-/** Several requests in flight at all times against one path; collects every status. */
-function steadyClient(hangar: TestHangar, path: string, concurrency = 4) {
-  let running = true;
-  const statuses: number[] = [];
-  const deployments = new Set<string>();
-  const loops = Array.from({ length: concurrency }, async () => {
-    while (running) {
-      const answer = await predict(hangar, path, {});
-      statuses.push(answer.status);
-      if (answer.deploymentId) deployments.add(answer.deploymentId);
-    }
-  });
-  return {
-    statuses,
-    deployments,
-    stop: async () => {
-      running = false;
-      await Promise.all(loops);
-    },
-  };
-}
-
 describe("zero downtime", () => {
   it("serves every request of a steady client through a promotion and through a cancel", async () => {
     const hangar = await start();
@@ -74,7 +54,7 @@ describe("zero downtime", () => {
     await waitForStatus(hangar, first.id, "ACTIVE");
     await finished(hangar, (await gql(hangar, PROMOTE, { input: { deploymentId: first.id } })).promote.id);
     const client = steadyClient(hangar, `/models/${first.model.id}/predict`);
-    await waitFor(() => client.statuses.length > 20, { what: "traffic" });
+    await client.more(20);
 
     const second = await pushFolder(hangar, "steady", await modelFolder(MODEL(2)));
     const promoted = await finished(
@@ -82,8 +62,7 @@ describe("zero downtime", () => {
       (await gql(hangar, PROMOTE, { input: { deploymentId: second.id } })).promote.id,
     );
     expect(promoted.status).toBe("SUCCEEDED");
-    const seenAfterSwitch = client.statuses.length;
-    await waitFor(() => client.statuses.length > seenAfterSwitch + 20, { what: "traffic after the switch" });
+    await client.more(20);
     await waitForStatus(hangar, first.id, "SCALED_TO_ZERO");
 
     const slow = await pushFolder(
@@ -101,12 +80,13 @@ describe("zero downtime", () => {
       id: env.id,
     });
     expect((await finished(hangar, p.id)).status).toBe("CANCELED");
-    const seenAfterCancel = client.statuses.length;
-    await waitFor(() => client.statuses.length > seenAfterCancel + 20, { what: "traffic after the cancel" });
+    await client.more(20);
     await client.stop();
 
-    expect(client.statuses.filter((s) => s !== 200)).toEqual([]);
-    expect([...client.deployments].sort()).toEqual([first.id, second.id].sort());
+    expect(client.answers.filter((a) => a.status !== 200)).toEqual([]);
+    expect([...new Set(client.answers.map((a) => a.deploymentId))].sort()).toEqual(
+      [first.id, second.id].sort(),
+    );
   });
 });
 

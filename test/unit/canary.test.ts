@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
 import {
+  errorRateBreached,
+  failurePercent,
+  MIN_ANSWERS_TO_JUDGE_EARLY,
   pauseRamp,
   type RampClock,
   rampDownStepMs,
@@ -108,5 +111,31 @@ describe("traffic split", () => {
     expect(picks.filter(Boolean)).toHaveLength(4);
     // Never two in a row at 20%.
     expect(picks.some((p, i) => p && picks[i - 1])).toBe(false);
+  });
+});
+
+describe("automatic rollback on the error rate", () => {
+  it("is off without a threshold, whatever fails", () => {
+    expect(errorRateBreached({ answered: 100, failed: 100 }, null, true)).toBe(false);
+  });
+
+  it("breaks only above the threshold, not at it", () => {
+    expect(errorRateBreached({ answered: 100, failed: 10 }, 10, true)).toBe(false);
+    expect(errorRateBreached({ answered: 100, failed: 11 }, 10, true)).toBe(true);
+    expect(errorRateBreached({ answered: 3, failed: 1 }, 30, true)).toBe(true);
+  });
+
+  it("waits for enough answers before the stage is over, then judges on whatever was seen", () => {
+    const few = { answered: MIN_ANSWERS_TO_JUDGE_EARLY - 1, failed: MIN_ANSWERS_TO_JUDGE_EARLY - 1 };
+    expect(errorRateBreached(few, 50, false)).toBe(false);
+    expect(errorRateBreached(few, 50, true)).toBe(true);
+    const enough = { answered: MIN_ANSWERS_TO_JUDGE_EARLY, failed: MIN_ANSWERS_TO_JUDGE_EARLY };
+    expect(errorRateBreached(enough, 50, false)).toBe(true);
+  });
+
+  it("never breaks on a stage without answers", () => {
+    expect(errorRateBreached({ answered: 0, failed: 0 }, 1, true)).toBe(false);
+    expect(failurePercent({ answered: 0, failed: 0 })).toBe(0);
+    expect(failurePercent({ answered: 8, failed: 2 })).toBe(25);
   });
 });

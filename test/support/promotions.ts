@@ -1,0 +1,78 @@
+import { gql } from "./client.ts";
+import type { TestHangar } from "./hangar.ts";
+import { waitFor } from "./wait.ts";
+
+/** Promotion fields the canary tests read. */
+export const PROMOTION_FIELDS =
+  "id status canaryStage canaryStages percentTrafficToNewVersion errorMessage deployment { id } previousDeployment { id }";
+
+const TERMINAL = ["SUCCEEDED", "FAILED", "CANCELED"];
+
+export async function createEnvironment(
+  hangar: TestHangar,
+  input: { modelId: string; name: string; promotionSettings?: unknown; autoscalingSettings?: unknown },
+): Promise<string> {
+  const result = await gql(
+    hangar,
+    `mutation($input: CreateEnvironmentInput!) { createEnvironment(input: $input) { ... on Environment { id } ... on UserError { code message } } }`,
+    { input },
+  );
+  const id = result.createEnvironment.id as string | undefined;
+  if (!id) throw new Error(`createEnvironment: ${JSON.stringify(result.createEnvironment)}`);
+  return id;
+}
+
+export async function promoteTo(hangar: TestHangar, deploymentId: string, environment: string) {
+  const result = await gql(
+    hangar,
+    `mutation($id: ID!, $env: String!) { promote(input: { deploymentId: $id, environment: $env }) { ... on Promotion { ${PROMOTION_FIELDS} } ... on UserError { code message } } }`,
+    { id: deploymentId, env: environment },
+  );
+  if (!result.promote.id) throw new Error(`promote: ${JSON.stringify(result.promote)}`);
+  return result.promote;
+}
+
+export async function promotionOf(hangar: TestHangar, id: string) {
+  return (await gql(hangar, `query($id: ID!) { promotion(id: $id) { ${PROMOTION_FIELDS} } }`, { id }))
+    .promotion;
+}
+
+/** Waits for the promotion to end and returns it as it ended. */
+export function finished(hangar: TestHangar, id: string, timeoutMs = 60_000) {
+  return waitFor(
+    async () => {
+      const promotion = await promotionOf(hangar, id);
+      return TERMINAL.includes(promotion.status) ? promotion : null;
+    },
+    { what: `promotion ${id} to end`, timeoutMs },
+  );
+}
+
+/** Waits until the ramp has reached at least `stage`. */
+export function reachedStage(hangar: TestHangar, id: string, stage: number) {
+  return waitFor(
+    async () => {
+      const promotion = await promotionOf(hangar, id);
+      if (TERMINAL.includes(promotion.status)) {
+        throw new Error(`promotion ended (${promotion.status}) before stage ${stage}`);
+      }
+      return (promotion.canaryStage ?? 0) >= stage ? promotion : null;
+    },
+    { what: `canary stage ${stage}`, timeoutMs: 60_000 },
+  );
+}
+
+/** Runs one of the environment-scoped control mutations and returns the promotion (or the error). */
+export async function control(
+  hangar: TestHangar,
+  mutation: "cancelPromotion" | "cancelCanary" | "pausePromotion" | "resumePromotion" | "forceRollForward",
+  environmentId: string,
+  extraArgs = "",
+) {
+  const result = await gql(
+    hangar,
+    `mutation($id: ID!) { ${mutation}(environmentId: $id${extraArgs}) { __typename ... on Promotion { ${PROMOTION_FIELDS} } ... on Error { code message } } }`,
+    { id: environmentId },
+  );
+  return result[mutation];
+}
