@@ -1,6 +1,9 @@
 import { Command, CommanderError } from "commander";
 import { register as registerLogin } from "./commands/login.ts";
+import { register as registerPromote } from "./commands/promote.ts";
+import { register as registerPush } from "./commands/push.ts";
 import { register as registerServe } from "./commands/serve.ts";
+import { register as registerWatch } from "./commands/watch.ts";
 import { reportError } from "./errors.ts";
 
 const program = new Command("hangar")
@@ -19,6 +22,9 @@ Exit codes: 0 success, 1 failed operation (including a refused key or an unreach
   );
 
 // Each command file exports register(program); help lists them in this order.
+registerPush(program);
+registerWatch(program);
+registerPromote(program);
 registerLogin(program);
 registerServe(program);
 
