@@ -9,6 +9,7 @@ import {
   wsClient,
 } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { control, createEnvironment, finished, promoteTo, reachedStage } from "../support/promotions.ts";
 import { waitFor } from "../support/wait.ts";
 
 const MODEL = (version: number) => ({
@@ -27,63 +28,29 @@ afterAll(async () => {
 
 async function setup(name: string, rampUpDurationSeconds: number) {
   const first = await pushFolder(hangar, name, await modelFolder(MODEL(1)));
-  const env = (
-    await gql(
-      hangar,
-      `mutation($input: CreateEnvironmentInput!) { createEnvironment(input: $input) { ... on Environment { id } } }`,
-      {
-        input: {
-          modelId: first.model.id,
-          name: "live",
-          promotionSettings: { rampUpWhilePromoting: true, rampUpDurationSeconds },
-        },
-      },
-    )
-  ).createEnvironment;
-  const initial = await promote(first.id);
+  const envId = await createEnvironment(hangar, {
+    modelId: first.model.id,
+    name: "live",
+    promotionSettings: { rampUpWhilePromoting: true, rampUpDurationSeconds },
+  });
+  const initial = await promoteTo(hangar, first.id, "live");
   // Nothing served before: nothing to ramp from, traffic moves at once.
   expect(initial).toMatchObject({ canaryStage: null, canaryStages: null });
-  await finished(initial.id);
+  await finished(hangar, initial.id);
   const second = await pushFolder(hangar, name, await modelFolder(MODEL(2)));
   await waitForStatus(hangar, second.id, "ACTIVE");
   return {
     first,
     second,
-    envId: env.id as string,
+    envId,
     path: `/models/${first.model.id}/environments/live/predict`,
   };
-}
-
-async function promote(deploymentId: string) {
-  return (
-    await gql(
-      hangar,
-      `mutation($id: ID!) { promote(input: { deploymentId: $id, environment: "live" }) { ... on Promotion { id canaryStage canaryStages } ... on UserError { code message } } }`,
-      { id: deploymentId },
-    )
-  ).promote;
-}
-
-async function finished(id: string) {
-  return waitFor(
-    async () => {
-      const p = (
-        await gql(
-          hangar,
-          `query($id: ID!) { promotion(id: $id) { status canaryStage percentTrafficToNewVersion } }`,
-          { id },
-        )
-      ).promotion;
-      return ["SUCCEEDED", "FAILED", "CANCELED"].includes(p.status) ? p : null;
-    },
-    { what: "the promotion to end" },
-  );
 }
 
 describe("canary ramp", () => {
   it("moves traffic in ten stages, each in order, then activates", async () => {
     const { second } = await setup("canary-stages", 3);
-    const started = await promote(second.id);
+    const started = await promoteTo(hangar, second.id, "live");
     expect(started).toMatchObject({ canaryStages: 10 });
     const client = wsClient(hangar);
     const progress = subscribe(
@@ -110,22 +77,9 @@ describe("canary ramp", () => {
 
   it("splits a paused stage's traffic by its percentage, then resumes to the end", async () => {
     const { first, second, envId, path } = await setup("canary-split", 20);
-    const started = await promote(second.id);
-    await waitFor(
-      async () =>
-        ((await gql(hangar, `query($id: ID!) { promotion(id: $id) { canaryStage } }`, { id: started.id }))
-          .promotion.canaryStage ?? 0) >= 2,
-      { what: "stage 2" },
-    );
-    const paused = (
-      await gql(
-        hangar,
-        `mutation($id: ID!) { pausePromotion(environmentId: $id) { ... on Promotion { status canaryStage percentTrafficToNewVersion } } }`,
-        {
-          id: envId,
-        },
-      )
-    ).pausePromotion;
+    const started = await promoteTo(hangar, second.id, "live");
+    await reachedStage(hangar, started.id, 2);
+    const paused = await control(hangar, "pausePromotion", envId);
     expect(paused.status).toBe("PAUSED");
     let toNew = 0;
     for (let batch = 0; batch < 20; batch++) {
@@ -137,10 +91,8 @@ describe("canary ramp", () => {
       }
     }
     expect(Math.abs(toNew / 10 - paused.percentTrafficToNewVersion)).toBeLessThanOrEqual(5);
-    await gql(hangar, `mutation($id: ID!) { forceRollForward(environmentId: $id) { __typename } }`, {
-      id: envId,
-    });
-    expect(await finished(started.id)).toMatchObject({
+    await control(hangar, "forceRollForward", envId);
+    expect(await finished(hangar, started.id)).toMatchObject({
       status: "SUCCEEDED",
       percentTrafficToNewVersion: 100,
     });
@@ -149,23 +101,10 @@ describe("canary ramp", () => {
 
   it("cancels a ramp at once with cancelCanary, all traffic back on the previous deployment", async () => {
     const { first, second, envId, path } = await setup("canary-cancel", 20);
-    const started = await promote(second.id);
-    await waitFor(
-      async () =>
-        ((await gql(hangar, `query($id: ID!) { promotion(id: $id) { canaryStage } }`, { id: started.id }))
-          .promotion.canaryStage ?? 0) >= 1,
-      { what: "the ramp to start" },
-    );
-    const canceled = (
-      await gql(
-        hangar,
-        `mutation($id: ID!) { cancelCanary(environmentId: $id) { ... on Promotion { status percentTrafficToNewVersion } } }`,
-        {
-          id: envId,
-        },
-      )
-    ).cancelCanary;
-    expect(canceled).toEqual({ status: "CANCELED", percentTrafficToNewVersion: 0 });
+    const started = await promoteTo(hangar, second.id, "live");
+    await reachedStage(hangar, started.id, 1);
+    const canceled = await control(hangar, "cancelCanary", envId);
+    expect(canceled).toMatchObject({ status: "CANCELED", percentTrafficToNewVersion: 0 });
     const answers = await Promise.all(Array.from({ length: 20 }, () => predict(hangar, path, {})));
     expect(new Set(answers.map((a) => a.deploymentId))).toEqual(new Set([first.id]));
   });
@@ -179,42 +118,21 @@ describe("canary durability", () => {
     let again: TestHangar | null = null;
     try {
       const first = await pushFolder(killed, "canary-crash", await modelFolder(MODEL(1)));
-      await gql(
-        killed,
-        `mutation($input: CreateEnvironmentInput!) { createEnvironment(input: $input) { __typename } }`,
-        {
-          input: {
-            modelId: first.model.id,
-            name: "live",
-            promotionSettings: { rampUpWhilePromoting: true, rampUpDurationSeconds: 5 },
-          },
-        },
-      );
-      const promoteIn = async (server: TestHangar, id: string) =>
-        (
-          await gql(
-            server,
-            `mutation($id: ID!) { promote(input: { deploymentId: $id, environment: "live" }) { ... on Promotion { id } } }`,
-            { id },
-          )
-        ).promote.id as string;
-      const wait = async (server: TestHangar, id: string) =>
-        waitFor(
-          async () => {
-            const p = (await gql(server, `query($id: ID!) { promotion(id: $id) { status } }`, { id }))
-              .promotion;
-            return p.status === "SUCCEEDED" ? p : null;
-          },
-          { what: "the promotion to succeed", timeoutMs: 60_000 },
-        );
-      await wait(killed, await promoteIn(killed, first.id));
+      await createEnvironment(killed, {
+        modelId: first.model.id,
+        name: "live",
+        promotionSettings: { rampUpWhilePromoting: true, rampUpDurationSeconds: 5 },
+      });
+      const succeeded = async (server: TestHangar, id: string) =>
+        expect((await finished(server, id)).status).toBe("SUCCEEDED");
+      await succeeded(killed, (await promoteTo(killed, first.id, "live")).id);
       const second = await pushFolder(killed, "canary-crash", await modelFolder(MODEL(2)));
       await waitForStatus(killed, second.id, "ACTIVE");
-      const promotionId = await promoteIn(killed, second.id);
+      const promotionId = (await promoteTo(killed, second.id, "live")).id;
       // The failpoint kills Hangar (SIGKILL) right after stage 4 is committed.
       expect(await killed.exited).toBeNull();
       again = await killed.restart();
-      await wait(again, promotionId);
+      await succeeded(again, promotionId);
       const events = await gql(
         again,
         `query($id: ID!) { model(id: $id) { events(first: 500) { edges { node { type message promotion { id } } } } } }`,
@@ -233,5 +151,5 @@ describe("canary durability", () => {
       await again?.dispose();
       await killed.dispose();
     }
-  });
+  }, 120_000);
 });

@@ -137,5 +137,5 @@ describe("durability", () => {
     expect(promotionEvents.filter((e: string) => e.startsWith("PROMOTION_STEP_CHANGED"))).toHaveLength(4);
     const answer = await predict(again, `/models/${dev.model.id}/predict`, {});
     expect(answer).toMatchObject({ status: 200, deploymentId: done.deployment.id });
-  });
+  }, 120_000);
 });
