@@ -1,5 +1,4 @@
-import { type Client, createClient } from "graphql-ws";
-import WebSocket from "ws";
+import type { Client } from "graphql-ws/client";
 import { CliError, errorForCode } from "./errors.ts";
 import type { Target } from "./target.ts";
 
@@ -20,7 +19,7 @@ export class HangarApi {
   readonly url: string;
   private readonly apiKey: string;
   private readonly options: Required<ApiOptions>;
-  private ws: Client | null = null;
+  private ws: Promise<Client> | null = null;
 
   constructor(target: Target, options: ApiOptions = {}) {
     this.url = target.url.replace(/\/+$/, "");
@@ -79,7 +78,6 @@ export class HangarApi {
     variables: Record<string, unknown>,
     onData: (data: T) => void | Promise<void>,
   ): { done: Promise<void>; close(): void } {
-    const client = this.socket();
     let settled = false;
     let dispose: (() => void) | null = null;
     let chain: Promise<void> = Promise.resolve();
@@ -96,31 +94,40 @@ export class HangarApi {
       if (error === undefined) resolveDone();
       else rejectDone(error);
     };
-    dispose = client.subscribe<T>(
-      { query: document, variables },
-      {
-        next: (value) => {
-          if (value.errors?.length) {
-            finish(new CliError(value.errors.map((e) => e.message).join("; ")));
-            return;
-          }
-          chain = chain.then(() => (settled ? undefined : onData(value.data as T))).catch(finish);
+    // The WebSocket client is loaded on first use: most commands never subscribe.
+    this.socket().then((client) => {
+      if (settled) return;
+      dispose = client.subscribe<T>(
+        { query: document, variables },
+        {
+          next: (value) => {
+            if (value.errors?.length) {
+              finish(new CliError(value.errors.map((e) => e.message).join("; ")));
+              return;
+            }
+            chain = chain.then(() => (settled ? undefined : onData(value.data as T))).catch(finish);
+          },
+          error: (error) => finish(this.socketError(error)),
+          complete: () => {
+            void chain.then(() => finish());
+          },
         },
-        error: (error) => finish(this.socketError(error)),
-        complete: () => {
-          void chain.then(() => finish());
-        },
-      },
-    );
-    if (settled) dispose();
+      );
+      // The sink may have ended the subscription before client.subscribe returned.
+      if (settled) dispose();
+    }, finish);
     return { done, close: () => finish() };
   }
 
   /**
    * POST url+path with the key and a JSON body (the inference gateway). Any HTTP status is returned,
-   * except 401, which throws the same refused-key error as the GraphQL calls.
+   * except 401, which throws the same refused-key error as the GraphQL calls. `body` is the answer
+   * parsed as JSON (the text when it is not JSON); `text` is the answer as it came.
    */
-  async gateway(path: string, body: unknown): Promise<{ status: number; headers: Headers; body: unknown }> {
+  async gateway(
+    path: string,
+    body: unknown,
+  ): Promise<{ status: number; headers: Headers; body: unknown; text: string }> {
     const response = await this.send(
       path,
       {
@@ -137,14 +144,14 @@ export class HangarApi {
     } catch {
       // not JSON: returned as text
     }
-    return { status: response.status, headers: response.headers, body: parsed };
+    return { status: response.status, headers: response.headers, body: parsed, text };
   }
 
   /** Closes the WebSocket, if one was opened. */
   async close(): Promise<void> {
     const ws = this.ws;
     this.ws = null;
-    await ws?.dispose();
+    if (ws) await (await ws.catch(() => null))?.dispose();
   }
 
   private refusedKey(): CliError {
@@ -194,7 +201,7 @@ export class HangarApi {
     }
     if (!response.ok || body.data === undefined || body.data === null) {
       throw new CliError(
-        `unexpected answer from ${this.url} (HTTP ${response.status}): ${text.slice(0, 200)}`,
+        `${this.url} did not answer like a Hangar server (HTTP ${response.status}: ${text.slice(0, 200).trim()}): check --url`,
       );
     }
     return body.data as T;
@@ -202,10 +209,28 @@ export class HangarApi {
 
   private connected = false;
   private lastSocketError: string | null = null;
+  private onConnected: Array<() => void> = [];
 
-  private socket(): Client {
-    if (this.ws) return this.ws;
-    this.ws = createClient({
+  /**
+   * Resolves once the WebSocket is connected and acknowledged (after a subscribe call opened it).
+   * Race it with the subscription's `done`, which rejects when the connection fails.
+   */
+  whenConnected(): Promise<void> {
+    if (this.connected) return Promise.resolve();
+    return new Promise((resolve) => this.onConnected.push(resolve));
+  }
+
+  private socket(): Promise<Client> {
+    this.ws ??= this.createSocket();
+    return this.ws;
+  }
+
+  private async createSocket(): Promise<Client> {
+    const [{ createClient }, { default: WebSocket }] = await Promise.all([
+      import("graphql-ws/client"),
+      import("ws"),
+    ]);
+    return createClient({
       url: `${this.url.replace(/^http/, "ws")}/graphql`,
       webSocketImpl: WebSocket,
       connectionParams: { authorization: `Bearer ${this.apiKey}` },
@@ -214,13 +239,13 @@ export class HangarApi {
       on: {
         connected: () => {
           this.connected = true;
+          for (const resolve of this.onConnected.splice(0)) resolve();
         },
         error: (error) => {
           this.lastSocketError = describeSocketError(error);
         },
       },
     });
-    return this.ws;
   }
 
   private socketError(error: unknown): CliError {

@@ -1,6 +1,13 @@
 import { Command, CommanderError } from "commander";
+import { register as registerDeploymentControls } from "./commands/deployment-controls.ts";
+import { register as registerDeployments } from "./commands/deployments.ts";
+import { register as registerEnvironments } from "./commands/environments.ts";
 import { register as registerLogin } from "./commands/login.ts";
+import { register as registerLogs } from "./commands/logs.ts";
+import { register as registerModels } from "./commands/models.ts";
+import { register as registerPredict } from "./commands/predict.ts";
 import { register as registerPromote } from "./commands/promote.ts";
+import { register as registerPromotionControls } from "./commands/promotion-controls.ts";
 import { register as registerPush } from "./commands/push.ts";
 import { register as registerServe } from "./commands/serve.ts";
 import { register as registerWatch } from "./commands/watch.ts";
@@ -26,6 +33,13 @@ registerPush(program);
 registerWatch(program);
 registerPromote(program);
 registerLogin(program);
+registerPromotionControls(program);
+registerModels(program);
+registerDeployments(program);
+registerEnvironments(program);
+registerDeploymentControls(program);
+registerLogs(program);
+registerPredict(program);
 registerServe(program);
 
 let code: number;

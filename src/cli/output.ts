@@ -48,3 +48,8 @@ export function formatTime(iso: string | null | undefined): string {
     date.getMinutes(),
   )}:${pad(date.getSeconds())}`;
 }
+
+/** A command's result in human mode (stdout), such as "Deployment x deactivated". */
+export function printLine(message: string): void {
+  process.stdout.write(`${message}\n`);
+}

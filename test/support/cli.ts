@@ -110,3 +110,18 @@ export function spawnCli(args: string[], opts: CliOptions = {}): CliProcess {
 export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
   return spawnCli(args, opts).result;
 }
+
+/**
+ * Runs `hangar ARGS --json` and parses stdout; fails (with the output) unless it exited 0 with nothing on
+ * stderr.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: --json output is inspected loosely by the tests.
+export async function runCliJson(args: string[], opts: CliOptions = {}): Promise<any> {
+  const result = await runCli([...args, "--json"], opts);
+  if (result.code !== 0 || result.stderr !== "") {
+    throw new Error(
+      `hangar ${args.join(" ")} --json exited ${result.code}:\n${result.stderr}${result.stdout}`,
+    );
+  }
+  return JSON.parse(result.stdout);
+}

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { HangarApi } from "../api.ts";
 import { action, withGlobals } from "../command.ts";
 import { UsageError } from "../errors.ts";
-import { info, printJson } from "../output.ts";
+import { printJson, printLine } from "../output.ts";
 import { type GlobalOptions, normalizeUrl, saveLogin } from "../target.ts";
 
 /** `hangar login`: checks the key against the server, then saves the address and key. */
@@ -39,7 +39,7 @@ Example:
       }
       const configPath = await saveLogin({ url, apiKey });
       if (opts.json) printJson({ url, configPath });
-      else info(`Logged in to ${url}; saved the address and key in ${configPath}`);
+      else printLine(`Logged in to ${url}; saved the address and key in ${configPath}`);
     }),
   );
 }
