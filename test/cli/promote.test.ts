@@ -1,3 +1,5 @@
+import { spawn, spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CliProcess, cliEnv, runCli, spawnCli } from "../support/cli.ts";
 import { gql, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
@@ -227,4 +229,49 @@ describe("hangar promote", () => {
     const badTimeout = await runCli(["promote", deployments[0] as string, "--timeout", "0"], { env });
     expect(badTimeout.code).toBe(2);
   });
+
+  // `script` (util-linux) gives the CLI a real terminal: the live frame, and Ctrl-C as the terminal sends it.
+  const hasScript = spawnSync("script", ["--version"]).status === 0;
+
+  it.skipIf(!hasScript)(
+    "on a terminal, Ctrl-C asks, and choosing to cancel cancels the promotion",
+    async () => {
+      const [first, second] = deployments as [string, string];
+      await createEnvironment("tty", { rampUpWhilePromoting: true, rampUpDurationSeconds: 600 });
+      await promoteAndWait(first, "tty");
+      const bin = fileURLToPath(new URL("../../bin/hangar.mjs", import.meta.url));
+      const command = `stty cols 120 rows 40; exec ${process.execPath} ${bin} promote ${second} --environment tty`;
+      const child = spawn("script", ["-qec", command, "/dev/null"], {
+        env: {
+          PATH: process.env.PATH ?? "",
+          HOME: process.env.HOME ?? "/tmp",
+          TERM: "xterm",
+          NO_COLOR: "1",
+          ...env,
+        },
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+      let output = "";
+      child.stdout.on("data", (chunk: Buffer) => {
+        output += chunk.toString();
+      });
+      const exited = new Promise<number | null>((resolve) => child.once("close", resolve));
+      const shown = (text: string) =>
+        waitFor(() => output.includes(text), { what: `"${text}" on the terminal` });
+      try {
+        await shown("stage 1/10"); // the live frame's canary bar
+        child.stdin.write("\x03"); // Ctrl-C
+        await shown("What now?");
+        child.stdin.write("\x1b[B"); // down: "Cancel the promotion"
+        await shown("❯ Cancel the promotion");
+        child.stdin.write("\r");
+        expect(await exited).toBe(1);
+      } finally {
+        child.kill("SIGKILL");
+      }
+      expect(output).toMatch(/into tty was canceled/);
+      expect(promotionId(output)).toMatch(/^prm_/);
+      expect(await promotionStatus(promotionId(output))).toBe("CANCELED");
+    },
+  );
 });
