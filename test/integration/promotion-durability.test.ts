@@ -95,47 +95,51 @@ describe("durability", () => {
     ["promotion:create-deployment", "CREATE_DEPLOYMENT committed"],
     ["promotion:start-deployment", "START_DEPLOYMENT begun"],
     ["promotion:activate", "ACTIVATE begun"],
-  ])("resumes a promotion after Hangar is killed at %s (%s)", async (failpointName) => {
-    const hangar = await start({ HANGAR_FAILPOINT: failpointName });
-    const dev = await pushFolder(hangar, "durable", await modelFolder(MODEL(1)), { development: true });
-    await waitForStatus(hangar, dev.id, "ACTIVE");
-    const promotionId = (await gql(hangar, PROMOTE, { input: { deploymentId: dev.id } })).promote.id;
-    // The failpoint kills the server with SIGKILL right after that step commits.
-    expect(await hangar.exited).toBeNull();
-    expect(hangar.process.signalCode).toBe("SIGKILL");
-    const again = await startHangar({
-      env: { HANGAR_AUTOSCALER_INTERVAL_MS: "100" },
-      reuse: { dataDir: hangar.dataDir, databaseUrl: hangar.databaseUrl, key: hangar.key },
-    });
-    servers.push(again);
-    const done = await finished(again, promotionId);
-    expect(done.status).toBe("SUCCEEDED");
-    expect(done.steps.map((s: { status: string }) => s.status)).toEqual([
-      "SUCCEEDED",
-      "SUCCEEDED",
-      "SUCCEEDED",
-    ]);
-    const model = await gql(
-      again,
-      `query($id: ID!) { model(id: $id) { deployments { edges { node { id kind } } }
+  ])(
+    "resumes a promotion after Hangar is killed at %s (%s)",
+    async (failpointName) => {
+      const hangar = await start({ HANGAR_FAILPOINT: failpointName });
+      const dev = await pushFolder(hangar, "durable", await modelFolder(MODEL(1)), { development: true });
+      await waitForStatus(hangar, dev.id, "ACTIVE");
+      const promotionId = (await gql(hangar, PROMOTE, { input: { deploymentId: dev.id } })).promote.id;
+      // The failpoint kills the server with SIGKILL right after that step commits.
+      expect(await hangar.exited).toBeNull();
+      expect(hangar.process.signalCode).toBe("SIGKILL");
+      const again = await startHangar({
+        env: { HANGAR_AUTOSCALER_INTERVAL_MS: "100" },
+        reuse: { dataDir: hangar.dataDir, databaseUrl: hangar.databaseUrl, key: hangar.key },
+      });
+      servers.push(again);
+      const done = await finished(again, promotionId);
+      expect(done.status).toBe("SUCCEEDED");
+      expect(done.steps.map((s: { status: string }) => s.status)).toEqual([
+        "SUCCEEDED",
+        "SUCCEEDED",
+        "SUCCEEDED",
+      ]);
+      const model = await gql(
+        again,
+        `query($id: ID!) { model(id: $id) { deployments { edges { node { id kind } } }
          events(first: 500) { edges { node { type message promotion { id } } } } } }`,
-      { id: dev.model.id },
-    );
-    // Exactly one copy was made: the development deployment and the promoted one.
-    const published = model.model.deployments.edges.filter(
-      (e: { node: { kind: string } }) => e.node.kind === "PUBLISHED",
-    );
-    expect(published.map((e: { node: { id: string } }) => e.node.id)).toEqual([done.deployment.id]);
-    const promotionEvents = model.model.events.edges
-      .map((e: { node: { type: string; message: string; promotion: { id: string } | null } }) => e.node)
-      .filter((e: { promotion: { id: string } | null }) => e.promotion?.id === promotionId)
-      .map((e: { type: string; message: string }) => `${e.type}: ${e.message.split(":")[0]}`);
-    expect(promotionEvents[0]).toMatch(/^PROMOTION_STARTED/);
-    expect(promotionEvents.at(-1)).toMatch(/^PROMOTION_FINISHED/);
-    // No step change recorded twice, none lost.
-    expect(new Set(promotionEvents).size).toBe(promotionEvents.length);
-    expect(promotionEvents.filter((e: string) => e.startsWith("PROMOTION_STEP_CHANGED"))).toHaveLength(4);
-    const answer = await predict(again, `/models/${dev.model.id}/predict`, {});
-    expect(answer).toMatchObject({ status: 200, deploymentId: done.deployment.id });
-  }, 120_000);
+        { id: dev.model.id },
+      );
+      // Exactly one copy was made: the development deployment and the promoted one.
+      const published = model.model.deployments.edges.filter(
+        (e: { node: { kind: string } }) => e.node.kind === "PUBLISHED",
+      );
+      expect(published.map((e: { node: { id: string } }) => e.node.id)).toEqual([done.deployment.id]);
+      const promotionEvents = model.model.events.edges
+        .map((e: { node: { type: string; message: string; promotion: { id: string } | null } }) => e.node)
+        .filter((e: { promotion: { id: string } | null }) => e.promotion?.id === promotionId)
+        .map((e: { type: string; message: string }) => `${e.type}: ${e.message.split(":")[0]}`);
+      expect(promotionEvents[0]).toMatch(/^PROMOTION_STARTED/);
+      expect(promotionEvents.at(-1)).toMatch(/^PROMOTION_FINISHED/);
+      // No step change recorded twice, none lost.
+      expect(new Set(promotionEvents).size).toBe(promotionEvents.length);
+      expect(promotionEvents.filter((e: string) => e.startsWith("PROMOTION_STEP_CHANGED"))).toHaveLength(4);
+      const answer = await predict(again, `/models/${dev.model.id}/predict`, {});
+      expect(answer).toMatchObject({ status: 200, deploymentId: done.deployment.id });
+    },
+    120_000,
+  );
 });
