@@ -147,7 +147,7 @@ describe("hangar push", () => {
     const result = await push([dir, "--timeout", "2"]);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(
-      /timed out waiting for deployment dep_\S+ to be ready \(last seen: [A-Z_]+\)/,
+      /timed out waiting for deployment dep_\S+ to be ready \((last seen: [A-Z_]+|nothing received yet)\); the deployment goes on/,
     );
     expect(Date.now() - started).toBeLessThan(30_000);
   });
