@@ -34,6 +34,8 @@ export default defineConfig({
         test: {
           name: "cli",
           include: ["test/cli/**/*.test.ts"],
+          // Every command is a process of its own (about a second of CPU to start): a busy machine needs room.
+          testTimeout: 120_000,
           env: { HANGAR_TEST_DB: "pglite" },
           globalSetup: ["test/support/global-setup.ts"],
         },

@@ -73,9 +73,14 @@ describe("activate, deactivate, delete", () => {
           env: { PATH: process.env.PATH ?? "", HANGAR_CONFIG: DEFAULT_CONFIG, NO_COLOR: "1", ...env },
         });
         let output = "";
+        let answered = false;
+        child.stdin.on("error", () => {}); // the terminal may be gone by the time the answer lands
         child.stdout.on("data", (chunk: Buffer) => {
           output += chunk.toString();
-          if (output.includes("[y/N]")) child.stdin.write(`${answer}\n`);
+          if (!answered && output.includes("[y/N]")) {
+            answered = true;
+            child.stdin.write(`${answer}\n`);
+          }
         });
         child.on("close", (code) => resolve({ code, output }));
       });
