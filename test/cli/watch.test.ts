@@ -153,18 +153,20 @@ describe("hangar watch", () => {
     expect((await cli.result).code).toBe(0);
   });
 
-  it("push --watch pushes as development, then keeps watching", async () => {
+  it("push --watch pushes as development, then keeps watching (--json: JSON lines throughout)", async () => {
     const dir = await modelFolder({
       "model.mjs": version(1),
       "hangar.json": JSON.stringify({ name: "cli-push-watch" }),
     });
-    const cli = start(["push", dir, "--watch"]);
+    const cli = start(["push", dir, "--watch", "--json"]);
     await cli.waitForOutput("Watching", 60_000);
-    expect(cli.stdout()).toMatch(/Deployment development \(dep_\S+\) of model cli-push-watch is ACTIVE/);
+    expect(jsonLines(cli)[0]).toMatchObject({ name: "development", kind: "DEVELOPMENT", status: "ACTIVE" });
     const id = await modelId("cli-push-watch");
     await developmentAnswers(id, 1);
     await writeFile(path.join(dir, "model.mjs"), version(2));
     await developmentAnswers(id, 2);
+    await waitFor(() => jsonLines(cli).length >= 2, { what: "the patch line" });
+    expect(jsonLines(cli)[1]).toMatchObject({ applied: true, deploymentId: jsonLines(cli)[0]?.id });
     cli.signal("SIGINT");
     expect((await cli.result).code).toBe(0);
   });

@@ -18,7 +18,7 @@ import {
 } from "../deploy.ts";
 import { UsageError } from "../errors.ts";
 import { deadlineAfter } from "../follow.ts";
-import { printJson } from "../output.ts";
+import { printJson, printJsonLine } from "../output.ts";
 import { createReporter, type PromotionSnapshot } from "../progress.ts";
 import type { GlobalOptions } from "../target.ts";
 import { watchFolder } from "./watch.ts";
@@ -144,7 +144,8 @@ Examples:
         }
         reporter.close();
         if (opts.json) {
-          printJson({
+          // With --watch, stdout is a stream of JSON lines: the deployment, then one object per patch.
+          (opts.watch ? printJsonLine : printJson)({
             ...deploymentJson(deployment),
             ...(promotion ? { promotion: promotionJson(promotion) } : {}),
           });
