@@ -6,7 +6,6 @@
  */
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import select from "@inquirer/select";
 import { nameProblem } from "../domain/names.ts";
 import { type HangarApi, unwrap } from "./api.ts";
 import { CliError, UsageError } from "./errors.ts";
@@ -275,6 +274,8 @@ type InterruptChoice = "continue" | "stop" | "cancel";
 
 /** On a terminal: what to do about Ctrl-C during a promotion. Ctrl-C again (or no answer) stops watching. */
 async function askAboutInterrupt(promotion: PromotionSnapshot): Promise<InterruptChoice> {
+  // Loaded here, not at start-up: every other command would pay for it.
+  const { default: select } = await import("@inquirer/select");
   try {
     return await select<InterruptChoice>(
       {

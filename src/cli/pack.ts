@@ -15,8 +15,7 @@
  */
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
 import path from "node:path";
-import ignore, { type Ignore } from "ignore";
-import * as tar from "tar";
+import type { Ignore } from "ignore";
 import { CliError } from "./errors.ts";
 
 export const IGNORE_FILE = ".hangarignore";
@@ -51,6 +50,7 @@ export interface PackedFolder {
 
 /** The ignore rules of a folder: the defaults, then its .hangarignore if it has one. */
 export async function ignoreRules(dir: string): Promise<Ignore> {
+  const { default: ignore } = await import("ignore");
   const rules = ignore().add([...DEFAULT_IGNORES]);
   const own = await readFile(path.join(dir, IGNORE_FILE), "utf8").catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") return null;
@@ -124,6 +124,8 @@ export async function packFolder(dir: string): Promise<PackedFolder> {
   // (empty) archive: the build then says what is missing.
   const names = walked.entries.length > 0 ? walked.entries.map((entry) => entry.replace(/\/$/, "")) : ["."];
   const chunks: Uint8Array[] = [];
+  // tar and ignore load on use: commands that pack nothing start faster.
+  const tar = await import("tar");
   const stream = tar.create(
     { gzip: true, cwd: root, portable: true, noDirRecurse: true, mtime: EPOCH },
     names,

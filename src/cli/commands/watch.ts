@@ -1,5 +1,4 @@
 import path from "node:path";
-import { watch } from "chokidar";
 import type { Command } from "commander";
 import type { Ignore } from "ignore";
 import { type HangarApi, unwrap } from "../api.ts";
@@ -88,6 +87,7 @@ export async function watchFolder(api: HangarApi, target: WatchTarget): Promise<
       `${clock()} patch failed: ${error instanceof Error ? error.message : String(error)}\n`,
     );
   });
+  const { watch } = await import("chokidar");
   const watcher = watch(target.dir, {
     ignoreInitial: true,
     ignored: (file, stats) => {
