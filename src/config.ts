@@ -18,6 +18,8 @@ export interface Config {
   logLevel: string;
   /** How often the autoscaler evaluates every deployment. */
   autoscalerIntervalMs: number;
+  /** Identical subscriptions share one execution (graphql/shared-subscriptions.ts); off only to measure. */
+  sharedSubscriptions: boolean;
 }
 
 type Env = Record<string, string | undefined>;
@@ -60,5 +62,6 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     logLevel: overrides.logLevel ?? env.HANGAR_LOG_LEVEL ?? "info",
     autoscalerIntervalMs:
       overrides.autoscalerIntervalMs ?? integer(env, "HANGAR_AUTOSCALER_INTERVAL_MS", 500, 50),
+    sharedSubscriptions: overrides.sharedSubscriptions ?? env.HANGAR_SHARED_SUBSCRIPTIONS !== "0",
   };
 }

@@ -18,7 +18,9 @@ import { RouteTable } from "./gateway/routes.ts";
 import { TrafficMeter } from "./gateway/traffic.ts";
 import type { GraphQLContext } from "./graphql/builder.ts";
 import { schema } from "./graphql/schema.ts";
+import { SharedSubscriptions, type ShareKey, shareKeyOf } from "./graphql/shared-subscriptions.ts";
 import type { Logger } from "./logger.ts";
+import { installMemoryProbe } from "./memory-probe.ts";
 import { DEFAULT_RUNTIME_OPTIONS, ProcessRuntime, type RuntimeOptions } from "./runtime/process-runtime.ts";
 import { ArtifactStore } from "./services/artifacts.ts";
 import type { ServiceContext } from "./services/context.ts";
@@ -38,6 +40,8 @@ interface EnvelopedRoot {
   execute(args: ExecutionArgs): any;
   // biome-ignore lint/suspicious/noExplicitAny: as above.
   subscribe(args: ExecutionArgs): any;
+  /** Set when identical subscriptions may share this one's execution. */
+  share: ShareKey | null;
 }
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "::ffff:127.0.0.1"]);
@@ -200,6 +204,11 @@ export async function startServer(
       json(res, 404, { error: `nothing at ${url.pathname}`, error_code: "not_found" });
     };
 
+    const shared = new SharedSubscriptions({
+      onUpstream: (event, share, reason) =>
+        log.debug({ field: share.field, mode: share.mode, reason }, `shared subscription ${event}`),
+    });
+    const removeMemoryProbe = installMemoryProbe(log, () => ({ subscriptions: shared.stats() }));
     const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
     const wsServer = useServer<Record<string, unknown>, { request: IncomingMessage }>(
       {
@@ -221,12 +230,17 @@ export async function startServer(
             document,
             variableValues: params.variables,
             contextValue: await enveloped.contextFactory(),
-            rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
           };
-          return args;
+          // Every connection is authenticated with the admin key (onConnect): one identity.
+          const share = config.sharedSubscriptions ? shareKeyOf(args, "admin") : null;
+          const root: EnvelopedRoot = { execute: enveloped.execute, subscribe: enveloped.subscribe, share };
+          return { ...args, rootValue: root };
         },
         execute: (args) => (args.rootValue as EnvelopedRoot).execute(args),
-        subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args),
+        subscribe: (args) => {
+          const root = args.rootValue as EnvelopedRoot;
+          return root.share ? shared.subscribe(root.share, () => root.subscribe(args)) : root.subscribe(args);
+        },
       },
       wss,
     );
@@ -251,6 +265,7 @@ export async function startServer(
       close: async () => {
         if (closing) return;
         closing = true;
+        removeMemoryProbe();
         // Stop taking new work, let running requests finish, then stop replicas.
         autoscaler.stop();
         await wsServer.dispose();

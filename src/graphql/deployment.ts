@@ -15,6 +15,7 @@ import { type PatchResult, patchDevelopment } from "../services/patch.ts";
 import { AutoscalingSettingsInput, AutoscalingSettingsRef } from "./autoscaling.ts";
 import { builder, MAX_PAGE } from "./builder.ts";
 import { resultUnion, userErrors } from "./errors.ts";
+import { SHARING, type SharingRule } from "./shared-subscriptions.ts";
 import { watch } from "./streams.ts";
 
 export const DeploymentKindEnum = builder.enumType(DeploymentKind, { name: "DeploymentKind" });
@@ -209,6 +210,8 @@ builder.subscriptionFields((t) => ({
     type: DeploymentRef,
     description: "The deployment now, then after every status or replica-count change",
     args: { deploymentId: t.arg.id({ required: true }) },
+    // Every message is the whole deployment: identical subscriptions share one execution.
+    extensions: { [SHARING]: "latest" satisfies SharingRule },
     subscribe: async (_root, args, ctx) => {
       const first = await liveDeployment(ctx, args.deploymentId);
       const id = first.id;
@@ -254,6 +257,8 @@ builder.subscriptionFields((t) => ({
     type: LogLineRef,
     description: "New log lines of a deployment as they are written",
     args: { deploymentId: t.arg.id({ required: true }) },
+    // Only what is written after subscribing: a joiner takes the shared stream from where it is.
+    extensions: { [SHARING]: "live" satisfies SharingRule },
     subscribe: async (_root, args, ctx) => {
       const deployment = await liveDeployment(ctx, args.deploymentId);
       const newest = await ctx.prisma.logLine.findFirst({

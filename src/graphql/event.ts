@@ -4,6 +4,7 @@ import { decodeEventCursor, encodeEventCursor } from "../events/log.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { ModelEventType } from "../generated/prisma/enums.ts";
 import { builder, DEFAULT_PAGE, MAX_PAGE } from "./builder.ts";
+import { SHARING, type SharingRule } from "./shared-subscriptions.ts";
 import { watch } from "./streams.ts";
 
 export const ModelEventTypeEnum = builder.enumType(ModelEventType, { name: "ModelEventType" });
@@ -56,6 +57,9 @@ builder.subscriptionFields((t) => ({
     description:
       "Every event of one model, in order, none lost. With `after` (a cursor from this subscription or Model.events) it replays what came after it first.",
     args: { modelId: t.arg.id({ required: true }), after: t.arg.string() },
+    // Live events are the same for everyone from the moment they join; a replay from `after` is
+    // the subscriber's own (a joiner would miss what was replayed before it came).
+    extensions: { [SHARING]: ((args) => (args.after == null ? "live" : null)) satisfies SharingRule },
     subscribe: async (_root, args, ctx) => {
       const model = isIdOf("Model", args.modelId)
         ? await ctx.prisma.model.findUnique({

@@ -16,6 +16,7 @@ import { builder, DEFAULT_PAGE, type GraphQLContext, MAX_PAGE } from "./builder.
 import { DeploymentRef } from "./deployment.ts";
 import { EnvironmentRef } from "./environment.ts";
 import { resultUnion, userErrors } from "./errors.ts";
+import { SHARING, type SharingRule } from "./shared-subscriptions.ts";
 import { watch } from "./streams.ts";
 
 export const PromotionStatusEnum = builder.enumType(PromotionStatusValues, { name: "PromotionStatus" });
@@ -264,6 +265,8 @@ builder.subscriptionField("promotionProgress", (t) =>
     description:
       "The promotion as it is now, then again after every change of status, step or canary stage (every stage, in order, none skipped); completes after a terminal status",
     args: { promotionId: t.arg.id({ required: true }) },
+    // Every message is the whole promotion: identical subscriptions share one execution.
+    extensions: { [SHARING]: "latest" satisfies SharingRule },
     subscribe: async (_root, args, ctx) => {
       const current = isIdOf("Promotion", args.promotionId)
         ? await ctx.prisma.promotion.findUnique({ where: { id: args.promotionId } })
