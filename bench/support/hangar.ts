@@ -43,7 +43,7 @@ async function poll<T>(what: string, timeoutMs: number, check: () => Promise<T |
 }
 
 export async function startHangar(
-  options: { logLevel?: string; nodeArgs?: string[] } = {},
+  options: { logLevel?: string; nodeArgs?: string[]; env?: Record<string, string> } = {},
 ): Promise<BenchHangar> {
   const dataDir = await mkdtemp(path.join(tmpdir(), "hangar-bench-"));
   trackFolder(dataDir);
@@ -59,6 +59,7 @@ export async function startHangar(
       HANGAR_DATA_DIR: dataDir,
       HANGAR_ADMIN_KEY: key,
       HANGAR_LOG_LEVEL: options.logLevel ?? "warn",
+      ...options.env,
     },
     // Hangar drains and stops its replicas before it exits.
     graceMs: 30_000,
