@@ -2,10 +2,11 @@
  * The floor for bench/fanout.ts: a bare `ws` server (no GraphQL, no database) speaking just enough
  * graphql-transport-ws for the fan-out clients, which sends each stage as one message serialized
  * once and written to every socket. What it measures is what this machine's kernel, Node and `ws`
- * cost to reach N sockets; Hangar cannot deliver faster than this.
+ * cost to reach N sockets, before any GraphQL or database work: what Hangar is measured against.
  *
  * Settings in FANOUT_FLOOR: { count, stageSeconds, fromStage }. Prints `port <n>`, then, once every
- * client has subscribed and a moment has passed, `stage <k> at <ms>` as it starts sending stage k.
+ * client has subscribed and a moment has passed, `stage <k> at <ms>` as it starts sending stage k;
+ * exits once every client has had the end and closed.
  */
 import { type WebSocket, WebSocketServer } from "ws";
 
@@ -46,6 +47,7 @@ function message(status: string, stage: number): string {
 }
 
 const subscribed: WebSocket[] = [];
+let closed = 0;
 const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -73,6 +75,10 @@ wss.on("connection", (ws) => {
     else if (type === "subscribe") {
       ws.send(message("PAUSED", fromStage));
       subscribed.push(ws);
+      // Done once every client has had the end and gone.
+      ws.on("close", () => {
+        if (++closed === count) wss.close(() => process.exit(0));
+      });
       if (subscribed.length === count) void run();
     }
   });
