@@ -389,7 +389,10 @@ export class PromotionController {
         );
         return true;
       });
-      if (moved) this.rampingHere.add(promotion.id);
+      if (moved) {
+        this.rampingHere.add(promotion.id);
+        this.beginStage(promotion.id, deployment.id, 1);
+      }
       return moved ? "moved" : "waiting";
     }
     if (promotion.status === "RAMPING_DOWN")
@@ -432,22 +435,31 @@ export class PromotionController {
       );
       return true;
     });
-    if (moved) failpoint(`promotion:canary-stage-${result.clock.stage}`);
+    if (moved) {
+      this.beginStage(promotion.id, deployment.id, result.clock.stage);
+      failpoint(`promotion:canary-stage-${result.clock.stage}`);
+    }
     return moved ? "moved" : "waiting";
+  }
+
+  /** A stage has just begun: the new deployment's answers from here on are the stage's. */
+  private beginStage(promotionId: string, deploymentId: string, stage: number): void {
+    this.stageBaselines.set(promotionId, { stage, counts: this.answers.answerCounts(deploymentId) });
   }
 
   /**
    * What the new deployment answered in the current stage, counted by this
-   * process's gateway from when the stage began here (after a restart: from
-   * the restart, the counts before it being gone).
+   * process's gateway from when the stage began (a stage this process did not
+   * begin, as after a restart, counts from when it first sees it: the counts
+   * before that are gone).
    */
   private stageOutcome(promotionId: string, deploymentId: string, stage: number): StageOutcome {
-    const counts = this.answers.answerCounts(deploymentId);
     const baseline = this.stageBaselines.get(promotionId);
-    if (!baseline || baseline.stage !== stage) {
-      this.stageBaselines.set(promotionId, { stage, counts });
+    if (baseline?.stage !== stage) {
+      this.beginStage(promotionId, deploymentId, stage);
       return { answered: 0, failed: 0 };
     }
+    const counts = this.answers.answerCounts(deploymentId);
     return {
       answered: counts.answered - baseline.counts.answered,
       failed: counts.failed - baseline.counts.failed,
