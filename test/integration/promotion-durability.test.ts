@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { gql, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
 import { steadyClient, stopSteadyClients } from "../support/load.ts";
-import { waitFor } from "../support/wait.ts";
+import { finished as waitForEnd } from "../support/promotions.ts";
 
 const MODEL = (version: number, load = "") => ({
   "model.mjs": `export default class M {
@@ -27,25 +27,11 @@ async function start(env: Record<string, string> = {}) {
   return server;
 }
 
-async function promotionOf(hangar: TestHangar, id: string) {
-  return (
-    await gql(
-      hangar,
-      `query($id: ID!) { promotion(id: $id) { status errorMessage steps { status } deployment { id } } }`,
-      { id },
-    )
-  ).promotion;
-}
-
-async function finished(hangar: TestHangar, id: string) {
-  return waitFor(
-    async () => {
-      const p = await promotionOf(hangar, id);
-      return ["SUCCEEDED", "FAILED", "CANCELED"].includes(p.status) ? p : null;
-    },
-    { what: `promotion ${id} to end` },
-  );
-}
+const finished = (hangar: TestHangar, id: string) =>
+  waitForEnd(hangar, id, {
+    fields: "status errorMessage steps { status } deployment { id }",
+    timeoutMs: 30_000,
+  });
 
 describe("zero downtime", () => {
   it("serves every request of a steady client through a promotion and through a cancel", async () => {

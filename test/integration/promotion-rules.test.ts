@@ -9,6 +9,7 @@ import {
   wsClient,
 } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { finished as waitForEnd } from "../support/promotions.ts";
 import { waitFor } from "../support/wait.ts";
 
 const MODEL = (version: number, extra = "") => ({
@@ -47,21 +48,12 @@ async function promoteTo(
   return data.promote.id as string;
 }
 
-async function finished(id: string) {
-  return waitFor(
-    async () => {
-      const p = (
-        await gql(
-          hangar,
-          `query($id: ID!) { promotion(id: $id) { status errorMessage steps { name status } deployment { id environment { name } } previousDeployment { id } } }`,
-          { id },
-        )
-      ).promotion;
-      return ["SUCCEEDED", "FAILED", "CANCELED"].includes(p.status) ? p : null;
-    },
-    { what: `promotion ${id} to end` },
-  );
-}
+const finished = (id: string) =>
+  waitForEnd(hangar, id, {
+    fields:
+      "status errorMessage steps { name status } deployment { id environment { name } } previousDeployment { id }",
+    timeoutMs: 30_000,
+  });
 
 async function createEnvironment(modelId: string, name: string, extra: Record<string, unknown> = {}) {
   const data = await gql(

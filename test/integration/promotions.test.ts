@@ -11,6 +11,7 @@ import {
   wsClient,
 } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { finished as waitForEnd } from "../support/promotions.ts";
 import { waitFor } from "../support/wait.ts";
 
 /** Answers with its version, the environment it was created for and its PID. */
@@ -46,15 +47,8 @@ async function promotion(id: string) {
     .promotion;
 }
 
-async function finished(id: string, timeoutMs = 30_000) {
-  return waitFor(
-    async () => {
-      const p = await promotion(id);
-      return ["SUCCEEDED", "FAILED", "CANCELED"].includes(p.status) ? p : null;
-    },
-    { timeoutMs, what: `promotion ${id} to end` },
-  );
-}
+const finished = (id: string, timeoutMs = 30_000) =>
+  waitForEnd(hangar, id, { fields: PROMOTION_FIELDS, timeoutMs });
 
 async function lastPromotion(modelId: string): Promise<string> {
   const data = await gql(

@@ -32,19 +32,18 @@ export async function promoteTo(hangar: TestHangar, deploymentId: string, enviro
   return result.promote;
 }
 
-export async function promotionOf(hangar: TestHangar, id: string) {
-  return (await gql(hangar, `query($id: ID!) { promotion(id: $id) { ${PROMOTION_FIELDS} } }`, { id }))
-    .promotion;
+export async function promotionOf(hangar: TestHangar, id: string, fields = PROMOTION_FIELDS) {
+  return (await gql(hangar, `query($id: ID!) { promotion(id: $id) { ${fields} } }`, { id })).promotion;
 }
 
-/** Waits for the promotion to end and returns it as it ended. */
-export function finished(hangar: TestHangar, id: string, timeoutMs = 60_000) {
+/** Waits for the promotion to end and returns it as it ended (with `fields`, which must include status). */
+export function finished(hangar: TestHangar, id: string, opts: { fields?: string; timeoutMs?: number } = {}) {
   return waitFor(
     async () => {
-      const promotion = await promotionOf(hangar, id);
+      const promotion = await promotionOf(hangar, id, opts.fields);
       return TERMINAL.includes(promotion.status) ? promotion : null;
     },
-    { what: `promotion ${id} to end`, timeoutMs },
+    { what: `promotion ${id} to end`, timeoutMs: opts.timeoutMs ?? 60_000 },
   );
 }
 
