@@ -1,4 +1,5 @@
 import path from "node:path";
+import { API_KEY_PATTERN } from "./domain/access.ts";
 
 /** Server settings (API.md section 1 and the additions documented in the README). */
 export interface Config {
@@ -11,6 +12,12 @@ export interface Config {
   publicUrl: string;
   maxUploadBytes: number;
   maxRequestBytes: number;
+  /** Largest GraphQL body that is not an upload (JSON), refused with 413 as it streams in. */
+  maxBodyBytes: number;
+  /** Largest answer the gateway relays from a replica. */
+  maxResponseBytes: number;
+  /** Log lines, and artifacts no deployment has referenced, are removed after this many days. */
+  retentionDays: number;
   /** How long the gateway holds a request for a deployment that is still starting. */
   readyTimeoutMs: number;
   /** How long a model may take to answer one request before the gateway answers 504. */
@@ -20,6 +27,11 @@ export interface Config {
   autoscalerIntervalMs: number;
   /** Identical subscriptions share one execution (graphql/shared-subscriptions.ts); off only to measure. */
   sharedSubscriptions: boolean;
+  /** GraphQL limits, checked before execution (graphql/limits.ts, API.md section 8). */
+  graphqlMaxDepth: number;
+  graphqlMaxTokens: number;
+  graphqlMaxAliases: number;
+  graphqlMaxCost: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -34,7 +46,22 @@ function integer(env: Env, name: string, fallback: number, min = 0): number {
   return value;
 }
 
+/** A number > 0 (fractions allowed, e.g. a retention of 0.001 days in tests). */
+function positiveNumber(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a number > 0, got '${raw}'`);
+  return value;
+}
+
 export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
+  const adminKey = overrides.adminKey ?? (env.HANGAR_ADMIN_KEY || null);
+  if (adminKey !== null && !API_KEY_PATTERN.test(adminKey)) {
+    throw new Error(
+      "HANGAR_ADMIN_KEY must match ^hk_[A-Za-z0-9_-]{32,}$ ('hk_' and at least 32 letters, digits, '_' or '-'); unset it to have one generated",
+    );
+  }
   const port = overrides.port ?? integer(env, "PORT", 4000);
   const host = overrides.host ?? env.HOST ?? "127.0.0.1";
   const databaseUrl = overrides.databaseUrl !== undefined ? overrides.databaseUrl : env.DATABASE_URL || null;
@@ -49,7 +76,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     host,
     dataDir: path.resolve(overrides.dataDir ?? env.HANGAR_DATA_DIR ?? ".hangar"),
     databaseUrl,
-    adminKey: overrides.adminKey ?? (env.HANGAR_ADMIN_KEY || null),
+    adminKey,
     publicUrl: (overrides.publicUrl ?? env.HANGAR_PUBLIC_URL ?? `http://${urlHost}:${port}`).replace(
       /\/+$/,
       "",
@@ -57,11 +84,19 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     maxUploadBytes: overrides.maxUploadBytes ?? integer(env, "HANGAR_MAX_UPLOAD_BYTES", 100 * 1024 * 1024, 1),
     maxRequestBytes:
       overrides.maxRequestBytes ?? integer(env, "HANGAR_MAX_REQUEST_BYTES", 10 * 1024 * 1024, 1),
+    maxBodyBytes: overrides.maxBodyBytes ?? integer(env, "HANGAR_MAX_BODY_BYTES", 1024 * 1024, 1),
+    maxResponseBytes:
+      overrides.maxResponseBytes ?? integer(env, "HANGAR_MAX_RESPONSE_BYTES", 100 * 1024 * 1024, 1),
+    retentionDays: overrides.retentionDays ?? positiveNumber(env, "HANGAR_RETENTION_DAYS", 30),
     readyTimeoutMs: overrides.readyTimeoutMs ?? integer(env, "HANGAR_READY_TIMEOUT", 300, 1) * 1000,
     predictTimeoutMs: overrides.predictTimeoutMs ?? integer(env, "HANGAR_PREDICT_TIMEOUT", 300, 1) * 1000,
     logLevel: overrides.logLevel ?? env.HANGAR_LOG_LEVEL ?? "info",
     autoscalerIntervalMs:
       overrides.autoscalerIntervalMs ?? integer(env, "HANGAR_AUTOSCALER_INTERVAL_MS", 500, 50),
     sharedSubscriptions: overrides.sharedSubscriptions ?? env.HANGAR_SHARED_SUBSCRIPTIONS !== "0",
+    graphqlMaxDepth: overrides.graphqlMaxDepth ?? integer(env, "HANGAR_GRAPHQL_MAX_DEPTH", 12, 1),
+    graphqlMaxTokens: overrides.graphqlMaxTokens ?? integer(env, "HANGAR_GRAPHQL_MAX_TOKENS", 5000, 1),
+    graphqlMaxAliases: overrides.graphqlMaxAliases ?? integer(env, "HANGAR_GRAPHQL_MAX_ALIASES", 50, 0),
+    graphqlMaxCost: overrides.graphqlMaxCost ?? integer(env, "HANGAR_GRAPHQL_MAX_COST", 50_000, 1),
   };
 }

@@ -3,26 +3,35 @@ import type { Socket } from "node:net";
 import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { type ExecutionArgs, GraphQLError } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
-import { createYoga, maskError } from "graphql-yoga";
+import { createYoga } from "graphql-yoga";
 import { WebSocketServer } from "ws";
-import { bearerMatches, resolveAdminKey } from "./auth.ts";
 import type { Config } from "./config.ts";
 import { Autoscaler } from "./controllers/autoscaler.ts";
 import { DeploymentController } from "./controllers/deployments.ts";
 import { PromotionController } from "./controllers/promotions.ts";
 import { openDatabase } from "./db/client.ts";
+import { type Access, accessFingerprint } from "./domain/access.ts";
 import { systemClock } from "./domain/clock.ts";
 import { ChangeBus } from "./events/bus.ts";
 import { Gateway } from "./gateway/gateway.ts";
 import { RouteTable } from "./gateway/routes.ts";
 import { TrafficMeter } from "./gateway/traffic.ts";
 import type { GraphQLContext } from "./graphql/builder.ts";
+import { graphqlLimits } from "./graphql/limits.ts";
+import { errorMasking } from "./graphql/masking.ts";
 import { schema } from "./graphql/schema.ts";
 import { SharedSubscriptions, type ShareKey, shareKeyOf } from "./graphql/shared-subscriptions.ts";
+import { answerClientError, trackExchange } from "./http/client-error.ts";
+import { bearerSecret, Credentials } from "./http/credentials.ts";
+import { useMalformedParamsAsBadRequest } from "./http/graphql-params.ts";
+import { checkRequest, checkUpgrade, refuseOnSocket, sendRefusal, targetOf } from "./http/request-target.ts";
+import { SocketSweep } from "./http/socket-sweep.ts";
 import type { Logger } from "./logger.ts";
 import { installMemoryProbe } from "./memory-probe.ts";
 import { DEFAULT_RUNTIME_OPTIONS, ProcessRuntime, type RuntimeOptions } from "./runtime/process-runtime.ts";
+import { registerBootstrapKey } from "./services/api-keys.ts";
 import { ArtifactStore } from "./services/artifacts.ts";
+import { resolveAdminKey } from "./services/bootstrap-key.ts";
 import type { ServiceContext } from "./services/context.ts";
 import { LogWriter } from "./services/logs.ts";
 
@@ -44,21 +53,14 @@ interface EnvelopedRoot {
   share: ShareKey | null;
 }
 
-const LOOPBACK = new Set(["127.0.0.1", "::1", "::ffff:127.0.0.1"]);
-
 function json(res: ServerResponse, status: number, body: unknown): void {
   const payload = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(payload) });
   res.end(payload);
 }
 
-/** A browser on this machine, asking for GraphiQL by a loopback host name. */
-function isLocalBrowser(req: IncomingMessage): boolean {
-  const host = (req.headers.host ?? "").replace(/:\d+$/, "");
-  return (
-    LOOPBACK.has(req.socket.remoteAddress ?? "") &&
-    ["localhost", "127.0.0.1", "[::1]"].includes(host.toLowerCase())
-  );
+function unauthorized(res: ServerResponse): void {
+  json(res, 401, { error: "missing or wrong API key", error_code: "unauthorized" });
 }
 
 /**
@@ -77,6 +79,13 @@ export async function startServer(
   let handleUpgrade: ((req: IncomingMessage, socket: Socket, head: Buffer) => void) | null = null;
 
   const server: Server = createServer((req, res) => {
+    trackExchange(req, res);
+    // A target, Host or method Hangar cannot take is refused before any handler parses it.
+    const checked = checkRequest(req);
+    if (!checked.ok) {
+      req.resume();
+      return sendRefusal(res, checked.refusal);
+    }
     const url = req.url ?? "/";
     if (url === "/healthz" || url.startsWith("/healthz?")) {
       return json(res, ready && !closing ? 200 : 503, { status: ready && !closing ? "ok" : "starting" });
@@ -91,9 +100,19 @@ export async function startServer(
   });
   server.keepAliveTimeout = 65_000;
   server.on("upgrade", (req, socket: Socket, head) => {
-    if (!handleUpgrade) return socket.destroy();
+    const refused = checkUpgrade(req);
+    if (refused) return refuseOnSocket(socket, refused);
+    if (!handleUpgrade) {
+      return refuseOnSocket(socket, { status: 503, error: "Hangar is starting", error_code: "starting" });
+    }
     handleUpgrade(req, socket, head);
   });
+  // What Node's parser cannot read gets its 4xx after the answers owed before it (client-error.ts).
+  server.on("clientError", answerClientError);
+  // Without a listener Node drops a CONNECT without a word; Hangar is no proxy.
+  server.on("connect", (_req, socket: Socket) =>
+    refuseOnSocket(socket, { status: 400, error: "Hangar is not a proxy", error_code: "client_error" }),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.port, config.host, () => resolve());
@@ -106,6 +125,10 @@ export async function startServer(
     const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     const bus = new ChangeBus();
     await bus.start(db);
+    await registerBootstrapKey(db.prisma, admin.key);
+    const credentials = new Credentials(db.prisma, systemClock, log);
+    /** What each HTTP request's credential allows, found before yoga or the gateway sees it. */
+    const requestAccess = new WeakMap<IncomingMessage, Access>();
     const ctx: ServiceContext = {
       config: effective,
       db,
@@ -133,47 +156,47 @@ export async function startServer(
       config.autoscalerIntervalMs,
     );
 
+    const masking = errorMasking(log);
     const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, GraphQLContext>({
       schema,
       graphqlEndpoint: "/graphql",
       landingPage: false,
       renderGraphiQL,
-      graphiql: (request) => ({
-        title: "Hangar",
-        subscriptionsProtocol: "WS",
-        // Filled in only for a browser on this machine (see isLocalBrowser).
-        headers: request.headers.get("x-hangar-local-browser")
-          ? JSON.stringify({ Authorization: `Bearer ${admin.key}` })
-          : JSON.stringify({ Authorization: "Bearer <your Hangar API key>" }),
-      }),
-      context: () => ({ services: ctx, prisma: db.prisma }),
-      maskedErrors: {
-        // Clients see "Unexpected error."; the operator's log gets the cause.
-        maskError: (error, message, isDev) => {
-          const cause = error instanceof GraphQLError ? (error.originalError ?? error) : error;
-          if (!(cause instanceof GraphQLError)) log.error({ err: cause }, "GraphQL resolver failed");
-          return maskError(error, message, isDev);
-        },
+      plugins: [useMalformedParamsAsBadRequest(), ...graphqlLimits(config)],
+      graphiql: { title: "Hangar", subscriptionsProtocol: "WS" },
+      context: (initial) => {
+        // HTTP: found by handleRequest; WebSocket: by onConnect, passed in by onSubscribe.
+        const access = (initial as { access?: Access }).access ?? requestAccess.get(initial.req);
+        // Neither lets a request without a credential reach yoga.
+        if (!access) throw new Error("a GraphQL request reached yoga without an access");
+        return { services: { ...ctx, access }, prisma: db.prisma, access };
       },
+      // Clients see "Unexpected error." and an errorId; the operator's log line has the cause and the id.
+      maskedErrors: { maskError: masking.maskError },
       logging: {
         debug: (...args) => log.debug(args),
         info: (...args) => log.info(args),
         warn: (...args) => log.warn(args),
-        error: (...args) => log.error(args),
+        // An error masking has logged with its id is not logged again without it.
+        error: (...args) => {
+          if (!masking.logged(args[0])) log.error(args);
+        },
       },
     });
 
     const uploadCeiling = config.maxUploadBytes + 1024 * 1024;
     handleRequest = async (req, res) => {
-      const url = new URL(req.url ?? "/", "http://hangar");
+      const url = targetOf(req);
       if (url.pathname === "/graphql") {
         const wantsPage = req.method === "GET" && (req.headers.accept ?? "").includes("text/html");
-        if (wantsPage) {
-          if (isLocalBrowser(req)) req.headers["x-hangar-local-browser"] = "1";
-          else delete req.headers["x-hangar-local-browser"];
-        } else if (!bearerMatches(req.headers.authorization, admin.key)) {
-          req.resume();
-          return json(res, 401, { error: "missing or wrong API key", error_code: "unauthorized" });
+        if (!wantsPage) {
+          const secret = bearerSecret(req.headers.authorization);
+          const access = secret ? await credentials.key(secret) : null;
+          if (!access) {
+            req.resume();
+            return unauthorized(res);
+          }
+          requestAccess.set(req, access);
         }
         if (req.method === "POST") {
           const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
@@ -194,11 +217,13 @@ export async function startServer(
         return yoga.requestListener(req, res);
       }
       if (url.pathname.startsWith("/models/")) {
-        if (!bearerMatches(req.headers.authorization, admin.key)) {
+        const secret = bearerSecret(req.headers.authorization);
+        const access = secret ? await credentials.key(secret) : null;
+        if (!access) {
           req.resume();
-          return json(res, 401, { error: "missing or wrong API key", error_code: "unauthorized" });
+          return unauthorized(res);
         }
-        return gateway.handle(req, res, url.pathname);
+        return gateway.handle(req, res, url.pathname, access);
       }
       req.resume();
       json(res, 404, { error: `nothing at ${url.pathname}`, error_code: "not_found" });
@@ -210,11 +235,27 @@ export async function startServer(
     });
     const removeMemoryProbe = installMemoryProbe(log, () => ({ subscriptions: shared.stats() }));
     const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
-    const wsServer = useServer<Record<string, unknown>, { request: IncomingMessage }>(
+    // Sockets whose key is revoked or expires (or whose session ends) are closed within seconds.
+    const sweep = new SocketSweep(log);
+    const wsServer = useServer<Record<string, unknown>, { request: IncomingMessage; access?: Access }>(
       {
-        onConnect: (wsCtx) => bearerMatches(String(wsCtx.connectionParams?.authorization ?? ""), admin.key),
+        onConnect: async (wsCtx) => {
+          const secret = bearerSecret(String(wsCtx.connectionParams?.authorization ?? ""));
+          const access = secret ? await credentials.key(secret) : null;
+          if (!access) return false;
+          wsCtx.extra.access = access;
+          sweep.watch(wsCtx.extra.socket, () => credentials.key(secret as string));
+          return true;
+        },
         onSubscribe: async (wsCtx, _id, params) => {
-          const enveloped = yoga.getEnveloped({ ...wsCtx, req: wsCtx.extra.request, params });
+          const access = wsCtx.extra.access;
+          if (!access) return [new GraphQLError("the connection is not authenticated")];
+          const enveloped = yoga.getEnveloped({
+            ...wsCtx,
+            req: wsCtx.extra.request,
+            params,
+            access,
+          });
           let document: ReturnType<typeof enveloped.parse>;
           try {
             document = enveloped.parse(params.query);
@@ -231,8 +272,8 @@ export async function startServer(
             variableValues: params.variables,
             contextValue: await enveloped.contextFactory(),
           };
-          // Every connection is authenticated with the admin key (onConnect): one identity.
-          const share = config.sharedSubscriptions ? shareKeyOf(args, "admin") : null;
+          // Only subscribers whose keys see and may do the same things share an execution.
+          const share = config.sharedSubscriptions ? shareKeyOf(args, accessFingerprint(access)) : null;
           const root: EnvelopedRoot = { execute: enveloped.execute, subscribe: enveloped.subscribe, share };
           return { ...args, rootValue: root };
         },
@@ -245,9 +286,15 @@ export async function startServer(
       wss,
     );
     handleUpgrade = (req, socket, head) => {
-      const { pathname } = new URL(req.url ?? "/", "http://hangar");
+      const { pathname } = targetOf(req);
       if (pathname !== "/graphql" || !ready) return socket.destroy();
-      wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req));
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        wss.emit("connection", ws, req);
+        // A malformed frame is the client's fault, and ws has already closed the socket with
+        // its code (1002, 1007, 1009): graphql-ws would print each one to stderr as internal.
+        ws.removeAllListeners("error");
+        ws.on("error", (error) => log.debug({ err: error }, "WebSocket protocol error from a client"));
+      });
     };
 
     const promotions = new PromotionController(ctx, controller.owner, controller, traffic);
@@ -266,6 +313,7 @@ export async function startServer(
         if (closing) return;
         closing = true;
         removeMemoryProbe();
+        sweep.stop();
         // Stop taking new work, let running requests finish, then stop replicas.
         autoscaler.stop();
         await wsServer.dispose();

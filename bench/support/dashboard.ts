@@ -4,6 +4,7 @@
  * execution in-process, and a hand-written Prisma query answering the same JSON.
  */
 import { graphql } from "graphql";
+import type { Access } from "../../src/domain/access.ts";
 import { DEFAULT_AUTOSCALING } from "../../src/domain/autoscaling.ts";
 import { newId } from "../../src/domain/ids.ts";
 import { initialSteps, parseSteps, type Step, withStep } from "../../src/domain/promotion.ts";
@@ -11,7 +12,7 @@ import { DEFAULT_PROMOTION_SETTINGS } from "../../src/domain/promotion-settings.
 import type { Prisma, PrismaClient } from "../../src/generated/prisma/client.ts";
 import type { GraphQLContext } from "../../src/graphql/builder.ts";
 import { schema } from "../../src/graphql/schema.ts";
-import type { ServiceContext } from "../../src/services/context.ts";
+import type { RequestContext } from "../../src/services/context.ts";
 import { insertModel } from "../../src/services/models.ts";
 
 export const DASHBOARD_QUERY = `query Dashboard { models(first: 100) { edges { node { id name environments { id name isProduction
@@ -22,7 +23,18 @@ const PUBLIC_URL = "http://127.0.0.1:4000";
 
 /** A GraphQL context as the server builds one per request; the dashboard needs no service but the config. */
 export function dashboardContext(prisma: PrismaClient): GraphQLContext {
-  return { services: { config: { publicUrl: PUBLIC_URL } } as unknown as ServiceContext, prisma };
+  const access: Access = {
+    keyId: "key_benchmark000000",
+    name: "admin",
+    role: "ADMIN",
+    modelIds: null,
+    environments: null,
+  };
+  return {
+    services: { config: { publicUrl: PUBLIC_URL }, access } as unknown as RequestContext,
+    prisma,
+    access,
+  };
 }
 
 /** The dashboard query through the schema, in-process: parse, validate, execute (as graphql() does). */

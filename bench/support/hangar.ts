@@ -48,7 +48,7 @@ export async function startHangar(
   const dataDir = await mkdtemp(path.join(tmpdir(), "hangar-bench-"));
   trackFolder(dataDir);
   const port = await freePort();
-  const key = `hk_bench_${randomBytes(12).toString("hex")}`;
+  const key = `hk_bench_${randomBytes(16).toString("hex")}`;
   // Node flags go on the command line: Hangar's replicas are spawned without them.
   const child = spawnNode("hangar", [...(options.nodeArgs ?? []), "bin/hangar.mjs", "serve"], {
     env: {

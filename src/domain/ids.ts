@@ -12,6 +12,9 @@ export const ID_PREFIXES = {
   ModelEvent: "evt",
   Replica: "rep",
   Promotion: "prm",
+  ApiKey: "key",
+  Session: "ses",
+  SignInLink: "sil",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

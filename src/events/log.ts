@@ -17,6 +17,15 @@ export interface NewEvent {
   snapshot?: Prisma.InputJsonValue | null;
 }
 
+/** The key each use-case transaction runs for (services/context.ts `transaction`). */
+const actors = new WeakMap<Tx, string>();
+
+/** Marks a transaction as a client's: the events it appends name that key. */
+export function withActor(tx: Tx, actor: string): Tx {
+  actors.set(tx, actor);
+  return tx;
+}
+
 /**
  * Appends a model event inside the caller's transaction. The per-model
  * sequence is taken by updating the model row, which holds its lock until
@@ -41,6 +50,7 @@ export async function appendEvent(tx: Tx, event: NewEvent): Promise<number> {
       deploymentStatus: event.deploymentStatus ?? null,
       promotionId: event.promotionId ?? null,
       snapshot: event.snapshot ?? Prisma.DbNull,
+      actor: actors.get(tx) ?? null,
     },
   });
   await announce(tx, {

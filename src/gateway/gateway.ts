@@ -1,5 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Dispatcher } from "undici";
 import type { Config } from "../config.ts";
+import { type Access, type GatewayDecision, gatewayDecision } from "../domain/access.ts";
 import { TrafficSplit } from "../domain/canary.ts";
 import { STARTING_STATUSES } from "../domain/status.ts";
 import type { ProcessRuntime } from "../runtime/process-runtime.ts";
@@ -44,12 +46,25 @@ interface ParsedPath {
   action: "predict" | "wake";
 }
 
-/** Parses the gateway paths of API.md section 3; null for anything else. */
-export function parsePath(pathname: string): ParsedPath | null {
+/** decodeURIComponent, or null for an escape that does not decode (which it throws on). */
+function decodeSegment(segment: string): string | null {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Parses the gateway paths of API.md section 3; null for anything else, and
+ * "malformed" for a path whose IDs or names hold a percent-escape that does not decode.
+ */
+export function parsePath(pathname: string): ParsedPath | "malformed" | null {
   const parts = pathname.split("/");
   // ["", "models", modelId, ...rest]
   if (parts[1] !== "models" || !parts[2]) return null;
-  const modelId = decodeURIComponent(parts[2]);
+  const modelId = decodeSegment(parts[2]);
+  if (modelId === null) return "malformed";
   const rest = parts.slice(3);
   const action = rest[rest.length - 1];
   if (action !== "predict" && action !== "wake") return null;
@@ -61,12 +76,36 @@ export function parsePath(pathname: string): ParsedPath | null {
   if (middle.length === 1 && middle[0] === "development")
     return { modelId, action, target: { kind: "development" } };
   if (middle.length === 2 && middle[0] === "environments" && middle[1]) {
-    return { modelId, action, target: { kind: "environment", name: decodeURIComponent(middle[1]) } };
+    const name = decodeSegment(middle[1]);
+    return name === null ? "malformed" : { modelId, action, target: { kind: "environment", name } };
   }
   if (middle.length === 2 && middle[0] === "deployments" && middle[1]) {
-    return { modelId, action, target: { kind: "deployment", deploymentId: decodeURIComponent(middle[1]) } };
+    const deploymentId = decodeSegment(middle[1]);
+    return deploymentId === null
+      ? "malformed"
+      : { modelId, action, target: { kind: "deployment", deploymentId } };
   }
   return null;
+}
+
+/** The gateway's answer for a key the permission matrix refuses. */
+function refusal(
+  decision: Exclude<GatewayDecision, "allow">,
+  access: Access,
+  parsed: ParsedPath,
+): GatewayError {
+  if (decision === "model_does_not_exist") {
+    return new GatewayError(404, "model_does_not_exist", `model '${parsed.modelId}' does not exist`);
+  }
+  const path =
+    parsed.target.kind === "environment"
+      ? `environment '${parsed.target.name}'`
+      : `${parsed.target.kind} paths`;
+  return new GatewayError(
+    403,
+    "forbidden",
+    `the API key '${access.name}' (${access.role}) may not call ${path} of this model`,
+  );
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, deploymentId?: string): void {
@@ -108,9 +147,17 @@ export class Gateway {
     private readonly waker: Waker,
   ) {}
 
-  async handle(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, pathname: string, access: Access): Promise<void> {
     const parsed = parsePath(pathname);
+    if (parsed === "malformed") {
+      return sendError(res, new GatewayError(400, "client_error", "malformed percent-escape in the path"));
+    }
     if (!parsed) return sendError(res, new GatewayError(404, "not_found", `no inference path ${pathname}`));
+    const decision = gatewayDecision(access, parsed.modelId, parsed.target);
+    if (decision !== "allow") {
+      req.resume();
+      return sendError(res, refusal(decision, access, parsed));
+    }
     if (req.method !== "POST") {
       res.setHeader("allow", "POST");
       return sendError(res, new GatewayError(405, "method_not_allowed", "inference paths take POST"));
@@ -152,28 +199,40 @@ export class Gateway {
             },
           }
         : null;
-    for (let attempt = 0; ; attempt++) {
-      const target: string = deploymentId;
-      // Counted from here, held time included: demand the autoscaler must see.
-      this.traffic.started(target);
-      try {
-        const replica = await this.pickReplica(target, reroute);
-        await this.forward(replica, body, res, target);
-        this.traffic.answered(target, res.statusCode);
-        return;
-      } catch (error) {
-        if (error instanceof Rerouted && attempt === 0) {
-          deploymentId = error.deploymentId;
-          continue;
+    // A client that goes away (its connection closes before the answer is sent) cancels its request.
+    const gone = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) gone.abort();
+    };
+    res.once("close", onClose);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const target: string = deploymentId;
+        // Counted from here, held time included: demand the autoscaler must see.
+        this.traffic.started(target);
+        try {
+          const replica = await this.pickReplica(target, reroute);
+          if (gone.signal.aborted) return;
+          const status = await this.forward(replica, body, res, target, gone.signal);
+          // No answer to count when the client left before it.
+          if (status !== null) this.traffic.answered(target, status);
+          return;
+        } catch (error) {
+          if (error instanceof Rerouted && attempt === 0) {
+            deploymentId = error.deploymentId;
+            continue;
+          }
+          if (error instanceof GatewayError) {
+            this.traffic.answered(target, error.status);
+            return sendError(res, error, target);
+          }
+          throw error;
+        } finally {
+          this.traffic.finished(target);
         }
-        if (error instanceof GatewayError) {
-          this.traffic.answered(target, error.status);
-          return sendError(res, error, target);
-        }
-        throw error;
-      } finally {
-        this.traffic.finished(target);
       }
+    } finally {
+      res.off("close", onClose);
     }
   }
 
@@ -350,54 +409,150 @@ export class Gateway {
     return best;
   }
 
+  /**
+   * Sends the request to the replica and streams its answer to the client, at most maxResponseBytes of
+   * it. Answers the status the answer counts as for the traffic meter, or null when the client went away
+   * first (`gone`): then the replica's request is cancelled. Errors before the answer's head is sent are
+   * GatewayErrors; after it, the client's connection is reset.
+   */
   private async forward(
     replica: Replica,
     body: Buffer,
     res: ServerResponse,
     deploymentId: string,
-  ): Promise<void> {
+    gone: AbortSignal,
+  ): Promise<number | null> {
+    const limit = this.config.maxResponseBytes;
     replica.inFlight++;
     try {
-      const response = await replica.pool.request({
-        method: "POST",
-        path: replica.predictPath,
-        headers: { "content-type": "application/json", "content-length": String(body.length) },
-        body,
-        headersTimeout: this.config.predictTimeoutMs,
-        bodyTimeout: this.config.predictTimeoutMs,
-      });
-      const chunks: Buffer[] = [];
-      for await (const chunk of response.body) chunks.push(chunk as Buffer);
-      const payload = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-      if (response.statusCode >= 500 && !isGatewayErrorBody(payload)) {
-        // A server command's own failure: pass its message on in Hangar's error shape.
-        throw new GatewayError(
-          500,
-          "application_error",
-          payload.toString("utf8").slice(0, 2000) || "model error",
-        );
+      let response: Dispatcher.ResponseData;
+      try {
+        response = await replica.pool.request({
+          method: "POST",
+          path: replica.predictPath,
+          headers: { "content-type": "application/json", "content-length": String(body.length) },
+          body,
+          headersTimeout: this.config.predictTimeoutMs,
+          bodyTimeout: this.config.predictTimeoutMs,
+          signal: gone,
+        });
+      } catch (error) {
+        if (gone.aborted) return null;
+        throw this.replicaFailure(error);
       }
-      res.writeHead(response.statusCode, {
+      const declared = Number(response.headers["content-length"] ?? Number.NaN);
+      if (declared > limit) {
+        response.body.destroy();
+        throw new GatewayError(502, "response_too_large", `the model's answer exceeds ${limit} bytes`);
+      }
+      if (response.statusCode >= 500) {
+        // Error bodies are small: read (a bounded part of) it to tell Hangar's error shape from a server
+        // command's own failure, whose message is passed on in that shape.
+        let payload: Buffer;
+        try {
+          payload = await readAtMost(response.body, ERROR_BODY_BYTES);
+        } catch (error) {
+          if (gone.aborted) return null;
+          throw this.replicaFailure(error);
+        }
+        if (!isGatewayErrorBody(payload)) {
+          throw new GatewayError(
+            500,
+            "application_error",
+            payload.toString("utf8").slice(0, 2000) || "model error",
+          );
+        }
+        res.writeHead(response.statusCode, {
+          "content-type": String(response.headers["content-type"] ?? "application/json"),
+          "content-length": payload.length,
+          [DEPLOYMENT_HEADER]: deploymentId,
+        });
+        res.end(payload);
+        return response.statusCode;
+      }
+      const headers: Record<string, string | number> = {
         "content-type": String(response.headers["content-type"] ?? "application/json"),
-        "content-length": payload.length,
         [DEPLOYMENT_HEADER]: deploymentId,
-      });
-      res.end(payload);
-    } catch (error) {
-      if (error instanceof GatewayError) throw error;
-      const code = (error as { code?: string }).code;
-      if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
-        throw new GatewayError(
-          504,
-          "timeout",
-          `the model did not answer within ${this.config.predictTimeoutMs} ms`,
-        );
-      }
-      throw new GatewayError(503, "model_unavailable", `the replica failed: ${(error as Error).message}`);
+      };
+      if (Number.isSafeInteger(declared)) headers["content-length"] = declared;
+      res.writeHead(response.statusCode, headers);
+      return await this.relay(response.body, res, limit, gone, response.statusCode);
     } finally {
       replica.inFlight--;
     }
   }
+
+  /** Copies the answer's body to the client as it comes, with backpressure; see forward() for the result. */
+  private async relay(
+    source: Dispatcher.ResponseData["body"],
+    res: ServerResponse,
+    limit: number,
+    gone: AbortSignal,
+    status: number,
+  ): Promise<number | null> {
+    let size = 0;
+    try {
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > limit) {
+          // Leaving the loop destroys the body, which closes the replica's connection too.
+          res.destroy();
+          return 502;
+        }
+        if (!res.write(chunk)) await drained(res);
+        if (gone.aborted) return null;
+      }
+    } catch (error) {
+      // The replica failed or timed out mid-answer (or the client left): the head is out, so reset.
+      res.destroy();
+      if (gone.aborted) return null;
+      return this.replicaFailure(error).status;
+    }
+    res.end();
+    return status;
+  }
+
+  private replicaFailure(error: unknown): GatewayError {
+    if (error instanceof GatewayError) return error;
+    const code = (error as { code?: string }).code;
+    if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
+      return new GatewayError(
+        504,
+        "timeout",
+        `the model did not answer within ${this.config.predictTimeoutMs} ms`,
+      );
+    }
+    return new GatewayError(503, "model_unavailable", `the replica failed: ${(error as Error).message}`);
+  }
+}
+
+/** Enough of a server command's error body to pass its message on. */
+const ERROR_BODY_BYTES = 64 * 1024;
+
+/** The first `max` bytes of a body; the rest is not read (the body is destroyed). */
+async function readAtMost(source: AsyncIterable<Buffer>, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of source) {
+    chunks.push(chunk.subarray(0, max - size));
+    size += Math.min(chunk.length, max - size);
+    if (size >= max) break;
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Resolves once the response can take more, or is gone. */
+function drained(res: ServerResponse): Promise<void> {
+  if (res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.once("drain", done);
+    res.once("close", done);
+  });
 }
 
 function isGatewayErrorBody(payload: Buffer): boolean {

@@ -13,10 +13,15 @@ import {
 import { notFound } from "../services/errors.ts";
 import { type PatchResult, patchDevelopment } from "../services/patch.ts";
 import { AutoscalingSettingsInput, AutoscalingSettingsRef } from "./autoscaling.ts";
-import { builder, MAX_PAGE } from "./builder.ts";
+import { builder, type GraphQLContext, MAX_PAGE } from "./builder.ts";
 import { resultUnion, userErrors } from "./errors.ts";
+import { pageSize } from "./limits.ts";
+import { ifVisible, inVisibleModels } from "./scope.ts";
 import { SHARING, type SharingRule } from "./shared-subscriptions.ts";
 import { watch } from "./streams.ts";
+
+/** The most lines one `logs` answers. */
+const MAX_LOG_LINES = 10_000;
 
 export const DeploymentKindEnum = builder.enumType(DeploymentKind, { name: "DeploymentKind" });
 
@@ -99,8 +104,10 @@ export const DeploymentRef = builder.prismaNode("Deployment", {
       type: [LogLineRef],
       description: "Build and replica output, oldest first",
       args: { last: t.arg.int({ defaultValue: 100 }) },
+      // Costs what it answers (graphql/limits.ts): its lines, as many as the resolver takes.
+      complexity: (args) => ({ field: 1, multiplier: pageSize(args.last, 100, MAX_LOG_LINES) }),
       resolve: async (d, args, ctx) => {
-        const take = Math.max(0, Math.min(args.last ?? 100, 10_000));
+        const take = pageSize(args.last, 100, MAX_LOG_LINES);
         const rows = await ctx.prisma.logLine.findMany({
           where: { deploymentId: d.id },
           orderBy: { id: "desc" },
@@ -119,7 +126,10 @@ builder.queryField("deployment", (t) =>
     args: { id: t.arg.id({ required: true }) },
     resolve: (query, _root, args, ctx) =>
       isIdOf("Deployment", args.id)
-        ? ctx.prisma.deployment.findUnique({ ...query, where: { id: args.id } })
+        ? ctx.prisma.deployment.findUnique({
+            ...query,
+            where: { id: args.id, ...inVisibleModels(ctx.access) },
+          })
         : null,
   }),
 );
@@ -194,12 +204,9 @@ builder.mutationFields((t) => ({
   }),
 }));
 
-async function liveDeployment(
-  ctx: { prisma: import("../generated/prisma/client.ts").PrismaClient },
-  id: string,
-) {
+async function liveDeployment(ctx: GraphQLContext, id: string) {
   const deployment = isIdOf("Deployment", id)
-    ? await ctx.prisma.deployment.findUnique({ where: { id } })
+    ? ifVisible(ctx.access, await ctx.prisma.deployment.findUnique({ where: { id } }))
     : null;
   if (!deployment) throw new GraphQLError(`no deployment with ID '${id}'`);
   return deployment;

@@ -12,6 +12,7 @@ import { AutoscalingSettingsInput, AutoscalingSettingsRef } from "./autoscaling.
 import { builder } from "./builder.ts";
 import { DeploymentRef } from "./deployment.ts";
 import { resultUnion, userErrors } from "./errors.ts";
+import { visibleModels } from "./scope.ts";
 
 export const CleanupStrategyEnum = builder.enumType("CleanupStrategy", {
   description: "What happens to the previous deployment when a promotion succeeds",
@@ -120,7 +121,11 @@ builder.queryField("environment", (t) =>
     resolve: (query, _root, args, ctx) =>
       ctx.prisma.environment.findFirst({
         ...query,
-        where: { modelId: args.modelId, liveName: args.name, model: { deletedAt: null } },
+        where: {
+          modelId: args.modelId,
+          liveName: args.name,
+          model: { deletedAt: null, ...visibleModels(ctx.access) },
+        },
       }),
   }),
 );

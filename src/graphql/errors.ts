@@ -1,7 +1,8 @@
 import type { ObjectRef } from "@pothos/core";
 import { ERROR_CODES, type ErrorCode } from "../domain/error-codes.ts";
+import { Forbidden } from "../services/authorize.ts";
 import { UserError } from "../services/errors.ts";
-import { builder } from "./builder.ts";
+import { builder, forbidden } from "./builder.ts";
 
 export const ErrorCodeEnum = builder.enumType("ErrorCode", { values: ERROR_CODES });
 
@@ -44,12 +45,16 @@ export function resultUnion<T extends object>(name: string, member: ObjectRef<an
   });
 }
 
-/** Runs a service call, turning a UserError into the union's error member. */
+/**
+ * Runs a service call, turning a UserError into the union's error member and
+ * a permission refusal into the FORBIDDEN GraphQL error.
+ */
 export async function userErrors<T>(run: () => Promise<T>): Promise<T | UserErrorPayload> {
   try {
     return await run();
   } catch (error) {
     if (error instanceof UserError) return new UserErrorPayload(error.code, error.message, error.field);
+    if (error instanceof Forbidden) throw forbidden(error.message);
     throw error;
   }
 }

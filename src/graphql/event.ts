@@ -4,6 +4,7 @@ import { decodeEventCursor, encodeEventCursor } from "../events/log.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { ModelEventType } from "../generated/prisma/enums.ts";
 import { builder, DEFAULT_PAGE, MAX_PAGE } from "./builder.ts";
+import { visibleModels } from "./scope.ts";
 import { SHARING, type SharingRule } from "./shared-subscriptions.ts";
 import { watch } from "./streams.ts";
 
@@ -15,6 +16,10 @@ export const ModelEventRef = builder.prismaObject("ModelEvent", {
     type: t.field({ type: ModelEventTypeEnum, resolve: (event) => event.type }),
     at: t.expose("at", { type: "DateTime" }),
     message: t.exposeString("message", { nullable: true }),
+    actor: t.exposeString("actor", {
+      nullable: true,
+      description: "The name of the key whose mutation wrote this event; null for Hangar's own controllers",
+    }),
     deployment: t.relation("deployment", { nullable: true }),
     environment: t.relation("environment", { nullable: true }),
   }),
@@ -63,7 +68,7 @@ builder.subscriptionFields((t) => ({
     subscribe: async (_root, args, ctx) => {
       const model = isIdOf("Model", args.modelId)
         ? await ctx.prisma.model.findUnique({
-            where: { id: args.modelId },
+            where: { id: args.modelId, ...visibleModels(ctx.access) },
             select: { id: true, eventSeq: true },
           })
         : null;

@@ -7,6 +7,7 @@ import { DeploymentRef } from "./deployment.ts";
 import { EnvironmentRef } from "./environment.ts";
 import { resultUnion, userErrors } from "./errors.ts";
 import { eventPage, ModelEventRef } from "./event.ts";
+import { visibleModels } from "./scope.ts";
 
 export const ModelRef = builder.prismaNode("Model", {
   id: { field: "id" },
@@ -89,7 +90,7 @@ builder.queryFields((t) => ({
       resolve: (query, _root, _args, ctx) =>
         ctx.prisma.model.findMany({
           ...query,
-          where: { deletedAt: null },
+          where: { deletedAt: null, ...visibleModels(ctx.access) },
           orderBy: [{ createdAt: "asc" }, { id: "asc" }],
         }),
     },
@@ -105,10 +106,13 @@ builder.queryFields((t) => ({
       if ((args.id == null) === (args.name == null)) throw new GraphQLError("give exactly one of id or name");
       if (args.id != null) {
         return isIdOf("Model", args.id)
-          ? ctx.prisma.model.findUnique({ ...query, where: { id: args.id } })
+          ? ctx.prisma.model.findUnique({ ...query, where: { id: args.id, ...visibleModels(ctx.access) } })
           : null;
       }
-      return ctx.prisma.model.findUnique({ ...query, where: { liveName: args.name ?? "" } });
+      return ctx.prisma.model.findUnique({
+        ...query,
+        where: { liveName: args.name ?? "", ...visibleModels(ctx.access) },
+      });
     },
   }),
 }));

@@ -16,6 +16,7 @@ import { builder, DEFAULT_PAGE, type GraphQLContext, MAX_PAGE } from "./builder.
 import { DeploymentRef } from "./deployment.ts";
 import { EnvironmentRef } from "./environment.ts";
 import { resultUnion, userErrors } from "./errors.ts";
+import { ifVisible, inVisibleModels } from "./scope.ts";
 import { SHARING, type SharingRule } from "./shared-subscriptions.ts";
 import { watch } from "./streams.ts";
 
@@ -192,7 +193,10 @@ builder.queryField("promotion", (t) =>
     args: { id: t.arg.id({ required: true }) },
     resolve: (query, _root, args, ctx) =>
       isIdOf("Promotion", args.id)
-        ? ctx.prisma.promotion.findUnique({ ...query, where: { id: args.id } })
+        ? ctx.prisma.promotion.findUnique({
+            ...query,
+            where: { id: args.id, ...inVisibleModels(ctx.access) },
+          })
         : null,
   }),
 );
@@ -269,7 +273,7 @@ builder.subscriptionField("promotionProgress", (t) =>
     extensions: { [SHARING]: "latest" satisfies SharingRule },
     subscribe: async (_root, args, ctx) => {
       const current = isIdOf("Promotion", args.promotionId)
-        ? await ctx.prisma.promotion.findUnique({ where: { id: args.promotionId } })
+        ? ifVisible(ctx.access, await ctx.prisma.promotion.findUnique({ where: { id: args.promotionId } }))
         : null;
       if (!current) throw new GraphQLError(`no promotion with ID '${args.promotionId}'`);
       const model = await ctx.prisma.model.findUniqueOrThrow({ where: { id: current.modelId } });

@@ -9,5 +9,6 @@ import "./environment.ts";
 import "./deployment.ts";
 import "./usage.ts";
 import "./promotion.ts";
+import "./api-key.ts";
 
 export const schema = builder.toSchema({ sortSchema: false });

@@ -23,9 +23,13 @@ builder.queryField("usage", (t) =>
       to: t.arg({ type: "DateTime", required: true }),
       modelId: t.arg.id(),
     },
-    resolve: (_root, args, ctx) => {
+    resolve: async (_root, args, ctx) => {
       if (args.to.getTime() <= args.from.getTime()) throw new GraphQLError("`to` must be after `from`");
-      return usage(ctx.prisma, args.from, args.to, args.modelId ?? null);
+      const { modelIds } = ctx.access;
+      if (modelIds === null) return usage(ctx.prisma, args.from, args.to, args.modelId ?? null);
+      // A key limited to models sees only theirs, whether or not it names one.
+      const asked = args.modelId == null ? modelIds : modelIds.filter((id) => id === args.modelId);
+      return (await Promise.all(asked.map((id) => usage(ctx.prisma, args.from, args.to, id)))).flat();
     },
   }),
 );

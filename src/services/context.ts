@@ -1,6 +1,8 @@
 import type { Config } from "../config.ts";
-import type { Database } from "../db/client.ts";
+import type { Database, Tx } from "../db/client.ts";
+import type { Access } from "../domain/access.ts";
 import type { ChangeBus } from "../events/bus.ts";
+import { withActor } from "../events/log.ts";
 import type { Logger } from "../logger.ts";
 import type { ArtifactStore } from "./artifacts.ts";
 import type { LogWriter } from "./logs.ts";
@@ -16,4 +18,21 @@ export interface ServiceContext {
   log: Logger;
   /** Set once the deployment controller exists (it is built from this context). */
   reloader?: CodeReloader;
+}
+
+/** A use case asked for by a client: what its key allows is part of the rules. */
+export interface RequestContext extends ServiceContext {
+  access: Access;
+}
+
+/**
+ * One transaction of a use case. Events it appends name the caller's key as
+ * their actor; controllers open their own transactions and leave it null.
+ */
+export function transaction<T>(
+  ctx: ServiceContext | RequestContext,
+  run: (tx: Tx) => Promise<T>,
+): Promise<T> {
+  const actor = "access" in ctx ? ctx.access.name : null;
+  return ctx.db.prisma.$transaction((tx) => run(actor === null ? tx : withActor(tx, actor)));
 }

@@ -12,7 +12,8 @@ import { announce } from "../events/bus.ts";
 import { appendEvent } from "../events/log.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
 import { InvalidArchiveError, type StoredArtifact } from "./artifacts.ts";
-import type { ServiceContext } from "./context.ts";
+import { Forbidden, requireDeploymentActions, requireEnvironment, requireVisible } from "./authorize.ts";
+import { type RequestContext, type ServiceContext, transaction } from "./context.ts";
 import { isUniqueViolation, notFound, UserError } from "./errors.ts";
 import { checkModelName, insertModel } from "./models.ts";
 import { findEnvironment, insertPromotion } from "./promotions.ts";
@@ -76,7 +77,7 @@ export async function transition(
   to: DeploymentStatus,
   reason?: string,
 ): Promise<boolean> {
-  return ctx.db.prisma.$transaction(async (tx) => {
+  return transaction(ctx, async (tx) => {
     const rows = await tx.$queryRaw<{ id: string; modelId: string; status: DeploymentStatus }[]>`
       SELECT id, "modelId", status::text AS status FROM "Deployment"
       WHERE id = ${id} AND "deletedAt" IS NULL FOR UPDATE`;
@@ -96,8 +97,33 @@ export async function nextDeploymentName(tx: Tx, modelId: string): Promise<strin
   }
 }
 
-export async function pushDeployment(ctx: ServiceContext, input: PushInput): Promise<Deployment> {
+/**
+ * Which model a push may go to (API.md section 7): a key limited to models may
+ * push only to those, existing or not; one limited to environments may not
+ * create models; one limited either way pushes into listed environments only.
+ */
+async function checkPushAccess(ctx: RequestContext, input: PushInput): Promise<boolean> {
+  const { access } = ctx;
+  if (input.environment != null) requireEnvironment(ctx, input.environment, "push into");
+  if (access.modelIds === null && access.environments === null) return true;
+  const model = await ctx.db.prisma.model.findUnique({
+    where: { liveName: input.modelName },
+    select: { id: true },
+  });
+  if (access.modelIds !== null && !(model && access.modelIds.includes(model.id))) {
+    throw new Forbidden(
+      `the API key '${access.name}' (${access.role}) may not push to model '${input.modelName}'`,
+    );
+  }
+  if (!model) {
+    throw new Forbidden(`the API key '${access.name}' (${access.role}) may not create models`);
+  }
+  return false;
+}
+
+export async function pushDeployment(ctx: RequestContext, input: PushInput): Promise<Deployment> {
   checkModelName(input.modelName, "modelName");
+  const mayCreateModel = await checkPushAccess(ctx, input);
   if (input.deploymentName !== null) {
     const problem = nameProblem("deployment", input.deploymentName);
     if (problem) throw new UserError("INVALID_INPUT", problem, "deploymentName");
@@ -146,7 +172,7 @@ export async function pushDeployment(ctx: ServiceContext, input: PushInput): Pro
   // A concurrent push may create the same model first; the retry then finds it.
   for (let attempt = 0; ; attempt++) {
     try {
-      return await ctx.db.prisma.$transaction((tx) => writePush(tx, input, artifact.hash));
+      return await transaction(ctx, (tx) => writePush(tx, ctx, input, artifact.hash, mayCreateModel));
     } catch (error) {
       if (isUniqueViolation(error) && String((error as Error).message).includes("activeEnvironmentId")) {
         throw new UserError(
@@ -168,10 +194,21 @@ export async function pushDeployment(ctx: ServiceContext, input: PushInput): Pro
   }
 }
 
-async function writePush(tx: Tx, input: PushInput, artifactHash: string): Promise<Deployment> {
-  const model =
-    (await tx.model.findUnique({ where: { liveName: input.modelName } })) ??
-    (await insertModel(tx, input.modelName));
+async function writePush(
+  tx: Tx,
+  ctx: RequestContext,
+  input: PushInput,
+  artifactHash: string,
+  mayCreateModel: boolean,
+): Promise<Deployment> {
+  let model = await tx.model.findUnique({ where: { liveName: input.modelName } });
+  if (!model) {
+    // Checked before the upload; the model may have been deleted since.
+    if (!mayCreateModel) {
+      throw new Forbidden(`the API key '${ctx.access.name}' (${ctx.access.role}) may not create models`);
+    }
+    model = await insertModel(tx, input.modelName);
+  }
   if (input.development) {
     const existing = await tx.deployment.findFirst({
       where: { modelId: model.id, kind: "DEVELOPMENT", deletedAt: null },
@@ -227,9 +264,11 @@ async function writePush(tx: Tx, input: PushInput, artifactHash: string): Promis
   return deployment;
 }
 
-export async function activateDeployment(ctx: ServiceContext, id: string): Promise<Deployment> {
-  return ctx.db.prisma.$transaction(async (tx) => {
+export async function activateDeployment(ctx: RequestContext, id: string): Promise<Deployment> {
+  return transaction(ctx, async (tx) => {
     const deployment = await lockDeployment(tx, id);
+    requireVisible(ctx, deployment.modelId, () => notFound("deployment", id));
+    await requireDeploymentActions(tx, ctx, deployment, "activate");
     if (HALTED_STATUSES.has(deployment.status)) {
       // A failed build is retried from the start; anything else just starts again.
       const to = deployment.status === "BUILD_FAILED" ? "BUILDING" : "DEPLOYING";
@@ -239,9 +278,11 @@ export async function activateDeployment(ctx: ServiceContext, id: string): Promi
   });
 }
 
-export async function deactivateDeployment(ctx: ServiceContext, id: string): Promise<Deployment> {
-  return ctx.db.prisma.$transaction(async (tx) => {
+export async function deactivateDeployment(ctx: RequestContext, id: string): Promise<Deployment> {
+  return transaction(ctx, async (tx) => {
     const deployment = await lockDeployment(tx, id);
+    requireVisible(ctx, deployment.modelId, () => notFound("deployment", id));
+    await requireDeploymentActions(tx, ctx, deployment, "deactivate");
     if (deployment.status !== "INACTIVE" && deployment.status !== "DEACTIVATING") {
       await setStatus(tx, deployment, "DEACTIVATING", "deactivated");
     }
@@ -249,9 +290,11 @@ export async function deactivateDeployment(ctx: ServiceContext, id: string): Pro
   });
 }
 
-export async function deleteDeployment(ctx: ServiceContext, id: string): Promise<Deployment> {
-  return ctx.db.prisma.$transaction(async (tx) => {
+export async function deleteDeployment(ctx: RequestContext, id: string): Promise<Deployment> {
+  return transaction(ctx, async (tx) => {
     const deployment = await lockDeployment(tx, id);
+    requireVisible(ctx, deployment.modelId, () => notFound("deployment", id));
+    await requireDeploymentActions(tx, ctx, deployment, "delete");
     const production = await tx.environment.findFirst({
       where: { currentDeploymentId: id, isProduction: true, deletedAt: null },
       select: { id: true },
@@ -290,17 +333,19 @@ export async function deleteDeployment(ctx: ServiceContext, id: string): Promise
 }
 
 export async function updateAutoscalingSettings(
-  ctx: ServiceContext,
+  ctx: RequestContext,
   id: string,
   patch: AutoscalingPatch,
 ): Promise<Deployment> {
-  return ctx.db.prisma.$transaction(async (tx) => {
+  return transaction(ctx, async (tx) => {
     // The environments it serves are locked first (environment before deployment, as
     // updateEnvironment does): after ACTIVATE their settings are this deployment's.
     await tx.$queryRaw`
       SELECT id FROM "Environment"
       WHERE "currentDeploymentId" = ${id} AND "deletedAt" IS NULL ORDER BY id FOR UPDATE`;
     const deployment = await lockDeployment(tx, id);
+    requireVisible(ctx, deployment.modelId, () => notFound("deployment", id));
+    await requireDeploymentActions(tx, ctx, deployment, "change the autoscaling of");
     const merged = mergeAutoscaling(parseAutoscaling(deployment.autoscaling), patch, {
       development: deployment.kind === "DEVELOPMENT",
     });

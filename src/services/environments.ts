@@ -17,7 +17,8 @@ import {
 } from "../domain/promotion-settings.ts";
 import { appendEvent } from "../events/log.ts";
 import type { Deployment, Environment } from "../generated/prisma/client.ts";
-import type { ServiceContext } from "./context.ts";
+import { requireEnvironment, requireUnrestricted, requireVisible } from "./authorize.ts";
+import { type RequestContext, transaction } from "./context.ts";
 import { isUniqueViolation, notFound, UserError } from "./errors.ts";
 
 export interface CreateEnvironmentInput {
@@ -77,9 +78,10 @@ function mergeScaling(
 }
 
 export async function createEnvironment(
-  ctx: ServiceContext,
+  ctx: RequestContext,
   input: CreateEnvironmentInput,
 ): Promise<Environment> {
+  requireUnrestricted(ctx, "create environments");
   checkEnvironmentName(input.name);
   // Settings are checked before anything is written: a refusal changes nothing.
   const promotionSettings = mergePromotion({ ...DEFAULT_PROMOTION_SETTINGS }, input.promotionSettings ?? {});
@@ -87,11 +89,13 @@ export async function createEnvironment(
   const taken = () =>
     new UserError("NAME_TAKEN", `an environment named '${input.name}' exists in this model`, "name");
   try {
-    return await ctx.db.prisma.$transaction(async (tx) => {
+    return await transaction(ctx, async (tx) => {
       // The model row lock serializes environment changes of one model (appendEvent takes it anyway).
       const [model] = await tx.$queryRaw<{ id: string; name: string }[]>`
         SELECT id, name FROM "Model" WHERE id = ${input.modelId} AND "deletedAt" IS NULL FOR UPDATE`;
-      if (!model) throw notFound("model", input.modelId, "modelId");
+      const missing = () => notFound("model", input.modelId, "modelId");
+      if (!model) throw missing();
+      requireVisible(ctx, model.id, missing);
       const existing = await tx.environment.findFirst({
         where: { modelId: model.id, liveName: input.name },
         select: { id: true },
@@ -140,11 +144,15 @@ async function lockCurrentDeployment(tx: Tx, environment: Environment): Promise<
  * promotion).
  */
 export async function updateEnvironment(
-  ctx: ServiceContext,
+  ctx: RequestContext,
   input: UpdateEnvironmentInput,
 ): Promise<Environment> {
-  return ctx.db.prisma.$transaction(async (tx) => {
+  return transaction(ctx, async (tx) => {
     const environment = await lockEnvironment(tx, input.environmentId, "environmentId");
+    requireVisible(ctx, environment.modelId, () =>
+      notFound("environment", input.environmentId, "environmentId"),
+    );
+    requireEnvironment(ctx, environment.name, "update");
     const current = await lockCurrentDeployment(tx, environment);
     const promotionSettings = input.promotionSettings
       ? mergePromotion(parsePromotionSettings(environment.promotionSettings), input.promotionSettings)
@@ -189,9 +197,11 @@ export async function updateEnvironment(
 }
 
 /** Soft-deletes an environment: it leaves lists and its path answers 404, its record stays readable. */
-export async function deleteEnvironment(ctx: ServiceContext, id: string): Promise<Environment> {
-  return ctx.db.prisma.$transaction(async (tx) => {
+export async function deleteEnvironment(ctx: RequestContext, id: string): Promise<Environment> {
+  return transaction(ctx, async (tx) => {
     const environment = await lockEnvironment(tx, id);
+    requireVisible(ctx, environment.modelId, () => notFound("environment", id));
+    requireUnrestricted(ctx, "delete environments");
     if (environment.isProduction) {
       throw new UserError(
         "PRODUCTION_ENVIRONMENT_PROTECTED",

@@ -1,4 +1,5 @@
 import type { Database } from "../db/client.ts";
+import { limitLine } from "../domain/log-lines.ts";
 import { announce } from "../events/bus.ts";
 
 export interface LogEntry {
@@ -8,8 +9,6 @@ export interface LogEntry {
   line: string;
   at?: Date;
 }
-
-const MAX_LINE = 4096;
 
 /**
  * Buffers log lines and writes them in batches: a chatty model must not cost
@@ -28,7 +27,8 @@ export class LogWriter {
   ) {}
 
   write(entry: LogEntry): void {
-    const line = entry.line.length > MAX_LINE ? `${entry.line.slice(0, MAX_LINE)}…` : entry.line;
+    // Every line, not only a replica's: the same cap, and no NUL (PostgreSQL would refuse the whole batch).
+    const line = limitLine(entry.line);
     this.buffer.push({ ...entry, line, at: entry.at ?? new Date() });
     this.timer ??= setTimeout(() => void this.flush(), this.delayMs);
   }

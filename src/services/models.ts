@@ -4,7 +4,8 @@ import { newId } from "../domain/ids.ts";
 import { nameProblem, PRODUCTION_ENVIRONMENT_NAME } from "../domain/names.ts";
 import { appendEvent } from "../events/log.ts";
 import type { Model } from "../generated/prisma/client.ts";
-import type { ServiceContext } from "./context.ts";
+import { requireUnrestricted, requireVisible } from "./authorize.ts";
+import { type RequestContext, transaction } from "./context.ts";
 import { isUniqueViolation, notFound, UserError } from "./errors.ts";
 import { endPromotion, lockPromotion } from "./promotions.ts";
 
@@ -36,10 +37,11 @@ export async function insertModel(tx: Tx, name: string): Promise<Model> {
   return model;
 }
 
-export async function createModel(ctx: ServiceContext, name: string): Promise<Model> {
+export async function createModel(ctx: RequestContext, name: string): Promise<Model> {
+  requireUnrestricted(ctx, "create models");
   checkModelName(name);
   try {
-    return await ctx.db.prisma.$transaction((tx) => insertModel(tx, name));
+    return await transaction(ctx, (tx) => insertModel(tx, name));
   } catch (error) {
     if (isUniqueViolation(error)) throw new UserError("NAME_TAKEN", `a model named '${name}' exists`, "name");
     throw error;
@@ -47,11 +49,13 @@ export async function createModel(ctx: ServiceContext, name: string): Promise<Mo
 }
 
 /** Deletes the model with all its deployments and environments (soft: records stay readable by ID). */
-export async function deleteModel(ctx: ServiceContext, id: string): Promise<Model> {
-  return ctx.db.prisma.$transaction(async (tx) => {
+export async function deleteModel(ctx: RequestContext, id: string): Promise<Model> {
+  return transaction(ctx, async (tx) => {
     const [locked] = await tx.$queryRaw<{ id: string }[]>`
       SELECT id FROM "Model" WHERE id = ${id} AND "deletedAt" IS NULL FOR UPDATE`;
     if (!locked) throw notFound("model", id);
+    requireVisible(ctx, id, () => notFound("model", id));
+    requireUnrestricted(ctx, "delete models");
     for (const active of await tx.promotion.findMany({
       where: { modelId: id, activeEnvironmentId: { not: null } },
     })) {

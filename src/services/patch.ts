@@ -2,7 +2,8 @@ import { planPatch } from "../domain/patch.ts";
 import { appendEvent } from "../events/log.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
 import { modelRoot } from "./artifacts.ts";
-import type { ServiceContext } from "./context.ts";
+import { requireVisible } from "./authorize.ts";
+import { type RequestContext, transaction } from "./context.ts";
 import { storeSource } from "./deployments.ts";
 import { UserError } from "./errors.ts";
 
@@ -29,7 +30,7 @@ export interface CodeReloader {
  * code that fails to load leaves the old code serving.
  */
 export async function patchDevelopment(
-  ctx: ServiceContext,
+  ctx: RequestContext,
   reloader: CodeReloader,
   modelId: string,
   source: ReadableStream<Uint8Array>,
@@ -39,7 +40,9 @@ export async function patchDevelopment(
     where: { id: modelId, deletedAt: null },
     select: { id: true },
   });
-  if (!model) throw new UserError("NOT_FOUND", `no model with ID '${modelId}'`, "modelId");
+  const missing = () => new UserError("NOT_FOUND", `no model with ID '${modelId}'`, "modelId");
+  if (!model) throw missing();
+  requireVisible(ctx, model.id, missing);
   const find = () =>
     prisma.deployment.findFirst({ where: { modelId, kind: "DEVELOPMENT", deletedAt: null } });
   const deployment = await find();
@@ -57,7 +60,7 @@ export async function patchDevelopment(
   }
   let updated = deployment;
   const outcome = await reloader.reloadCode(deployment, artifact.hash, async (how) => {
-    updated = await prisma.$transaction(async (tx) => {
+    updated = await transaction(ctx, async (tx) => {
       const row = await tx.deployment.update({
         where: { id: deployment.id },
         data: { artifactHash: artifact.hash },

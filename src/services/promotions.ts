@@ -17,7 +17,8 @@ import { RUNNING_STATUSES } from "../domain/status.ts";
 import { appendEvent } from "../events/log.ts";
 import { type Deployment, type Environment, Prisma, type Promotion } from "../generated/prisma/client.ts";
 import type { ModelEventType } from "../generated/prisma/enums.ts";
-import type { ServiceContext } from "./context.ts";
+import { requireEnvironment, requireVisible } from "./authorize.ts";
+import { type RequestContext, type ServiceContext, transaction } from "./context.ts";
 import { setStatus } from "./deployments.ts";
 import { isUniqueViolation, notFound, UserError } from "./errors.ts";
 
@@ -173,7 +174,7 @@ export async function withPromotionRace<T>(
   run: (tx: Tx) => Promise<T>,
 ) {
   try {
-    return await ctx.db.prisma.$transaction(run);
+    return await transaction(ctx, run);
   } catch (error) {
     if (isUniqueViolation(error)) throw inProgress(environmentName);
     throw error;
@@ -189,12 +190,15 @@ export async function findEnvironment(tx: Tx, modelId: string, name: string): Pr
 }
 
 export async function promote(
-  ctx: ServiceContext,
+  ctx: RequestContext,
   input: { deploymentId: string; environment: string; scaleDownPreviousDeployment: boolean },
 ): Promise<Promotion> {
   return withPromotionRace(ctx, input.environment, async (tx) => {
     const deployment = await tx.deployment.findFirst({ where: { id: input.deploymentId, deletedAt: null } });
-    if (!deployment) throw notFound("deployment", input.deploymentId, "deploymentId");
+    const missing = () => notFound("deployment", input.deploymentId, "deploymentId");
+    if (!deployment) throw missing();
+    requireVisible(ctx, deployment.modelId, missing);
+    requireEnvironment(ctx, input.environment, "promote into");
     const environment = await findEnvironment(tx, deployment.modelId, input.environment);
     return insertPromotion(tx, deployment, environment, {
       scaleDownPrevious: input.scaleDownPreviousDeployment,
@@ -251,9 +255,17 @@ export async function endPromotion(
 }
 
 /** The active promotion of an environment, locked; NO_PROMOTION_IN_PROGRESS when there is none. */
-async function activePromotionOf(tx: Tx, environmentId: string): Promise<Promotion> {
+async function activePromotionOf(
+  tx: Tx,
+  ctx: RequestContext,
+  environmentId: string,
+  what: string,
+): Promise<Promotion> {
   const environment = await tx.environment.findFirst({ where: { id: environmentId, deletedAt: null } });
-  if (!environment) throw notFound("environment", environmentId, "environmentId");
+  const missing = () => notFound("environment", environmentId, "environmentId");
+  if (!environment) throw missing();
+  requireVisible(ctx, environment.modelId, missing);
+  requireEnvironment(ctx, environment.name, what);
   const active = await tx.promotion.findUnique({ where: { activeEnvironmentId: environmentId } });
   const locked = active ? await lockPromotion(tx, active.id) : null;
   if (!locked || !isActive(locked.status as PromotionStatus)) {
@@ -271,12 +283,12 @@ function activateBegun(promotion: Promotion): boolean {
 }
 
 export async function cancelPromotion(
-  ctx: ServiceContext,
+  ctx: RequestContext,
   environmentId: string,
   graceful: boolean,
 ): Promise<Promotion> {
-  return ctx.db.prisma.$transaction(async (tx) => {
-    const promotion = await activePromotionOf(tx, environmentId);
+  return transaction(ctx, async (tx) => {
+    const promotion = await activePromotionOf(tx, ctx, environmentId, "cancel the promotion into");
     if (activateBegun(promotion)) {
       throw new UserError(
         "INVALID_STATE",
@@ -301,9 +313,9 @@ export async function cancelPromotion(
   });
 }
 
-export async function cancelCanary(ctx: ServiceContext, environmentId: string): Promise<Promotion> {
-  return ctx.db.prisma.$transaction(async (tx) => {
-    const promotion = await activePromotionOf(tx, environmentId);
+export async function cancelCanary(ctx: RequestContext, environmentId: string): Promise<Promotion> {
+  return transaction(ctx, async (tx) => {
+    const promotion = await activePromotionOf(tx, ctx, environmentId, "cancel the canary of");
     if (promotion.canaryStages === null) {
       throw new UserError(
         "INVALID_STATE",
@@ -322,9 +334,9 @@ export async function cancelCanary(ctx: ServiceContext, environmentId: string): 
   });
 }
 
-export async function pausePromotion(ctx: ServiceContext, environmentId: string): Promise<Promotion> {
-  return ctx.db.prisma.$transaction(async (tx) => {
-    const promotion = await activePromotionOf(tx, environmentId);
+export async function pausePromotion(ctx: RequestContext, environmentId: string): Promise<Promotion> {
+  return transaction(ctx, async (tx) => {
+    const promotion = await activePromotionOf(tx, ctx, environmentId, "pause the promotion into");
     if (promotion.status !== "RELEASING" && promotion.status !== "RAMPING_UP") {
       throw new UserError(
         "INVALID_STATE",
@@ -346,9 +358,9 @@ export async function pausePromotion(ctx: ServiceContext, environmentId: string)
   });
 }
 
-export async function resumePromotion(ctx: ServiceContext, environmentId: string): Promise<Promotion> {
-  return ctx.db.prisma.$transaction(async (tx) => {
-    const promotion = await activePromotionOf(tx, environmentId);
+export async function resumePromotion(ctx: RequestContext, environmentId: string): Promise<Promotion> {
+  return transaction(ctx, async (tx) => {
+    const promotion = await activePromotionOf(tx, ctx, environmentId, "resume the promotion into");
     if (promotion.status !== "PAUSED") {
       throw new UserError("INVALID_STATE", `a ${promotion.status} promotion is not paused`, "environmentId");
     }
@@ -368,9 +380,9 @@ export async function resumePromotion(ctx: ServiceContext, environmentId: string
   });
 }
 
-export async function forceRollForward(ctx: ServiceContext, environmentId: string): Promise<Promotion> {
-  return ctx.db.prisma.$transaction(async (tx) => {
-    const promotion = await activePromotionOf(tx, environmentId);
+export async function forceRollForward(ctx: RequestContext, environmentId: string): Promise<Promotion> {
+  return transaction(ctx, async (tx) => {
+    const promotion = await activePromotionOf(tx, ctx, environmentId, "roll forward the promotion into");
     if (promotion.status === "RAMPING_DOWN") {
       throw new UserError(
         "INVALID_STATE",

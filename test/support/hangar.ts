@@ -58,7 +58,7 @@ async function freshDatabase(): Promise<{ dataDir: string; databaseUrl: string |
 export async function startHangar(options: StartOptions = {}): Promise<TestHangar> {
   const { dataDir, databaseUrl } = options.reuse ?? (await freshDatabase());
   const generated = options.generateKey === true;
-  let key = options.reuse?.key ?? `hk_test_${randomBytes(8).toString("hex")}`;
+  let key = options.reuse?.key ?? `hk_test_${randomBytes(16).toString("hex")}`;
   const port = await freePort();
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "",

@@ -1,8 +1,16 @@
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 
-/** The admin key: HANGAR_ADMIN_KEY, else the one stored in the data dir, else a new one. */
+/** A new secret: `hk_` and 256 random bits, URL-safe. */
+export function newSecret(): string {
+  return `hk_${randomBytes(32).toString("base64url")}`;
+}
+
+/**
+ * The bootstrap admin key: HANGAR_ADMIN_KEY, else the one stored in the data
+ * dir, else a new one, written there (0600) for the operator to read.
+ */
 export async function resolveAdminKey(
   dataDir: string,
   configured: string | null,
@@ -16,7 +24,7 @@ export async function resolveAdminKey(
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
   await mkdir(dataDir, { recursive: true });
-  const key = `hk_${randomBytes(24).toString("base64url")}`;
+  const key = newSecret();
   // wx: two servers starting on one data dir must not both write a key.
   try {
     await writeFile(file, `${key}\n`, { mode: 0o600, flag: "wx" });
@@ -26,12 +34,4 @@ export async function resolveAdminKey(
   }
   await chmod(file, 0o600);
   return { key, created: true, file };
-}
-
-/** Checks an `Authorization: Bearer <key>` value in constant time. */
-export function bearerMatches(header: string | undefined | null, key: string): boolean {
-  if (!header?.startsWith("Bearer ")) return false;
-  const given = Buffer.from(header.slice(7).trim());
-  const expected = Buffer.from(key);
-  return given.length === expected.length && timingSafeEqual(given, expected);
 }

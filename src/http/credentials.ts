@@ -1,0 +1,106 @@
+import type { Access } from "../domain/access.ts";
+import type { Clock } from "../domain/clock.ts";
+import type { PrismaClient } from "../generated/prisma/client.ts";
+import type { Logger } from "../logger.ts";
+import { accessOf, isLive, secretHash } from "../services/api-keys.ts";
+
+/**
+ * How long a verified (or refused) credential is trusted without asking the
+ * database again. Revocation must bite within 5 s (API.md section 7): this,
+ * plus the WebSocket sweep's interval, stays under it.
+ */
+export const CREDENTIAL_TTL_MS = 2_000;
+/** lastUsedAt is written at most this often per key. */
+const LAST_USED_EVERY_MS = 60_000;
+/** Cache entries kept at most; a flood of wrong keys must not grow memory without bound. */
+const MAX_ENTRIES = 10_000;
+
+interface Entry {
+  access: Access | null;
+  /** When the cached answer stops counting: the TTL, or sooner if the key or session expires. */
+  until: number;
+}
+
+/**
+ * Turns a bearer secret or a session token into what it allows, by hash,
+ * with a short cache in front of the database.
+ */
+export class Credentials {
+  private readonly cache = new Map<string, Entry>();
+  private readonly lastUsedWritten = new Map<string, number>();
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  /** The key's access, or null for a wrong, revoked or expired key. */
+  key(secret: string): Promise<Access | null> {
+    return this.cached(`k:${secretHash(secret)}`, async (hash, now) => {
+      const key = await this.prisma.apiKey.findUnique({ where: { secretHash: hash } });
+      if (!key || !isLive(key, now)) return { access: null, until: now.getTime() + CREDENTIAL_TTL_MS };
+      this.touch(key.id, key.lastUsedAt, now);
+      return { access: accessOf(key), until: this.until(now, key.expiresAt) };
+    });
+  }
+
+  /** A browser session's access (its key's), or null once it has ended. */
+  session(token: string): Promise<Access | null> {
+    return this.cached(`s:${secretHash(token)}`, async (hash, now) => {
+      const session = await this.prisma.session.findUnique({
+        where: { tokenHash: hash },
+        include: { apiKey: true },
+      });
+      if (!session || session.endedAt !== null || session.expiresAt <= now || !isLive(session.apiKey, now)) {
+        return { access: null, until: now.getTime() + CREDENTIAL_TTL_MS };
+      }
+      this.touch(session.apiKey.id, session.apiKey.lastUsedAt, now);
+      const ends = session.apiKey.expiresAt && session.apiKey.expiresAt < session.expiresAt;
+      return {
+        access: accessOf(session.apiKey),
+        until: this.until(now, ends ? session.apiKey.expiresAt : session.expiresAt),
+      };
+    });
+  }
+
+  /** Forgets a credential at once (sign-out on this member). */
+  forgetSession(token: string): void {
+    this.cache.delete(`s:${secretHash(token)}`);
+  }
+
+  private until(now: Date, expiresAt: Date | null): number {
+    const ttl = now.getTime() + CREDENTIAL_TTL_MS;
+    return expiresAt ? Math.min(ttl, expiresAt.getTime()) : ttl;
+  }
+
+  private async cached(
+    cacheKey: string,
+    load: (hash: string, now: Date) => Promise<Entry>,
+  ): Promise<Access | null> {
+    const now = this.clock.now();
+    const hit = this.cache.get(cacheKey);
+    if (hit && hit.until > now) return hit.access;
+    const entry = await load(cacheKey.slice(2), new Date(now));
+    if (this.cache.size >= MAX_ENTRIES) this.cache.clear();
+    this.cache.set(cacheKey, entry);
+    return entry.access;
+  }
+
+  private touch(keyId: string, lastUsedAt: Date | null, now: Date): void {
+    const written = Math.max(this.lastUsedWritten.get(keyId) ?? 0, lastUsedAt?.getTime() ?? 0);
+    if (now.getTime() - written < LAST_USED_EVERY_MS) return;
+    this.lastUsedWritten.set(keyId, now.getTime());
+    // Off the request's path: a slow write must not slow the request it was seen on.
+    this.prisma.apiKey
+      .update({ where: { id: keyId }, data: { lastUsedAt: now } })
+      .catch((error: unknown) => this.log.warn({ err: error, keyId }, "recording lastUsedAt failed"));
+  }
+}
+
+/** The secret of an `Authorization: Bearer <key>` value, or null. */
+export function bearerSecret(header: string | undefined | null): string | null {
+  if (!header) return null;
+  const match = /^Bearer +(\S+)\s*$/i.exec(header);
+  return match?.[1] ?? null;
+}
