@@ -156,4 +156,19 @@ describe("gateway paths", () => {
   ])("rejects %s", (path) => {
     expect(parsePath(path)).toBeNull();
   });
+
+  it("decodes escaped segments", () => {
+    expect(parsePath("/models/a%2Fb/environments/st%C3%A9/predict")).toEqual({
+      modelId: "a/b",
+      action: "predict",
+      target: { kind: "environment", name: "sté" },
+    });
+  });
+
+  it.each(["/models/%ZZ/predict", "/models/m/environments/%E2%82/predict", "/models/m/deployments/%/wake"])(
+    "calls %s malformed instead of throwing",
+    (path) => {
+      expect(parsePath(path)).toBe("malformed");
+    },
+  );
 });

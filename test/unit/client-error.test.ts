@@ -1,0 +1,133 @@
+/**
+ * src/http/client-error.ts on a real node:http server: a request the parser
+ * gives up on is answered after the answers owed before it, in order.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Duplex } from "node:stream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { answerClientError, clientErrorRefusal, trackExchange } from "../../src/http/client-error.ts";
+import { checkRequest, sendRefusal } from "../../src/http/request-target.ts";
+import { rawExchange } from "../support/raw-http.ts";
+
+let server: Server;
+let port: number;
+
+beforeAll(async () => {
+  server = createServer({ connectionsCheckingInterval: 50 }, (req, res) => {
+    trackExchange(req, res);
+    const checked = checkRequest(req);
+    if (!checked.ok) {
+      req.resume();
+      return sendRefusal(res, checked.refusal);
+    }
+    const { pathname } = checked.value;
+    if (pathname === "/early") return res.end("early");
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks).toString();
+      // /slow answers after the requests pipelined behind it have been parsed.
+      setTimeout(() => res.end(`${pathname}${body ? ` ${body}` : ""}`), pathname === "/slow" ? 150 : 0);
+    });
+  });
+  server.headersTimeout = 300;
+  server.requestTimeout = 300;
+  server.on("clientError", answerClientError);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  port = (server.address() as AddressInfo).port;
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+const statuses = (x: { responses: { status: number }[] }) => x.responses.map((r) => r.status);
+const bodies = (x: { responses: { body: Buffer }[] }) => x.responses.map((r) => r.body.toString());
+
+describe("clientError", () => {
+  it("answers a lone unreadable request with a JSON 400 and closes", async () => {
+    const got = await rawExchange(port, ["\u0000\u0001garbage\r\n\r\n"]);
+    expect(statuses(got)).toEqual([400]);
+    expect(got.responses[0]?.headers.connection).toBe("close");
+    expect(JSON.parse(bodies(got)[0] ?? "")).toMatchObject({ error_code: "client_error" });
+    expect(got.closed).toBe(true);
+  });
+
+  it("calls an unknown method what it is", async () => {
+    const got = await rawExchange(port, ["BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n"]);
+    expect(statuses(got)).toEqual([400]);
+    expect(JSON.parse(bodies(got)[0] ?? "")).toEqual({
+      error: "unknown HTTP method",
+      error_code: "client_error",
+    });
+  });
+
+  it("sends the answers of earlier pipelined requests first, in order, then the 400", async () => {
+    const got = await rawExchange(port, [get("/slow") + get("/fast") + "BAD\r\n\r\n"]);
+    expect(statuses(got)).toEqual([200, 200, 400]);
+    expect(bodies(got).slice(0, 2)).toEqual(["/slow", "/fast"]);
+    expect(got.closed).toBe(true);
+    expect(got.rest.length).toBe(0);
+  });
+
+  it("answers oversized headers with 431 after the answer owed before them", async () => {
+    const flood = `GET /x HTTP/1.1\r\nHost: x\r\nX-Flood: ${"a".repeat(20_000)}\r\n\r\n`;
+    const got = await rawExchange(port, [get("/slow") + flood]);
+    expect(statuses(got)).toEqual([200, 431]);
+    expect(JSON.parse(bodies(got)[1] ?? "")).toMatchObject({ error_code: "headers_too_large" });
+  });
+
+  it("answers a request whose chunked body breaks with 400 in its own place", async () => {
+    const broken = "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nZZ\r\n";
+    const got = await rawExchange(port, [get("/slow") + broken]);
+    expect(statuses(got)).toEqual([200, 400]);
+    expect(bodies(got)[0]).toBe("/slow");
+    expect(got.closed).toBe(true);
+  });
+
+  it("adds no second answer for a request already answered before its body broke", async () => {
+    const broken = "POST /early HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const got = await rawExchange(port, [broken, "ZZ\r\n"], { gapMs: 100 });
+    expect(statuses(got)).toEqual([200]);
+    expect(bodies(got)).toEqual(["early"]);
+    expect(got.closed).toBe(true);
+    expect(got.rest.length).toBe(0);
+  });
+
+  it("answers a request that does not arrive in time with 408", async () => {
+    const got = await rawExchange(port, ["GET /x HTTP/1.1\r\nHost: x\r\n"]);
+    expect(statuses(got)).toEqual([408]);
+    expect(got.closed).toBe(true);
+  });
+
+  it("keeps the connection for a refused target (the message itself was readable)", async () => {
+    const got = await rawExchange(port, [get("//") + get("/fast")], { expect: 2 });
+    expect(statuses(got)).toEqual([400, 200]);
+    expect(bodies(got)[1]).toBe("/fast");
+  });
+
+  it("ends a reset socket without writing to it", () => {
+    const written: Buffer[] = [];
+    const socket = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, done) {
+        written.push(chunk);
+        done();
+      },
+    });
+    answerClientError(Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }), socket);
+    expect(socket.destroyed).toBe(true);
+    expect(written).toEqual([]);
+  });
+
+  it("maps parser error codes to Node's statuses", () => {
+    expect(clientErrorRefusal("HPE_HEADER_OVERFLOW").status).toBe(431);
+    expect(clientErrorRefusal("HPE_CHUNK_EXTENSIONS_OVERFLOW").status).toBe(413);
+    expect(clientErrorRefusal("ERR_HTTP_REQUEST_TIMEOUT").status).toBe(408);
+    expect(clientErrorRefusal("HPE_INVALID_CHUNK_SIZE").status).toBe(400);
+    expect(clientErrorRefusal(undefined).status).toBe(400);
+  });
+});
