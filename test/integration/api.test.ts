@@ -190,6 +190,9 @@ describe("query limits", () => {
       `{ models { edges { node { deployments { edges { node { ${selection} } } } } } } }`,
     );
     expect(body.data ?? null).toBeNull();
-    expect(JSON.stringify(body.errors)).toMatch(/depth|complexity/i);
+    // Refused before it runs (API.md section 8); test/integration/graphql-limits.test.ts has the rest.
+    const depth = body.errors?.find((e) => e.message.startsWith("query depth"));
+    expect(depth?.message).toBe("query depth 39 is over the limit of 12 (HANGAR_GRAPHQL_MAX_DEPTH)");
+    expect(depth?.extensions?.code).toBe("QUERY_TOO_COMPLEX");
   });
 });
