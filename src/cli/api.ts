@@ -1,5 +1,5 @@
 import type { Client } from "graphql-ws/client";
-import { CliError, errorForCode } from "./errors.ts";
+import { CliError, errorForCode, forbiddenError, hasHint, type KeyIdentity } from "./errors.ts";
 import type { Target } from "./target.ts";
 
 export interface ApiOptions {
@@ -9,9 +9,14 @@ export interface ApiOptions {
   uploadTimeoutMs?: number;
 }
 
+interface GraphQLError {
+  message: string;
+  extensions?: { code?: unknown };
+}
+
 interface GraphQLResponse {
   data?: unknown;
-  errors?: Array<{ message: string }>;
+  errors?: GraphQLError[];
 }
 
 /** The Hangar server as the CLI sees it: GraphQL over HTTP and WebSocket, and the inference gateway. */
@@ -20,6 +25,7 @@ export class HangarApi {
   private readonly apiKey: string;
   private readonly options: Required<ApiOptions>;
   private ws: Promise<Client> | null = null;
+  private identity: Promise<KeyIdentity | null> | null = null;
 
   constructor(target: Target, options: ApiOptions = {}) {
     this.url = target.url.replace(/\/+$/, "");
@@ -102,12 +108,17 @@ export class HangarApi {
         {
           next: (value) => {
             if (value.errors?.length) {
-              finish(new CliError(value.errors.map((e) => e.message).join("; ")));
+              const errors = value.errors as readonly GraphQLError[];
+              // After the payloads before it; naming a refused key takes a request.
+              chain = chain.then(() => this.errorFor(errors, "")).then(finish, finish);
               return;
             }
             chain = chain.then(() => (settled ? undefined : onData(value.data as T))).catch(finish);
           },
-          error: (error) => finish(this.socketError(error)),
+          error: (error) => {
+            if (Array.isArray(error)) void this.errorFor(error as GraphQLError[], "").then(finish, finish);
+            else finish(this.socketError(error));
+          },
           complete: () => {
             void chain.then(() => finish());
           },
@@ -121,8 +132,9 @@ export class HangarApi {
 
   /**
    * POST url+path with the key and a JSON body (the inference gateway). Any HTTP status is returned,
-   * except 401, which throws the same refused-key error as the GraphQL calls. `body` is the answer
-   * parsed as JSON (the text when it is not JSON); `text` is the answer as it came.
+   * except 401, which throws the same refused-key error as the GraphQL calls, and 403 `forbidden`, which
+   * throws the same permission error as a GraphQL FORBIDDEN. `body` is the answer parsed as JSON (the
+   * text when it is not JSON); `text` is the answer as it came.
    */
   async gateway(
     path: string,
@@ -143,6 +155,10 @@ export class HangarApi {
       parsed = JSON.parse(text);
     } catch {
       // not JSON: returned as text
+    }
+    const refusal = parsed as { error?: unknown; error_code?: unknown } | null;
+    if (response.status === 403 && typeof refusal === "object" && refusal?.error_code === "forbidden") {
+      throw forbiddenError(await this.whoAmI(), String(refusal.error ?? ""), "forbidden");
     }
     return { status: response.status, headers: response.headers, body: parsed, text };
   }
@@ -194,17 +210,56 @@ export class HangarApi {
         }): check --url`,
       );
     }
-    if (body.errors?.length) {
-      throw new CliError(
-        `the server answered with an error: ${body.errors.map((e) => e.message).join("; ")}`,
-      );
-    }
+    if (body.errors?.length) throw await this.errorFor(body.errors);
     if (!response.ok || body.data === undefined || body.data === null) {
       throw new CliError(
         `${this.url} did not answer like a Hangar server (HTTP ${response.status}: ${text.slice(0, 200).trim()}): check --url`,
       );
     }
     return body.data as T;
+  }
+
+  /**
+   * The CliError for a response's GraphQL errors: a permission refusal names the key and its role, an
+   * error whose extensions.code has a hint (QUERY_TOO_COMPLEX) carries it, others are passed on.
+   */
+  private async errorFor(errors: readonly GraphQLError[], prefix = "the server answered with an error: ") {
+    const messages = (list: readonly GraphQLError[]) => [...new Set(list.map((e) => e.message))].join("; ");
+    const forbidden = errors.filter((e) => e.extensions?.code === "FORBIDDEN");
+    if (forbidden.length > 0) return forbiddenError(await this.whoAmI(), messages(forbidden));
+    const code = errors[0]?.extensions?.code;
+    // Codes without a hint (say, GRAPHQL_VALIDATION_FAILED) read as before, without a bracket.
+    if (typeof code === "string" && hasHint(code) && errors.every((e) => e.extensions?.code === code)) {
+      return errorForCode(code, messages(errors));
+    }
+    return new CliError(`${prefix}${messages(errors)}`);
+  }
+
+  /**
+   * The key's name and role (`viewer`, which every valid key may read), asked once, for the message of
+   * a permission refusal; null when the server cannot say. Sent on its own, not through query(), whose
+   * errors would come back here.
+   */
+  private whoAmI(): Promise<KeyIdentity | null> {
+    this.identity ??= (async () => {
+      try {
+        const response = await this.send(
+          "/graphql",
+          {
+            method: "POST",
+            headers: { "content-type": "application/json", authorization: `Bearer ${this.apiKey}` },
+            body: JSON.stringify({ query: "query Viewer { viewer { name role } }" }),
+          },
+          this.options.timeoutMs,
+        );
+        const body = (await response.json()) as { data?: { viewer?: KeyIdentity | null } | null };
+        const viewer = body.data?.viewer;
+        return viewer && typeof viewer.name === "string" && typeof viewer.role === "string" ? viewer : null;
+      } catch {
+        return null;
+      }
+    })();
+    return this.identity;
   }
 
   private connected = false;
@@ -316,12 +371,19 @@ function setPath(target: Record<string, unknown>, keys: string[], value: unknown
   return target;
 }
 
-/** A mutation's result union: the object when it is `typename`, else the error it carries, thrown. */
-export function unwrap<T>(result: { __typename: string } & Record<string, unknown>, typename: string): T {
+/**
+ * A mutation's result union: the object when it is `typename`, else the error it carries, thrown (with
+ * `hints` in place of the general ones, see errorForCode).
+ */
+export function unwrap<T>(
+  result: { __typename: string } & Record<string, unknown>,
+  typename: string,
+  hints: Partial<Record<string, string>> = {},
+): T {
   if (result.__typename === typename) return result as T;
   if (typeof result.code === "string") {
     const field = typeof result.field === "string" ? ` (field \`${result.field}\`)` : "";
-    throw errorForCode(result.code, `${String(result.message ?? "")}${field}`);
+    throw errorForCode(result.code, `${String(result.message ?? "")}${field}`, hints);
   }
   throw new CliError(`unexpected result ${result.__typename} (expected ${typename})`);
 }

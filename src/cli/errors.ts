@@ -34,10 +34,24 @@ export const GATEWAY_ERROR_CODES = [
   "client_error",
   "payload_too_large",
   "unauthorized",
+  "forbidden",
 ] as const;
 
-/** What to do about each GraphQL ErrorCode (API.md section 5) and gateway error_code (section 3). */
-const HINTS: Record<ErrorCode | (typeof GATEWAY_ERROR_CODES)[number], string> = {
+/** The `extensions.code`s of GraphQL errors (not mutation results) that the CLI explains (sections 7, 8). */
+export const GRAPHQL_ERROR_CODES = ["FORBIDDEN", "QUERY_TOO_COMPLEX"] as const;
+
+const PERMISSION_HINT =
+  "use a key whose role and scope (models, environments) allow it: --api-key, HANGAR_API_KEY or " +
+  "`hangar login`; an ADMIN key can create one with `hangar keys create`";
+
+/**
+ * What to do about each mutation ErrorCode (API.md section 5), gateway error_code (section 3) and
+ * GraphQL error extension code.
+ */
+const HINTS: Record<
+  ErrorCode | (typeof GATEWAY_ERROR_CODES)[number] | (typeof GRAPHQL_ERROR_CODES)[number],
+  string
+> = {
   // GraphQL mutation errors
   NOT_FOUND:
     "check the name or ID: `hangar models`, `hangar deployments MODEL` and `hangar environments MODEL` list them",
@@ -66,13 +80,56 @@ const HINTS: Record<ErrorCode | (typeof GATEWAY_ERROR_CODES)[number], string> = 
   payload_too_large: "the request body is larger than the server accepts (HANGAR_MAX_REQUEST_BYTES)",
   unauthorized:
     "the server refused the API key: check --api-key or HANGAR_API_KEY, or run `hangar login` again",
+  forbidden: PERMISSION_HINT,
+  // GraphQL errors
+  FORBIDDEN: PERMISSION_HINT,
+  QUERY_TOO_COMPLEX:
+    "the request is over one of the server's GraphQL limits (HANGAR_GRAPHQL_MAX_DEPTH, _TOKENS, _ALIASES, _COST)",
 };
 
-/** The error for a mutation's `Error { code message }` or a gateway's `{ error, error_code }`. */
-export function errorForCode(code: string, message: string): CliError {
-  const hint = (HINTS as Record<string, string>)[code];
+/**
+ * The error for a mutation's `Error { code message }`, a gateway's `{ error, error_code }` or a GraphQL
+ * error's `extensions.code`. `hints` replaces the general hint where a command knows better (the
+ * INVALID_STATE of revoking a key is not about environments).
+ */
+export function errorForCode(
+  code: string,
+  message: string,
+  hints: Partial<Record<string, string>> = {},
+): CliError {
+  const hint = hints[code] ?? (HINTS as Record<string, string>)[code];
   const text = `${message || code.replaceAll("_", " ").toLowerCase()} [${code}]`;
   return new CliError(hint ? `${text}\n  hint: ${hint}` : text);
+}
+
+/** Whether the CLI knows what to do about an error code. */
+export function hasHint(code: string): boolean {
+  return Object.hasOwn(HINTS, code);
+}
+
+/** The key that made a request, as the API's `viewer` names it. */
+export interface KeyIdentity {
+  name: string;
+  role: string;
+}
+
+/** A valid key that may not do what was asked (so that a command can tell it from other failures). */
+export class ForbiddenError extends CliError {
+  constructor(message: string) {
+    super(message, 1);
+    this.name = "ForbiddenError";
+  }
+}
+
+/**
+ * A permission refusal (GraphQL FORBIDDEN or the gateway's 403 `forbidden`): a valid key that may not
+ * do this, which is not the same as a wrong key, so the message names the key and its role.
+ */
+export function forbiddenError(key: KeyIdentity | null, message: string, code = "FORBIDDEN"): ForbiddenError {
+  const who = key ? `the API key '${key.name}' (${key.role})` : "the API key";
+  return new ForbiddenError(
+    `${who} may not do this: ${message || "forbidden"} [${code}]\n  hint: ${PERMISSION_HINT}`,
+  );
 }
 
 /** Writes `hangar: <message>` to stderr and returns the exit code an error stands for. */

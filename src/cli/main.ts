@@ -1,7 +1,9 @@
 import { Command, CommanderError } from "commander";
+import { acceptGlobalsFirst } from "./command.ts";
 import { register as registerDeploymentControls } from "./commands/deployment-controls.ts";
 import { register as registerDeployments } from "./commands/deployments.ts";
 import { register as registerEnvironments } from "./commands/environments.ts";
+import { register as registerKeys } from "./commands/keys.ts";
 import { register as registerLogin } from "./commands/login.ts";
 import { register as registerLogs } from "./commands/logs.ts";
 import { register as registerModels } from "./commands/models.ts";
@@ -20,13 +22,17 @@ const program = new Command("hangar")
   .addHelpText(
     "after",
     `
-Every client command takes --url, --api-key and --json. The server address and key come from those
-flags, else HANGAR_URL / HANGAR_API_KEY, else the config file \`hangar login\` writes
-(~/.config/hangar/config.json, or $XDG_CONFIG_HOME/hangar/config.json, or $HANGAR_CONFIG).
+Every client command takes --url, --api-key and --json, after the command or before it
+(\`hangar --url URL models\`); given in both places, the one after the command wins. The server address
+and key come from those flags, else HANGAR_URL / HANGAR_API_KEY, else the config file \`hangar login\`
+writes (~/.config/hangar/config.json, or $XDG_CONFIG_HOME/hangar/config.json, or $HANGAR_CONFIG).
 
 Exit codes: 0 success, 1 failed operation (including a refused key or an unreachable server),
 2 usage error. Run \`hangar <command> --help\` for a command's flags and examples.`,
   );
+
+// Before any command is added: the commands inherit the positional-options setting.
+acceptGlobalsFirst(program);
 
 // Each command file exports register(program); help lists them in this order.
 registerPush(program);
@@ -40,6 +46,7 @@ registerEnvironments(program);
 registerDeploymentControls(program);
 registerLogs(program);
 registerPredict(program);
+registerKeys(program);
 registerServe(program);
 
 let code: number;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { errorForCode, GATEWAY_ERROR_CODES } from "../../src/cli/errors.ts";
+import { errorForCode, GATEWAY_ERROR_CODES, GRAPHQL_ERROR_CODES } from "../../src/cli/errors.ts";
 import { ERROR_CODES } from "../../src/domain/error-codes.ts";
 import { freePort } from "../../src/runtime/ports.ts";
 import { cliEnv, runCli } from "../support/cli.ts";
@@ -30,6 +30,9 @@ const COMMANDS = [
   ["pause", "production", "--model", "m"],
   ["resume", "production", "--model", "m"],
   ["roll-forward", "production", "--model", "m"],
+  ["keys", "list"],
+  ["keys", "create", "k", "--role", "VIEWER"],
+  ["keys", "revoke", "k"],
 ];
 
 describe("failures every command reports the same way", () => {
@@ -78,6 +81,14 @@ describe("failures every command reports the same way", () => {
       ["cancel", "production"],
       ["models", "--url", "ftp://example.com"],
       ["serve", "--port", "not-a-port"],
+      ["keys"],
+      ["keys", "create"],
+      ["keys", "create", "k"],
+      ["keys", "create", "k", "--role", "ROOT"],
+      ["keys", "create", "k", "--role", "VIEWER", "--expires", "soon"],
+      ["keys", "revoke"],
+      ["--json", "serve"],
+      ["--no-such-flag", "models"],
     ];
     const results = await Promise.all(cases.map((args) => runCli(args, { env })));
     for (const [i, result] of results.entries()) {
@@ -100,10 +111,14 @@ describe("failures every command reports the same way", () => {
       "activate",
       "deactivate",
       "delete",
+      "keys",
     ]) {
       expect(help.stdout).toContain(command);
     }
     expect(help.stdout).toMatch(/Exit codes: 0 success, 1 failed operation/);
+    // The common options are the program's too, and the help says which wins.
+    expect(help.stdout).toMatch(/Options:\n {2}--url <url>[\s\S]*--api-key <key>[\s\S]*--json/);
+    expect(help.stdout).toMatch(/given in both places, the one after the command wins/);
     const predict = await runCli(["predict", "--help"]);
     expect(predict.code).toBe(0);
     expect(predict.stdout).toMatch(/--environment <name>/);
@@ -112,7 +127,7 @@ describe("failures every command reports the same way", () => {
 });
 
 describe("errorForCode", () => {
-  const CODES = [...ERROR_CODES, ...GATEWAY_ERROR_CODES];
+  const CODES = [...ERROR_CODES, ...GATEWAY_ERROR_CODES, ...GRAPHQL_ERROR_CODES];
 
   it("gives every error code of the API a hint and exit code 1", () => {
     for (const code of CODES) {

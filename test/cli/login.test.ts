@@ -33,14 +33,18 @@ describe("hangar login", () => {
     });
     expect(login.stderr).toBe("");
     expect(login.code).toBe(0);
-    expect(JSON.parse(login.stdout)).toEqual({ url: hangar.url, configPath: config });
+    expect(JSON.parse(login.stdout)).toEqual({
+      url: hangar.url,
+      configPath: config,
+      apiKey: { name: "admin", role: "ADMIN" },
+    });
     expect((await stat(config)).mode & 0o777).toBe(0o600);
     expect((await stat(path.dirname(config))).mode & 0o777).toBe(0o700);
     expect(JSON.parse(await readFile(config, "utf8"))).toEqual({ url: hangar.url, apiKey: hangar.key });
 
     const human = await runCli(["login", "--url", hangar.url, "--api-key", hangar.key], { env });
     expect(human.code).toBe(0);
-    expect(human.stdout).toContain(`Logged in to ${hangar.url}`);
+    expect(human.stdout).toContain(`Logged in to ${hangar.url} with the API key 'admin' (ADMIN)`);
     expect(human.stdout).toContain(config);
   });
 
@@ -100,5 +104,37 @@ describe("where the server and key come from", () => {
     expect(flags.code).toBe(0);
     const wrongFlag = await runCli([...MODELS, "--api-key", "hk_wrong"], { env });
     expect(wrongFlag.code).toBe(1);
+  });
+
+  it("--url, --api-key and --json before the command; the one after it wins", async () => {
+    const env = { HANGAR_CONFIG: await freshConfig() };
+    const results = await Promise.all([
+      runCli(["--url", hangar.url, "--api-key", hangar.key, "--json", "models"], { env }),
+      runCli(["--json", "--api-key", hangar.key, "deployments", "m", "--url", hangar.url], { env }),
+      // Given twice, the value after the command is used: first a wrong key after a right one...
+      runCli(["--url", hangar.url, "--api-key", hangar.key, "models", "--api-key", "hk_wrong"], { env }),
+      // ... then a right key after a wrong one, and a server after another.
+      runCli(
+        ["--url", other.url, "--api-key", "hk_wrong", "models", "--url", hangar.url, "--api-key", hangar.key],
+        {
+          env,
+        },
+      ),
+      runCli(["--url", hangar.url, "--api-key", hangar.key, "login"], {
+        env: { HANGAR_CONFIG: await freshConfig() },
+      }),
+    ]);
+    const [before, mixed, wrongAfter, rightAfter, login] = results;
+    expect(before!.stderr).toBe("");
+    expect(before!.code).toBe(0);
+    expect(JSON.parse(before!.stdout)).toEqual([]);
+    expect(mixed!.code).toBe(1);
+    expect(mixed!.stderr).toMatch(/no model named or with ID 'm'/);
+    expect(wrongAfter!.code).toBe(1);
+    expect(wrongAfter!.stderr).toContain(`hangar: the server at ${hangar.url} refused the API key`);
+    expect(rightAfter!.code).toBe(0);
+    expect(rightAfter!.stderr).toContain("No models yet");
+    expect(login!.code).toBe(0);
+    expect(login!.stdout).toContain(`Logged in to ${hangar.url} with the API key 'admin' (ADMIN)`);
   });
 });

@@ -1,11 +1,11 @@
 import type { Command } from "commander";
 import { HangarApi } from "../api.ts";
 import { action, withGlobals } from "../command.ts";
-import { UsageError } from "../errors.ts";
+import { type KeyIdentity, UsageError } from "../errors.ts";
 import { printJson, printLine } from "../output.ts";
 import { type GlobalOptions, normalizeUrl, saveLogin } from "../target.ts";
 
-/** `hangar login`: checks the key against the server, then saves the address and key. */
+/** `hangar login`: checks the key against the server (naming it and its role), then saves the address and key. */
 export function register(program: Command): void {
   withGlobals(
     program
@@ -32,14 +32,21 @@ Example:
       }
       const url = normalizeUrl(rawUrl, opts.url ? "--url" : "HANGAR_URL");
       const api = new HangarApi({ url, apiKey });
+      let viewer: KeyIdentity;
       try {
-        await api.query<{ __typename: string }>("query Login { __typename }");
+        // Every valid key may read `viewer` (INFERENCE keys too, which may read nothing else).
+        ({ viewer } = await api.query<{ viewer: KeyIdentity }>("query Login { viewer { name role } }"));
       } finally {
         await api.close();
       }
       const configPath = await saveLogin({ url, apiKey });
-      if (opts.json) printJson({ url, configPath });
-      else printLine(`Logged in to ${url}; saved the address and key in ${configPath}`);
+      if (opts.json) printJson({ url, configPath, apiKey: { name: viewer.name, role: viewer.role } });
+      else {
+        printLine(
+          `Logged in to ${url} with the API key '${viewer.name}' (${viewer.role}); ` +
+            `saved the address and key in ${configPath}`,
+        );
+      }
     }),
   );
 }

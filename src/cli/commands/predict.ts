@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { action, withApi, withGlobals } from "../command.ts";
-import { CliError, errorForCode, UsageError } from "../errors.ts";
+import { CliError, errorForCode, ForbiddenError, UsageError } from "../errors.ts";
 import { info, printLine } from "../output.ts";
 import { resolveModel } from "../resources.ts";
 import type { GlobalOptions } from "../target.ts";
@@ -69,7 +69,8 @@ export function register(program: Command): void {
         "after",
         `
 The body must be JSON; without --data it is read from stdin. The answer is printed on stdout (as it
-came with --json, indented otherwise); the deployment that served it is named on stderr.
+came with --json, indented otherwise); the deployment that served it is named on stderr. An INFERENCE
+key may not read models, so with one the model must be given by ID.
 
 Examples:
   $ hangar predict sentiment --data '{"text": "what a great day"}'
@@ -85,9 +86,18 @@ Examples:
       ].filter(Boolean);
       if (routes.length > 1) throw new UsageError(`choose one of ${routes.join(" and ")}, not both`);
       const body = await requestBody(opts.data);
+      let byId = false;
       const answer = await withApi(opts, async (api) => {
-        const model = await resolveModel(api, modelRef);
-        const base = `/models/${encodeURIComponent(model.id)}`;
+        let modelId: string;
+        try {
+          modelId = (await resolveModel(api, modelRef)).id;
+        } catch (error) {
+          // An INFERENCE key may call the gateway but not read models: then the model must be its ID.
+          if (!(error instanceof ForbiddenError)) throw error;
+          modelId = modelRef;
+          byId = true;
+        }
+        const base = `/models/${encodeURIComponent(modelId)}`;
         const path =
           opts.deployment !== undefined
             ? `${base}/deployments/${encodeURIComponent(opts.deployment)}/predict`
@@ -103,7 +113,10 @@ Examples:
         const error = answer.body as { error?: string; error_code?: string } | string;
         const where = served ? ` (deployment ${served})` : "";
         if (typeof error === "object" && error?.error_code) {
-          const failure = errorForCode(error.error_code, `${error.error ?? ""}${where}`);
+          const hints = byId
+            ? { model_does_not_exist: "this key may not look models up by name: give the model's ID" }
+            : {};
+          const failure = errorForCode(error.error_code, `${error.error ?? ""}${where}`, hints);
           throw new CliError(`prediction failed (HTTP ${answer.status}): ${failure.message}`);
         }
         throw new CliError(`prediction failed (HTTP ${answer.status})${where}: ${answer.text.slice(0, 500)}`);
