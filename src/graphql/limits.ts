@@ -19,7 +19,9 @@ import {
   type GraphQLSchema,
   getOperationAST,
   Kind,
-  validate,
+  type OperationDefinitionNode,
+  TypeInfo,
+  ValidationContext,
   visit,
 } from "graphql";
 import type { Plugin } from "graphql-yoga";
@@ -68,6 +70,7 @@ export function pageSize(requested: unknown, fallback: number, max: number): num
 }
 
 const INTROSPECTION = new Set(["__schema", "__type"]);
+const UNLIMITED = Number.POSITIVE_INFINITY;
 
 export interface Measures {
   depth: number;
@@ -100,17 +103,20 @@ export function measure(
     { kind: Kind.DOCUMENT, definitions: [operation, ...fragments] as DefinitionNode[] },
     { Field: (field) => (INTROSPECTION.has(field.name.value) ? null : undefined) },
   );
+  const measured = runs.definitions[0] as OperationDefinitionNode;
+  // armor's visitors measure (overLimits compares, so that the error can carry the numbers). They are
+  // called directly: a whole validate() pass would cost several times more, on every request.
   let depth = 0;
   let aliases = 0;
-  // armor's rules measure; the limits are compared here so that the error can carry the numbers.
-  validate(schema, runs, [
-    maxDepthRule({
-      n: Number.POSITIVE_INFINITY,
-      flattenFragments: true,
-      onAccept: [(_, d) => (depth = d.n)],
-    }),
-    maxAliasesRule({ n: Number.POSITIVE_INFINITY, onAccept: [(_, d) => (aliases = d.n)] }),
-  ]);
+  const depthRule = maxDepthRule({
+    n: UNLIMITED,
+    flattenFragments: true,
+    onAccept: [(_, d) => (depth = d.n)],
+  });
+  const aliasRule = maxAliasesRule({ n: UNLIMITED, onAccept: [(_, d) => (aliases = d.n)] });
+  const context = new ValidationContext(schema, runs, new TypeInfo(schema), () => {});
+  depthRule(context).onOperationDefinitionEnter(measured);
+  aliasRule(context).onOperationDefinitionEnter(measured);
   let cost: number | null;
   try {
     cost = complexityFromQuery(runs, {
