@@ -7,6 +7,7 @@ import {
   predict,
   push,
   pushFolder,
+  subscribe,
   waitForStatus,
   wsClient,
 } from "../support/client.ts";
@@ -318,5 +319,33 @@ describe("events", () => {
       (e: Json) => e.type === "DEPLOYMENT_STATUS_CHANGED" && e.message.includes("-> ACTIVE"),
     );
     expect(ready.actor).toBeNull();
+  });
+});
+
+describe("shared subscriptions", () => {
+  it("never share an execution between keys that see different things", async () => {
+    const query = "subscription($id: ID!) { deploymentStatus(deploymentId: $id) { id status } }";
+    // The admin's subscription is running: an identical one would join it if sharing ignored the key.
+    const adminClient = wsClient(hangar);
+    const held = subscribe(adminClient, query, { id: beta.deploymentId });
+    await held.until((items) => items.length >= 1);
+    try {
+      expect(
+        await firstMessage(asKey(hangar, secrets.get("viewerAlpha") as string), query, {
+          id: beta.deploymentId,
+        }),
+      ).toBe("error");
+      expect(
+        await firstMessage(asKey(hangar, secrets.get("inference") as string), query, {
+          id: beta.deploymentId,
+        }),
+      ).toBe(F);
+      expect(
+        await firstMessage(asKey(hangar, secrets.get("viewer") as string), query, { id: beta.deploymentId }),
+      ).toBe("data");
+    } finally {
+      held.dispose();
+      await adminClient.dispose();
+    }
   });
 });
