@@ -19,12 +19,17 @@ import { TrafficMeter } from "./gateway/traffic.ts";
 import type { GraphQLContext } from "./graphql/builder.ts";
 import { graphqlLimits } from "./graphql/limits.ts";
 import { errorMasking } from "./graphql/masking.ts";
+import { useDocumentNestingLimit } from "./graphql/nesting.ts";
 import { schema } from "./graphql/schema.ts";
 import { SharedSubscriptions, type ShareKey, shareKeyOf } from "./graphql/shared-subscriptions.ts";
-import { answerClientError, trackExchange } from "./http/client-error.ts";
+import { answerClientError, pipelinedUpgrade, refuseInTurn, trackExchange } from "./http/client-error.ts";
 import { bearerSecret, Credentials } from "./http/credentials.ts";
 import { useMalformedParamsAsBadRequest } from "./http/graphql-params.ts";
+import { applyOriginDecision, OriginPolicy, originRefusal } from "./http/origin.ts";
+import { GRAPHIQL_OPTIONS, renderHangarGraphiQL, setGraphiQLHeaders } from "./http/pages.ts";
 import { checkRequest, checkUpgrade, refuseOnSocket, sendRefusal, targetOf } from "./http/request-target.ts";
+import { SessionCookie } from "./http/session-cookie.ts";
+import { BrowserSignIn, isSignInPath, redirect } from "./http/sign-in.ts";
 import { SocketSweep } from "./http/socket-sweep.ts";
 import type { Logger } from "./logger.ts";
 import { installMemoryProbe } from "./memory-probe.ts";
@@ -33,13 +38,17 @@ import { registerBootstrapKey } from "./services/api-keys.ts";
 import { ArtifactStore } from "./services/artifacts.ts";
 import { resolveAdminKey } from "./services/bootstrap-key.ts";
 import type { ServiceContext } from "./services/context.ts";
+import { installationId } from "./services/installation.ts";
 import { LogWriter } from "./services/logs.ts";
+import { createSignInLink } from "./services/sessions.ts";
 
 export interface RunningServer {
   url: string;
   adminKey: string;
   adminKeyCreated: boolean;
   adminKeyFile: string | null;
+  /** This start's one-use browser sign-in link (15 minutes): for the banner only, never the log. */
+  signInUrl: string;
   close(): Promise<void>;
 }
 
@@ -100,18 +109,18 @@ export async function startServer(
   });
   server.keepAliveTimeout = 65_000;
   server.on("upgrade", (req, socket: Socket, head) => {
-    const refused = checkUpgrade(req);
-    if (refused) return refuseOnSocket(socket, refused);
+    const refused = checkUpgrade(req) ?? pipelinedUpgrade(socket);
+    if (refused) return refuseInTurn(socket, refused);
     if (!handleUpgrade) {
-      return refuseOnSocket(socket, { status: 503, error: "Hangar is starting", error_code: "starting" });
+      return refuseInTurn(socket, { status: 503, error: "Hangar is starting", error_code: "starting" });
     }
     handleUpgrade(req, socket, head);
   });
   // What Node's parser cannot read gets its 4xx after the answers owed before it (client-error.ts).
   server.on("clientError", answerClientError);
-  // Without a listener Node drops a CONNECT without a word; Hangar is no proxy.
+  // Without a listener Node drops a CONNECT without a word (and answers owed before it); Hangar is no proxy.
   server.on("connect", (_req, socket: Socket) =>
-    refuseOnSocket(socket, { status: 400, error: "Hangar is not a proxy", error_code: "client_error" }),
+    refuseInTurn(socket, { status: 400, error: "Hangar is not a proxy", error_code: "client_error" }),
   );
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -125,8 +134,14 @@ export async function startServer(
     const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     const bus = new ChangeBus();
     await bus.start(db);
-    await registerBootstrapKey(db.prisma, admin.key);
+    const bootstrapKey = await registerBootstrapKey(db.prisma, admin.key);
     const credentials = new Credentials(db.prisma, systemClock, log);
+    // Browsers: which pages may talk to Hangar (origin.ts), and the session cookie's sign-in (sign-in.ts).
+    const origins = new OriginPolicy(effective);
+    const cookie = SessionCookie.forPublicUrl(await installationId(db.prisma), effective.publicUrl);
+    const browser = new BrowserSignIn(db.prisma, credentials, cookie, log);
+    /** The session token an upgrade request brought, for onConnect when connection_init has no key. */
+    const upgradeSessions = new WeakMap<IncomingMessage, string>();
     /** What each HTTP request's credential allows, found before yoga or the gateway sees it. */
     const requestAccess = new WeakMap<IncomingMessage, Access>();
     const ctx: ServiceContext = {
@@ -161,9 +176,12 @@ export async function startServer(
       schema,
       graphqlEndpoint: "/graphql",
       landingPage: false,
-      renderGraphiQL,
-      plugins: [useMalformedParamsAsBadRequest(), ...graphqlLimits(config)],
-      graphiql: { title: "Hangar", subscriptionsProtocol: "WS" },
+      // GraphiQL with Hangar's bar (Sign out) and a CSP for its one script (http/pages.ts).
+      renderGraphiQL: renderHangarGraphiQL,
+      // CORS is http/origin.ts's: yoga's default would let any origin read with credentials.
+      cors: false,
+      plugins: [useMalformedParamsAsBadRequest(), useDocumentNestingLimit(), ...graphqlLimits(config)],
+      graphiql: GRAPHIQL_OPTIONS,
       context: (initial) => {
         // HTTP: found by handleRequest; WebSocket: by onConnect, passed in by onSubscribe.
         const access = (initial as { access?: Access }).access ?? requestAccess.get(initial.req);
@@ -187,17 +205,24 @@ export async function startServer(
     const uploadCeiling = config.maxUploadBytes + 1024 * 1024;
     handleRequest = async (req, res) => {
       const url = targetOf(req);
+      // Origin rules and CORS before any credential (http/origin.ts): preflights, other sites' pages.
+      const origin = origins.decide(req.method, url.pathname, req.headers.origin);
+      if (applyOriginDecision(res, origin)) return void req.resume();
+      if (isSignInPath(url.pathname)) return browser.handle(req, res, url.pathname, origin.session);
       if (url.pathname === "/graphql") {
         const wantsPage = req.method === "GET" && (req.headers.accept ?? "").includes("text/html");
-        if (!wantsPage) {
-          const secret = bearerSecret(req.headers.authorization);
-          const access = secret ? await credentials.key(secret) : null;
-          if (!access) {
-            req.resume();
-            return unauthorized(res);
-          }
-          requestAccess.set(req, access);
+        // A bearer key, else (on Hangar's own origin only) the browser's session.
+        const access = await browser.requestAccess(req, origin.session);
+        if (wantsPage && !access) {
+          req.resume();
+          return redirect(res, "/sign-in");
         }
+        if (wantsPage) setGraphiQLHeaders(res);
+        if (!access) {
+          req.resume();
+          return unauthorized(res);
+        }
+        requestAccess.set(req, access);
         if (req.method === "POST") {
           const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
           if (type !== "application/json" && req.headers["graphql-require-preflight"] === undefined) {
@@ -240,11 +265,19 @@ export async function startServer(
     const wsServer = useServer<Record<string, unknown>, { request: IncomingMessage; access?: Access }>(
       {
         onConnect: async (wsCtx) => {
-          const secret = bearerSecret(String(wsCtx.connectionParams?.authorization ?? ""));
-          const access = secret ? await credentials.key(secret) : null;
-          if (!access) return false;
+          const authorization = wsCtx.connectionParams?.authorization;
+          const secret = bearerSecret(String(authorization ?? ""));
+          // Without a key in connection_init, the session cookie of the upgrade request (own origin only).
+          const token = authorization === undefined ? upgradeSessions.get(wsCtx.extra.request) : undefined;
+          const check = secret
+            ? () => credentials.key(secret)
+            : token
+              ? () => credentials.session(token)
+              : null;
+          const access = check ? await check() : null;
+          if (!access || !check) return false;
           wsCtx.extra.access = access;
-          sweep.watch(wsCtx.extra.socket, () => credentials.key(secret as string));
+          sweep.watch(wsCtx.extra.socket, check);
           return true;
         },
         onSubscribe: async (wsCtx, _id, params) => {
@@ -288,6 +321,11 @@ export async function startServer(
     handleUpgrade = (req, socket, head) => {
       const { pathname } = targetOf(req);
       if (pathname !== "/graphql" || !ready) return socket.destroy();
+      // Another site's page may not open a socket (unless listed, then with a key); Hangar's own bring their session.
+      const origin = origins.decideUpgrade(req.headers.origin);
+      if (!origin.allowed) return refuseOnSocket(socket, originRefusal("this origin may not open Hangar's WebSocket"));
+      const sessionToken = browser.token(req, origin.session);
+      if (sessionToken) upgradeSessions.set(req, sessionToken);
       wss.handleUpgrade(req, socket, head, (ws) => {
         wss.emit("connection", ws, req);
         // A malformed frame is the client's fault, and ws has already closed the socket with
@@ -301,6 +339,8 @@ export async function startServer(
     await controller.start(runtime);
     await promotions.start();
     autoscaler.start();
+    // Made last, so that its 15 minutes start when Hangar is ready.
+    const signInLink = await createSignInLink(db.prisma, bootstrapKey.id);
     ready = true;
     log.info({ url: effective.publicUrl, database: db.kind }, "Hangar is ready");
 
@@ -309,6 +349,7 @@ export async function startServer(
       adminKey: admin.key,
       adminKeyCreated: admin.created,
       adminKeyFile: admin.file,
+      signInUrl: `${effective.publicUrl}/sign-in/${signInLink.token}`,
       close: async () => {
         if (closing) return;
         closing = true;

@@ -56,14 +56,23 @@ export const DEFAULT_MAX_QUEUED = 256;
 
 const printed = new WeakMap<DocumentNode, string>();
 
+/**
+ * Variables are the client's raw JSON (not yet coerced): nested deeper than this, a subscription
+ * runs on its own rather than have this recursive walk overflow the stack.
+ */
+const MAX_SHARED_VARIABLES_DEPTH = 64;
+
+class TooDeep extends Error {}
+
 /** JSON with object keys sorted, so that variables sent in another key order share too. */
-function stableJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
+function stableJson(value: unknown, depth = 0): string {
+  if (depth > MAX_SHARED_VARIABLES_DEPTH) throw new TooDeep();
+  if (Array.isArray(value)) return `[${value.map((item) => stableJson(item, depth + 1)).join(",")}]`;
   if (value && typeof value === "object") {
     const entries = Object.entries(value as Record<string, unknown>)
       .filter(([, v]) => v !== undefined)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(",")}}`;
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v, depth + 1)}`).join(",")}}`;
   }
   return JSON.stringify(value ?? null);
 }
@@ -97,7 +106,14 @@ export function shareKeyOf(args: ExecutionArgs, principal: string): ShareKey | n
     document = print(args.document);
     printed.set(args.document, document);
   }
-  const key = [principal, mode, args.operationName ?? "", stableJson(args.variableValues ?? {}), document];
+  let variables: string;
+  try {
+    variables = stableJson(args.variableValues ?? {});
+  } catch (error) {
+    if (error instanceof TooDeep) return null;
+    throw error;
+  }
+  const key = [principal, mode, args.operationName ?? "", variables, document];
   return { key: JSON.stringify(key), mode, field: field.name };
 }
 

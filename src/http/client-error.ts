@@ -111,3 +111,28 @@ export function answerClientError(error: Error & { code?: string }, socket: Dupl
     refuseOnSocket(socket, refusal);
   });
 }
+
+/**
+ * An upgrade pipelined behind requests still being answered: ws would write its
+ * 101 in front of those answers, so it is refused (after them, by refuseInTurn).
+ */
+export function pipelinedUpgrade(socket: Duplex): Refusal | null {
+  const owed = [...(pending.get(socket) ?? [])].some((exchange) => !settled(exchange.res));
+  if (!owed) return null;
+  return {
+    status: 400,
+    error: "a WebSocket handshake must not follow unanswered requests on its connection",
+    error_code: "client_error",
+  };
+}
+
+/**
+ * Refuses an upgrade or CONNECT in its turn: once the answers owed for the requests
+ * pipelined before it on the connection have gone out. Never throws.
+ */
+export function refuseInTurn(socket: Duplex, refusal: Refusal): void {
+  // Node leaves an upgraded socket without an error listener, and the wait may be long.
+  socket.on("error", () => socket.destroy());
+  const owed = [...(pending.get(socket) ?? [])].map((exchange) => exchange.res);
+  whenSettled(owed, () => refuseOnSocket(socket, refusal));
+}

@@ -81,31 +81,65 @@ export function parseResponses(data: Buffer, headRequests = 0): { responses: Raw
   return { responses, rest: data.subarray(at) };
 }
 
+export interface RawOptions {
+  /** Give up (and destroy the socket) after this long. */
+  deadlineMs?: number;
+  /** Finish as soon as this many responses have arrived. */
+  expect?: number;
+  /** Pause between writes, so that the parts arrive as separate reads. */
+  gapMs?: number;
+  /** Half-close once this many responses are in (0: right after writing). */
+  endAfter?: number;
+  /** Half-close after this long with nothing received: lets the server see the end of what it waits for. */
+  idleEndMs?: number;
+  /** How many of the requests are HEADs (their answers have no body). */
+  heads?: number;
+  /** Hold the last part until nothing has arrived for this long (so the server has acted on the rest). */
+  holdLastMs?: number;
+}
+
 /**
- * Opens a connection, writes `parts` (one write each, `gapMs` apart), and reads
- * until the server closes it, `expect` responses have arrived, or the deadline
- * passes. Never rejects.
+ * Opens a connection, writes `parts` (one write each), and reads until the
+ * server closes it, `expect` responses have arrived, or the deadline passes.
+ * Never rejects.
  */
 export function rawExchange(
   port: number,
   parts: (string | Buffer)[],
-  opts: {
-    deadlineMs?: number;
-    expect?: number;
-    gapMs?: number;
-    endAfterWrite?: boolean;
-    heads?: number;
-  } = {},
+  opts: RawOptions = {},
 ): Promise<RawExchange> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let error: string | null = null;
     let finished = false;
+    let written = false;
+    let ended = false;
+    let idle: NodeJS.Timeout | null = null;
+    let quiet: (() => void) | null = null;
+    let quietTimer: NodeJS.Timeout | null = null;
+    const armQuiet = () => {
+      if (!quiet) return;
+      if (quietTimer) clearTimeout(quietTimer);
+      quietTimer = setTimeout(() => quiet?.(), opts.holdLastMs);
+    };
     const socket = net.connect(port, "127.0.0.1");
+    const parsed = () => parseResponses(Buffer.concat(chunks), opts.heads ?? 0);
+    const end = () => {
+      if (ended || finished) return;
+      ended = true;
+      socket.end();
+    };
+    const armIdle = () => {
+      if (opts.idleEndMs === undefined || !written || ended) return;
+      if (idle) clearTimeout(idle);
+      idle = setTimeout(end, opts.idleEndMs);
+    };
     const finish = (closed: boolean) => {
       if (finished) return;
       finished = true;
       clearTimeout(deadline);
+      if (idle) clearTimeout(idle);
+      if (quietTimer) clearTimeout(quietTimer);
       socket.destroy();
       const raw = Buffer.concat(chunks);
       const { responses, rest } = parseResponses(raw, opts.heads ?? 0);
@@ -114,10 +148,12 @@ export function rawExchange(
     const deadline = setTimeout(() => finish(false), opts.deadlineMs ?? 5_000);
     socket.on("data", (chunk: Buffer) => {
       chunks.push(chunk);
-      if (opts.expect !== undefined) {
-        const { responses } = parseResponses(Buffer.concat(chunks), opts.heads ?? 0);
-        if (responses.length >= opts.expect) finish(false);
-      }
+      armIdle();
+      armQuiet();
+      if (opts.expect === undefined && opts.endAfter === undefined) return;
+      const count = parsed().responses.length;
+      if (opts.expect !== undefined && count >= opts.expect) finish(false);
+      else if (opts.endAfter !== undefined && count >= opts.endAfter && written) end();
     });
     socket.on("error", (e: NodeJS.ErrnoException) => {
       error = e.code ?? e.message;
@@ -125,12 +161,20 @@ export function rawExchange(
     socket.on("close", () => finish(true));
     socket.once("connect", async () => {
       for (const [i, part] of parts.entries()) {
-        if (finished || socket.destroyed) return;
         if (i > 0 && opts.gapMs) await new Promise((r) => setTimeout(r, opts.gapMs));
+        if (i > 0 && i === parts.length - 1 && opts.holdLastMs !== undefined) {
+          await new Promise<void>((r) => {
+            quiet = r;
+            armQuiet();
+          });
+          quiet = null;
+        }
         if (finished || socket.destroyed) return;
         socket.write(part);
       }
-      if (opts.endAfterWrite) socket.end();
+      written = true;
+      if (opts.endAfter !== undefined && parsed().responses.length >= opts.endAfter) end();
+      armIdle();
     });
   });
 }

@@ -6,8 +6,14 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Duplex } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { answerClientError, clientErrorRefusal, trackExchange } from "../../src/http/client-error.ts";
-import { checkRequest, sendRefusal } from "../../src/http/request-target.ts";
+import {
+  answerClientError,
+  clientErrorRefusal,
+  pipelinedUpgrade,
+  refuseInTurn,
+  trackExchange,
+} from "../../src/http/client-error.ts";
+import { checkRequest, checkUpgrade, sendRefusal } from "../../src/http/request-target.ts";
 import { rawExchange } from "../support/raw-http.ts";
 
 let server: Server;
@@ -34,6 +40,15 @@ beforeAll(async () => {
   server.headersTimeout = 300;
   server.requestTimeout = 300;
   server.on("clientError", answerClientError);
+  // As src/server.ts wires them; a handshake that passes is "accepted" with a bare 101.
+  server.on("upgrade", (req, socket: Duplex) => {
+    const refused = checkUpgrade(req) ?? pipelinedUpgrade(socket);
+    if (refused) return refuseInTurn(socket, refused);
+    socket.end("HTTP/1.1 101 Switching Protocols\r\nConnection: close\r\n\r\n");
+  });
+  server.on("connect", (_req, socket: Duplex) =>
+    refuseInTurn(socket, { status: 400, error: "not a proxy", error_code: "client_error" }),
+  );
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   port = (server.address() as AddressInfo).port;
 });
@@ -107,6 +122,39 @@ describe("clientError", () => {
     const got = await rawExchange(port, [get("//") + get("/fast")], { expect: 2 });
     expect(statuses(got)).toEqual([400, 200]);
     expect(bodies(got)[1]).toBe("/fast");
+  });
+
+  it("refuses a CONNECT after the answers owed before it", async () => {
+    const got = await rawExchange(port, [
+      `${get("/slow")}CONNECT evil:443 HTTP/1.1\r\nHost: evil:443\r\n\r\n`,
+    ]);
+    expect(statuses(got)).toEqual([200, 400]);
+    expect(bodies(got)).toEqual([
+      "/slow",
+      JSON.stringify({ error: "not a proxy", error_code: "client_error" }),
+    ]);
+    expect(got.closed).toBe(true);
+  });
+
+  const handshake =
+    "GET /graphql HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+  it("takes a handshake on a connection whose earlier answers have all gone out", async () => {
+    const got = await rawExchange(port, [get("/fast"), handshake], { gapMs: 100 });
+    expect(statuses(got)).toEqual([200, 101]);
+  });
+
+  it("refuses a handshake pipelined behind unanswered requests, after their answers", async () => {
+    const got = await rawExchange(port, [get("/slow") + handshake]);
+    expect(statuses(got)).toEqual([200, 400]);
+    expect(bodies(got)[0]).toBe("/slow");
+    expect(JSON.parse(bodies(got)[1] ?? "").error).toContain("unanswered requests");
+  });
+
+  it("refuses a bad handshake in its turn too", async () => {
+    const got = await rawExchange(port, [get("/slow") + handshake.replace("/graphql", "/elsewhere")]);
+    expect(statuses(got)).toEqual([200, 404]);
   });
 
   it("ends a reset socket without writing to it", () => {

@@ -280,4 +280,10 @@ describe("share keys", () => {
       mode: "latest",
     });
   });
+  it("is null, not a stack overflow, for variables nested deeper than a key needs (a hostile client's)", () => {
+    let junk: unknown = 1;
+    for (let i = 0; i < 100_000; i++) junk = { a: junk };
+    expect(keyOf(progress, { id: "prm_1", junk })).toBeNull();
+    expect(keyOf(progress, { id: "prm_1", junk: [[[{ a: [1] }]]] })).toMatchObject({ mode: "latest" });
+  });
 });
