@@ -32,6 +32,11 @@ export interface Config {
   graphqlMaxTokens: number;
   graphqlMaxAliases: number;
   graphqlMaxCost: number;
+  /**
+   * Origins (scheme://host[:port]) whose pages may call the API with a bearer key
+   * (HANGAR_CORS_ORIGINS, API.md section 7); never with the browser session.
+   */
+  corsOrigins: string[];
 }
 
 type Env = Record<string, string | undefined>;
@@ -53,6 +58,38 @@ function positiveNumber(env: Env, name: string, fallback: number): number {
   const value = Number(raw);
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a number > 0, got '${raw}'`);
   return value;
+}
+
+/**
+ * HANGAR_CORS_ORIGINS: comma-separated origins, each exactly `scheme://host[:port]`
+ * (a trailing / is tolerated). Anything else (a path, `*`, `null`) stops the
+ * server: a typo must not silently open or close the API to a page.
+ */
+export function parseCorsOrigins(raw: string | undefined): string[] {
+  const origins: string[] = [];
+  for (const entry of (raw ?? "").split(",")) {
+    const text = entry.trim();
+    if (text === "") continue;
+    let url: URL | null = null;
+    try {
+      url = new URL(text);
+    } catch {}
+    const plain =
+      url !== null &&
+      (url.protocol === "http:" || url.protocol === "https:") &&
+      url.username === "" &&
+      url.password === "" &&
+      url.pathname === "/" &&
+      url.search === "" &&
+      url.hash === "";
+    if (!url || !plain) {
+      throw new Error(
+        `HANGAR_CORS_ORIGINS holds '${text}', which is not an origin: list http:// or https:// origins such as https://app.example.com or http://localhost:5173, comma-separated`,
+      );
+    }
+    if (!origins.includes(url.origin)) origins.push(url.origin);
+  }
+  return origins;
 }
 
 export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
@@ -98,5 +135,6 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     graphqlMaxTokens: overrides.graphqlMaxTokens ?? integer(env, "HANGAR_GRAPHQL_MAX_TOKENS", 5000, 1),
     graphqlMaxAliases: overrides.graphqlMaxAliases ?? integer(env, "HANGAR_GRAPHQL_MAX_ALIASES", 50, 0),
     graphqlMaxCost: overrides.graphqlMaxCost ?? integer(env, "HANGAR_GRAPHQL_MAX_COST", 50_000, 1),
+    corsOrigins: overrides.corsOrigins ?? parseCorsOrigins(env.HANGAR_CORS_ORIGINS),
   };
 }

@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
+import { type Access, maySignIn } from "../domain/access.ts";
 import { newId } from "../domain/ids.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
-import { secretHash } from "./api-keys.ts";
+import { accessOf, isLive, secretHash } from "./api-keys.ts";
 
 /** A browser session lasts at most this long (API.md section 7). */
 export const SESSION_HOURS = 12;
@@ -66,6 +67,25 @@ export async function redeemSignInLink(
   });
   if (claimed.count !== 1) return null;
   const link = await prisma.signInLink.findUniqueOrThrow({ where: { tokenHash }, include: { apiKey: true } });
-  if (link.apiKey.revokedAt !== null) return null;
+  // Bootstrap keys neither expire nor get revoked today; the link must not outlive its key if that changes.
+  if (!isLive(link.apiKey, now)) return null;
   return createSession(prisma, link.apiKey, now);
+}
+
+export type KeySignIn =
+  | { ok: true; session: { token: string; expiresAt: Date }; access: Access }
+  /** wrong: no such live key (unknown, revoked, expired); role: a key whose role may not sign in. */
+  | { ok: false; reason: "wrong" | "role" };
+
+/** The sign-in form: a live key of a role that may sign in starts a session with its permissions. */
+export async function signInWithKey(
+  prisma: PrismaClient,
+  secret: string,
+  now: Date = new Date(),
+): Promise<KeySignIn> {
+  const key = await prisma.apiKey.findUnique({ where: { secretHash: secretHash(secret) } });
+  if (!key || !isLive(key, now)) return { ok: false, reason: "wrong" };
+  const access = accessOf(key);
+  if (!maySignIn(access)) return { ok: false, reason: "role" };
+  return { ok: true, session: await createSession(prisma, key, now), access };
 }

@@ -61,13 +61,14 @@ describe("auth", () => {
     expect(models.model).toBeNull();
   });
 
-  it("never puts a key into the GraphiQL page", async () => {
+  it("sends a browser that is not signed in from GraphiQL to /sign-in, with no key in the answer", async () => {
     const page = await fetch(`${hangar.url.replace("127.0.0.1", "localhost")}/graphql`, {
       headers: { accept: "text/html" },
+      redirect: "manual",
     });
-    expect(page.status).toBe(200);
-    const html = await page.text();
-    expect(html).not.toContain(hangar.key);
+    expect(page.status).toBe(303);
+    expect(page.headers.get("location")).toBe("/sign-in");
+    expect(await page.text()).not.toContain(hangar.key);
   });
 });
 

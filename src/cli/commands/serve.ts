@@ -102,6 +102,9 @@ export function register(program: Command): void {
       const lines = [
         "",
         `Hangar is running at ${server.url}`,
+        // The link is a credential: printed with the banner only, never into the structured log.
+        `  Sign in: ${server.signInUrl}`,
+        `           (opens Hangar in a browser as admin: one use, within 15 minutes)`,
         `  GraphiQL:  ${server.url}/graphql`,
         `  Gateway:   ${server.url}/models/{modelId}/predict`,
       ];
