@@ -139,15 +139,19 @@ export function homePage(viewer: Viewer): string {
 }
 
 /** What GraphiQL opens with when the browser has no tabs of its own yet. */
-export const GRAPHIQL_DEFAULT_QUERY = `# Hangar's GraphQL API. This browser is signed in: every query, mutation and
-# subscription runs with the permissions of the key it signed in with.
+export const GRAPHIQL_DEFAULT_QUERY = `# Hangar's GraphQL API. This browser is signed in:
+# everything runs with the permissions of its key.
 #
-# Run a query with Ctrl-Enter (or the run button); the docs on the left list
-# every type and field. Subscriptions stream over a WebSocket, e.g.
+# Run with Ctrl-Enter or the run button; the docs
+# (on the left) list every type and field.
+# Subscriptions stream over a WebSocket, e.g.
 #
-#   subscription { promotionProgress(promotionId: "prm_...") {
-#     status percentTrafficToNewVersion steps { name status } } }
-#   subscription { deploymentStatus(deploymentId: "dep_...") { status activeReplicaCount } }
+#   subscription {
+#     promotionProgress(promotionId: "prm_...") {
+#       status percentTrafficToNewVersion
+#       steps { name status }
+#     }
+#   }
 
 query Overview {
   viewer { name role }
