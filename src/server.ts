@@ -1,6 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { type ExecutionArgs, GraphQLError } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { createYoga } from "graphql-yoga";
@@ -22,7 +21,14 @@ import { errorMasking } from "./graphql/masking.ts";
 import { useDocumentNestingLimit } from "./graphql/nesting.ts";
 import { schema } from "./graphql/schema.ts";
 import { SharedSubscriptions, type ShareKey, shareKeyOf } from "./graphql/shared-subscriptions.ts";
-import { answerClientError, pipelinedUpgrade, refuseInTurn, trackExchange } from "./http/client-error.ts";
+import { type BodyLimits, readGraphqlBody } from "./http/body-limit.ts";
+import {
+  answerClientError,
+  isClientGone,
+  pipelinedUpgrade,
+  refuseInTurn,
+  trackExchange,
+} from "./http/client-error.ts";
 import { bearerSecret, Credentials } from "./http/credentials.ts";
 import { useMalformedParamsAsBadRequest } from "./http/graphql-params.ts";
 import { applyOriginDecision, OriginPolicy, originRefusal } from "./http/origin.ts";
@@ -102,6 +108,8 @@ export async function startServer(
     if (!ready || !handleRequest)
       return json(res, 503, { error: "Hangar is starting", error_code: "starting" });
     handleRequest(req, res).catch((error: unknown) => {
+      // A client that cut its own request off is its business: no error line for every one.
+      if (isClientGone(error, req)) return log.debug({ err: error }, "client went away mid-request");
       log.error({ err: error }, "request failed");
       if (!res.headersSent) json(res, 500, { error: "internal error", error_code: "internal_error" });
       else res.destroy();
@@ -202,7 +210,11 @@ export async function startServer(
       },
     });
 
-    const uploadCeiling = config.maxUploadBytes + 1024 * 1024;
+    const bodyLimits: BodyLimits = {
+      maxBodyBytes: config.maxBodyBytes,
+      maxUploadBytes: config.maxUploadBytes,
+      spoolPath: () => ctx.artifacts.tempPath("upload"),
+    };
     handleRequest = async (req, res) => {
       const url = targetOf(req);
       // Origin rules and CORS before any credential (http/origin.ts): preflights, other sites' pages.
@@ -232,12 +244,8 @@ export async function startServer(
               error_code: "forbidden",
             });
           }
-          // Early refusal of bodies far above any allowed upload; the exact
-          // limit is checked by the artifact store as the file streams in.
-          if (Number(req.headers["content-length"] ?? 0) > uploadCeiling) {
-            req.resume();
-            return json(res, 413, { error: "request body too large", error_code: "payload_too_large" });
-          }
+          // The body is read here within its limits (413 or INVALID_INPUT past them); yoga gets it in req.body.
+          if (!(await readGraphqlBody(req, res, bodyLimits))) return;
         }
         return yoga.requestListener(req, res);
       }
@@ -266,7 +274,8 @@ export async function startServer(
       {
         onConnect: async (wsCtx) => {
           const authorization = wsCtx.connectionParams?.authorization;
-          const secret = bearerSecret(String(authorization ?? ""));
+          // Any JSON may come here: String() of {"toString": 1} throws (a 4500 close), so strings only.
+          const secret = bearerSecret(typeof authorization === "string" ? authorization : "");
           // Without a key in connection_init, the session cookie of the upgrade request (own origin only).
           const token = authorization === undefined ? upgradeSessions.get(wsCtx.extra.request) : undefined;
           const check = secret
@@ -323,7 +332,9 @@ export async function startServer(
       if (pathname !== "/graphql" || !ready) return socket.destroy();
       // Another site's page may not open a socket (unless listed, then with a key); Hangar's own bring their session.
       const origin = origins.decideUpgrade(req.headers.origin);
-      if (!origin.allowed) return refuseOnSocket(socket, originRefusal("this origin may not open Hangar's WebSocket"));
+      if (!origin.allowed) {
+        return refuseOnSocket(socket, originRefusal("this origin may not open Hangar's WebSocket"));
+      }
       const sessionToken = browser.token(req, origin.session);
       if (sessionToken) upgradeSessions.set(req, sessionToken);
       wss.handleUpgrade(req, socket, head, (ws) => {

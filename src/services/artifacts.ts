@@ -60,6 +60,7 @@ export interface ArtifactStoreOptions {
 export type UploadSource = AsyncIterable<Uint8Array> | ReadableStream<Uint8Array> | NodeJS.ReadableStream;
 
 const HASH_PATTERN = /^[0-9a-f]{64}$/;
+const ARCHIVE_NAME = /^([0-9a-f]{64})\.tar\.gz$/;
 const TEMP_PREFIX = ".tmp-";
 const DEFAULT_MAX_ENTRIES = 100_000;
 /** The file names that mark a model folder (API.md section 2). */
@@ -107,7 +108,9 @@ export class ArtifactStore {
     try {
       const { hash, size } = await this.receive(source, tempArchive);
       const stored = { hash, dir: this.dir(hash), size };
-      if (await this.has(hash)) {
+      // Stored already: marked as used now, so the retention sweep does not take it before the deployment
+      // row that will reference it is written. Gone in between (the sweep took it): stored anew.
+      if ((await this.has(hash)) && (await this.markUsed(hash))) {
         await rm(tempArchive, { force: true });
         return { ...stored, deduplicated: true };
       }
@@ -147,6 +150,65 @@ export class ArtifactStore {
       statOrNull(this.archivePath(hash)),
     ]);
     return dir?.isDirectory() === true && archive?.isFile() === true;
+  }
+
+  /**
+   * Records that an artifact is in use, in its archive's modification time (what the retention sweep
+   * reads as "last referenced"). False when the artifact is not stored.
+   */
+  async markUsed(hash: string, at = new Date()): Promise<boolean> {
+    try {
+      await utimes(this.archivePath(hash), at, at);
+      return true;
+    } catch (error) {
+      if (hasCode(error, "ENOENT")) return false;
+      throw error;
+    }
+  }
+
+  /** The stored artifacts, each with when it was last marked used (ms since the epoch). */
+  async stored(): Promise<{ hash: string; usedAt: number }[]> {
+    const names = await readdir(this.root).catch((error: unknown) => {
+      if (hasCode(error, "ENOENT")) return [] as string[];
+      throw error;
+    });
+    const out: { hash: string; usedAt: number }[] = [];
+    for (const name of names) {
+      const hash = ARCHIVE_NAME.exec(name)?.[1];
+      if (!hash) continue;
+      const info = await statOrNull(path.join(this.root, name), true);
+      if (info?.isFile()) out.push({ hash, usedAt: info.mtimeMs });
+    }
+    return out;
+  }
+
+  /**
+   * Removes a stored artifact, unless it was marked used at or after `unusedBefore` (ms): a put of the
+   * same bytes may have just returned it. Folder and archive are first renamed out of the way (from then on
+   * has() is false and a put stores them anew), then the mark is checked again, then they are deleted.
+   */
+  async remove(hash: string, unusedBefore: number): Promise<boolean> {
+    const tomb = path.join(this.root, `${TEMP_PREFIX}gone-${randomBytes(8).toString("hex")}`);
+    const movedDir = await renameIfPresent(this.dir(hash), tomb);
+    const movedArchive = await renameIfPresent(this.archivePath(hash), `${tomb}.tar.gz`);
+    const mark = movedArchive ? await statOrNull(`${tomb}.tar.gz`, true) : null;
+    if (mark && mark.mtimeMs >= unusedBefore) {
+      // Used again since it was listed: put it back. Should a put have stored it anew meanwhile, its copy
+      // (the same bytes) stays and ours goes.
+      if (movedDir && !(await renameIfPresent(tomb, this.dir(hash)).catch(() => false))) {
+        await rm(tomb, { recursive: true, force: true });
+      }
+      await rename(`${tomb}.tar.gz`, this.archivePath(hash));
+      return false;
+    }
+    await Promise.all([rm(tomb, { recursive: true, force: true }), rm(`${tomb}.tar.gz`, { force: true })]);
+    return movedDir || movedArchive;
+  }
+
+  /** A fresh path for temporary work of others (an upload being received), swept like the store's own. */
+  async tempPath(label: string): Promise<string> {
+    await mkdir(this.root, { recursive: true });
+    return path.join(this.root, `${TEMP_PREFIX}${label}-${randomBytes(8).toString("hex")}`);
   }
 
   /**
@@ -695,6 +757,17 @@ async function statOrNull(file: string, noFollow = false) {
     return await (noFollow ? lstat(file) : stat(file));
   } catch (error) {
     if (hasCode(error, "ENOENT", "ENOTDIR")) return null;
+    throw error;
+  }
+}
+
+/** Renames `from` to `to`; false when `from` does not exist. */
+async function renameIfPresent(from: string, to: string): Promise<boolean> {
+  try {
+    await rename(from, to);
+    return true;
+  } catch (error) {
+    if (hasCode(error, "ENOENT")) return false;
     throw error;
   }
 }
