@@ -136,3 +136,12 @@ export function refuseInTurn(socket: Duplex, refusal: Refusal): void {
   const owed = [...(pending.get(socket) ?? [])].map((exchange) => exchange.res);
   whenSettled(owed, () => refuseOnSocket(socket, refusal));
 }
+
+/**
+ * A handler's error that only says the client went away (its body cut off, the
+ * connection reset: Node's "aborted"), which is no fault of the server's.
+ */
+export function isClientGone(error: unknown, req: IncomingMessage): boolean {
+  const code = typeof error === "object" && error !== null ? (error as { code?: unknown }).code : undefined;
+  return (code === "ECONNRESET" || code === "EPIPE") && (req.destroyed || req.socket.destroyed);
+}

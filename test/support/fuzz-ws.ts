@@ -126,6 +126,15 @@ function badFrames(rng: Rng, t: FuzzTarget, initialised: boolean): [string, Buff
       "wrong key",
       () => [text({ type: "connection_init", payload: { authorization: "Bearer hk_wrong" } })],
     ]);
+    options.push([
+      "authorization that is not a string",
+      () => [
+        text({
+          type: "connection_init",
+          payload: { authorization: rng.pick<unknown>([{ toString: 1 }, { valueOf: {} }, [], 7]) },
+        }),
+      ],
+    ]);
   } else {
     options.push([
       "second init",

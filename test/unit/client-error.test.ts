@@ -9,15 +9,19 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   answerClientError,
   clientErrorRefusal,
+  isClientGone,
   pipelinedUpgrade,
   refuseInTurn,
   trackExchange,
 } from "../../src/http/client-error.ts";
 import { checkRequest, checkUpgrade, sendRefusal } from "../../src/http/request-target.ts";
 import { rawExchange } from "../support/raw-http.ts";
+import { waitFor } from "../support/wait.ts";
 
 let server: Server;
 let port: number;
+/** What isClientGone said about the errors /gone's bodies ended with. */
+const gone: boolean[] = [];
 
 beforeAll(async () => {
   server = createServer({ connectionsCheckingInterval: 50 }, (req, res) => {
@@ -29,6 +33,10 @@ beforeAll(async () => {
     }
     const { pathname } = checked.value;
     if (pathname === "/early") return res.end("early");
+    if (pathname === "/gone") {
+      req.on("error", (error) => gone.push(isClientGone(error, req), isClientGone(new Error("bug"), req)));
+      return req.resume();
+    }
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
@@ -81,7 +89,7 @@ describe("clientError", () => {
   });
 
   it("sends the answers of earlier pipelined requests first, in order, then the 400", async () => {
-    const got = await rawExchange(port, [get("/slow") + get("/fast") + "BAD\r\n\r\n"]);
+    const got = await rawExchange(port, [`${get("/slow")}${get("/fast")}BAD\r\n\r\n`]);
     expect(statuses(got)).toEqual([200, 200, 400]);
     expect(bodies(got).slice(0, 2)).toEqual(["/slow", "/fast"]);
     expect(got.closed).toBe(true);
@@ -155,6 +163,14 @@ describe("clientError", () => {
   it("refuses a bad handshake in its turn too", async () => {
     const got = await rawExchange(port, [get("/slow") + handshake.replace("/graphql", "/elsewhere")]);
     expect(statuses(got)).toEqual([200, 404]);
+  });
+
+  it("tells a client that cut its body off from a handler's own error", async () => {
+    const cut = "POST /gone HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789";
+    // The client closes its connection after ten of the hundred bytes it announced.
+    void rawExchange(port, [cut], { endAfter: 0, deadlineMs: 1_000 });
+    await waitFor(() => gone.length === 2, { what: "the body to end in an error" });
+    expect(gone).toEqual([true, false]);
   });
 
   it("ends a reset socket without writing to it", () => {
