@@ -1,8 +1,9 @@
 import { spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { systemClock } from "../domain/clock.ts";
 import { newId } from "../domain/ids.ts";
+import { ReplicaOutput, type Schedule } from "../domain/log-lines.ts";
 import type { ReplicaSpec } from "./build.ts";
 import { freePort } from "./ports.ts";
 import { Replica } from "./replica.ts";
@@ -57,6 +58,12 @@ interface DeploymentEntry {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const unrefTimer: Schedule = (ms, fn) => {
+  const timer = setTimeout(fn, ms);
+  timer.unref();
+  return () => clearTimeout(timer);
+};
 
 /**
  * The embedded runtime: every replica is a child process on this machine, in
@@ -244,14 +251,21 @@ export class ProcessRuntime {
     });
     replica.child = child;
     replica.exited = new Promise((resolve) => child.once("close", () => resolve()));
+    // Lines are cut, rate-limited and cleaned as they are read (domain/log-lines.ts): a replica's output
+    // never costs more than one capped line per stream in memory, however it is written.
+    const output = new ReplicaOutput(
+      systemClock,
+      (stream, line) => this.observer.log(spec.deploymentId, replica.id, stream, line),
+      unrefTimer,
+    );
     for (const [stream, source] of [
       ["stdout", child.stdout],
       ["stderr", child.stderr],
     ] as const) {
-      createInterface({ input: source }).on("line", (line) =>
-        this.observer.log(spec.deploymentId, replica.id, stream, line),
-      );
+      source.on("data", (chunk: Buffer) => output.write(stream, chunk));
+      source.once("end", () => output.end(stream));
     }
+    child.once("close", () => output.close());
     let exitReason = "";
     child.once("error", (error) => {
       exitReason = `could not start: ${error.message}`;
