@@ -317,6 +317,9 @@ function readUpload(req: WithBody, res: ServerResponse, limits: BodyLimits): Pro
       "file",
       (name: string, stream: BusboyFileStream, filename: string, _enc: string, mime: string) => {
         sawFile = true;
+        // A body cut off mid-file errors the stream, maybe before the pipeline below listens (or when
+        // it never will): unhandled, that 'error' would end the process.
+        stream.on("error", () => {});
         if (settled || stopped) return void stream.resume();
         receiving.add(stream);
         stream.pause();
@@ -351,7 +354,10 @@ function readUpload(req: WithBody, res: ServerResponse, limits: BodyLimits): Pro
             receiving.delete(stream);
           }
         };
-        writes.push(write());
+        const written = write();
+        // Awaited by the parser's finish, which may never come (or come late): not an unhandled rejection.
+        written.catch(() => {});
+        writes.push(written);
       },
     );
 

@@ -169,6 +169,30 @@ async function goodClient(stop: { done: boolean }, problems: string[]): Promise<
 }
 
 describe("hostile input", () => {
+  it("answers an upload cut off inside its file with 400, and lives on", async () => {
+    // Found by the fuzz: the file stream's 'error' came before anything listened to it, and ended the process.
+    const boundary = "cut";
+    const body =
+      `--${boundary}\r\nContent-Disposition: form-data; name="operations"\r\n\r\n` +
+      `${JSON.stringify({ query: "mutation($input: PushDeploymentInput!) { pushDeployment(input: $input) { __typename } }", variables: { input: { modelName: "cut", source: null } } })}\r\n` +
+      `--${boundary}\r\nContent-Disposition: form-data; name="map"\r\n\r\n{"0":["variables.input.source"]}\r\n` +
+      `--${boundary}\r\nContent-Disposition: form-data; name="0"; filename="m.tgz"\r\n\r\n${"x".repeat(500)}`;
+    for (let i = 0; i < 20; i++) {
+      const got = await rawExchange(
+        port,
+        [
+          `POST /graphql HTTP/1.1\r\nHost: ${target.host}\r\nAuthorization: Bearer ${hangar.key}\r\n` +
+            `Content-Type: multipart/form-data; boundary=${boundary}\r\ngraphql-require-preflight: 1\r\n` +
+            `Content-Length: ${body.length}\r\n\r\n${body}`,
+        ],
+        { expect: 1 },
+      );
+      expect(got.responses.map((r) => r.status)).toEqual([400]);
+    }
+    expect((await fetch(`${hangar.url}/healthz`)).status).toBe(200);
+    expect(hangar.process.exitCode).toBeNull();
+  });
+
   it("survives thousands of malformed requests and frames with no 5xx, and good clients get correct answers", async () => {
     const rng = new Rng(SEED);
     // Generated up front from the seed alone, so a run repeats whatever the timing.

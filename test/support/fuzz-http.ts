@@ -508,6 +508,117 @@ function jsonCase(rng: Rng, t: FuzzTarget): HttpCase {
   return { kind: "bad json", parts: [serialize(message)], messages: 1 };
 }
 
+const PUSH = "mutation($input: PushDeploymentInput!) { pushDeployment(input: $input) { __typename } }";
+
+/** A part of a multipart body: its headers as sent, and its content. */
+type Part = [headers: string, content: string | Buffer];
+
+function field(name: string, value: string): Part {
+  return [`Content-Disposition: form-data; name="${name}"`, value];
+}
+
+function file(name: string, filename: string, content: Buffer): Part {
+  return [
+    `Content-Disposition: form-data; name="${name}"; filename="${filename}"\r\nContent-Type: application/gzip`,
+    content,
+  ];
+}
+
+/** Hostile uploads (the GraphQL multipart request spec): none is a valid archive, so nothing is created. */
+function multipartCase(rng: Rng, t: FuzzTarget): HttpCase {
+  const boundary = rng.pick(["xyz", "----fuzz", "a".repeat(70), "b c", "="]);
+  const operations = JSON.stringify({
+    query: PUSH,
+    variables: { input: { modelName: `fuzz${rng.int(100)}`, source: null } },
+  });
+  const map = '{"0":["variables.input.source"]}';
+  const garbage = rng.bytes(rng.range(0, 2000));
+  const gzipHead = Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0x00]), rng.bytes(rng.range(0, 500))]);
+  const shapes: (() => Part[])[] = [
+    () => [field("operations", operations), field("map", map), file("0", "model.tar.gz", garbage)],
+    () => [field("operations", operations), field("map", map), file("0", "model.tar.gz", gzipHead)],
+    () => [field("operations", "{not json"), field("map", map), file("0", "m.tgz", garbage)],
+    () => [
+      field("operations", operations),
+      field(
+        "map",
+        rng.pick([
+          "{bad",
+          "[]",
+          '{"0":1}',
+          '{"0":[1]}',
+          '{"0":["__proto__.x"]}',
+          '{"9":["variables.input.source"]}',
+        ]),
+      ),
+    ],
+    () => [field("operations", "null"), field("map", map), file("0", "m.tgz", garbage)],
+    () => [
+      field("operations", operations),
+      field("map", '{"0":["variables.input.modelName"]}'),
+      file("0", "m.tgz", garbage),
+    ],
+    () => [field("map", map), file("0", "m.tgz", garbage), field("operations", operations)],
+    () => [field("operations", operations), field("map", map), file("0", "../../../etc/passwd", garbage)],
+    () => [
+      field("operations", operations),
+      field("map", map),
+      ...Array.from({ length: 20 }, (_, i) => file(String(i), "x", garbage)),
+    ],
+    () => Array.from({ length: rng.range(60, 300) }, (_, i) => field(`f${i}`, "v")),
+    () => [
+      field("operations", operations),
+      ["Content-Disposition: form-data", "no name"],
+      ["X-Garbage", "\u0000"],
+    ],
+    () => [[`Content-Disposition: form-data; name="${"n".repeat(20_000)}"`, "v"]],
+    () =>
+      [field("operations", operations), field("map", map), file("0", "m.tgz", garbage)].slice(
+        0,
+        rng.range(0, 2),
+      ),
+  ];
+  let body = Buffer.concat([
+    ...rng
+      .pick(shapes)()
+      .map(([headers, content]) =>
+        Buffer.concat([
+          Buffer.from(`--${boundary}\r\n${headers}\r\n\r\n`, "latin1"),
+          Buffer.from(content),
+          Buffer.from("\r\n"),
+        ]),
+      ),
+    Buffer.from(rng.chance(0.8) ? `--${boundary}--\r\n` : ""),
+  ]);
+  if (rng.chance(0.2)) body = body.subarray(0, rng.int(body.length));
+  const type = rng.chance(0.85)
+    ? `multipart/form-data; boundary=${boundary}`
+    : rng.pick([
+        "multipart/form-data",
+        "multipart/form-data; boundary=other",
+        "multipart/mixed; boundary=xyz",
+      ]);
+  const headers: Header[] = [
+    ["Host", t.host],
+    ["Authorization", `Bearer ${rng.chance(0.9) ? t.key : "hk_wrong"}`],
+    ["Content-Type", type],
+  ];
+  if (rng.chance(0.9)) headers.push(["graphql-require-preflight", "1"]);
+  if (rng.chance(0.8))
+    headers.push(["Content-Length", String(rng.chance(0.9) ? body.length : rng.int(body.length * 2 + 1))]);
+  else headers.push(["Transfer-Encoding", "chunked"]);
+  const chunked = headers.some(([name]) => name === "Transfer-Encoding");
+  if (chunked)
+    body = Buffer.concat([
+      Buffer.from(`${body.length.toString(16)}\r\n`),
+      body,
+      Buffer.from("\r\n0\r\n\r\n"),
+    ]);
+  headers.push(["Connection", "close"]);
+  const message: Message = { method: "POST", target: "/graphql", version: "HTTP/1.1", headers, body };
+  return { kind: "multipart", parts: [serialize(message)], messages: 1 };
+}
+
 function truncatedCase(rng: Rng, t: FuzzTarget): HttpCase {
   const whole = serialize(rng.pick(goodRequests(t, rng)).message);
   const cut = whole.subarray(0, rng.int(whole.length));
@@ -588,6 +699,7 @@ export const HTTP_GENERATORS: Record<string, (rng: Rng, t: FuzzTarget) => HttpCa
   flood: floodCase,
   chunked: chunkedCase,
   json: jsonCase,
+  multipart: multipartCase,
   truncated: truncatedCase,
   garbage: (rng) => garbageCase(rng),
   mutated: mutatedCase,
