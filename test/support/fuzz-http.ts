@@ -619,6 +619,74 @@ function multipartCase(rng: Rng, t: FuzzTarget): HttpCase {
   return { kind: "multipart", parts: [serialize(message)], messages: 1 };
 }
 
+/** The browser's paths: the home page, sign-in (form, link) and sign-out, with hostile forms, cookies and origins. */
+function browserCase(rng: Rng, t: FuzzTarget): HttpCase {
+  const forms = [
+    `key=${encodeURIComponent(t.key)}`,
+    "key=hk_wrong",
+    "key=%ZZ%",
+    "key=",
+    "key=a&key=b&key=c",
+    `key=${"k".repeat(rng.range(1000, 200_000))}`,
+    "=&&&==&",
+    "\u00ff\u00fe\u0000",
+    "",
+  ];
+  const body = Buffer.from(rng.pick(forms), "latin1");
+  const headers: Header[] = [
+    ["Host", rng.chance(0.9) ? t.host : rng.pick(HOSTS(t))],
+    ["Accept", rng.pick(["text/html", "*/*", "application/json", ""])],
+    [
+      "Content-Type",
+      rng.pick(["application/x-www-form-urlencoded", "multipart/form-data", "text/plain", ""]),
+    ],
+  ];
+  if (rng.chance(0.6)) {
+    headers.push([
+      "Cookie",
+      rng.pick([
+        "a=b",
+        "hangar_session=%ZZ",
+        `${"c".repeat(300)}=${"v".repeat(3000)}`,
+        ";;;==;",
+        "x=\u00ff\u0080",
+        Array.from({ length: 300 }, (_, i) => `c${i}=v`).join("; "),
+      ]),
+    ]);
+  }
+  if (rng.chance(0.5)) {
+    headers.push([
+      "Origin",
+      rng.pick([`http://${t.host}`, "null", "http://evil.example", "garbage", "http://[", ""]),
+    ]);
+  }
+  if (rng.chance(0.2)) headers.push(["Referer", rng.pick(["http://evil.example/", "::", "%"])]);
+  headers.push(["Content-Length", String(body.length)], ["Connection", "close"]);
+  const message: Message = {
+    method: rng.pick(["GET", "POST", "POST", "PUT", "HEAD", "OPTIONS"]),
+    target: rng.pick([
+      "/",
+      "/sign-in",
+      "/sign-in",
+      "/sign-out",
+      `/sign-in/${rng.string(rng.range(0, 60), "abcXYZ019_-%")}`,
+      "/sign-in/",
+      "/sign-in/%ZZ",
+      "/sign-in?next=http://evil.example",
+      "/?x=%",
+    ]),
+    version: "HTTP/1.1",
+    headers,
+    body,
+  };
+  return {
+    kind: "browser",
+    parts: [serialize(message)],
+    messages: 1,
+    heads: message.method === "HEAD" ? 1 : 0,
+  };
+}
+
 function truncatedCase(rng: Rng, t: FuzzTarget): HttpCase {
   const whole = serialize(rng.pick(goodRequests(t, rng)).message);
   const cut = whole.subarray(0, rng.int(whole.length));
@@ -700,6 +768,7 @@ export const HTTP_GENERATORS: Record<string, (rng: Rng, t: FuzzTarget) => HttpCa
   chunked: chunkedCase,
   json: jsonCase,
   multipart: multipartCase,
+  browser: browserCase,
   truncated: truncatedCase,
   garbage: (rng) => garbageCase(rng),
   mutated: mutatedCase,
