@@ -46,6 +46,7 @@ import { resolveAdminKey } from "./services/bootstrap-key.ts";
 import type { ServiceContext } from "./services/context.ts";
 import { installationId } from "./services/installation.ts";
 import { LogWriter } from "./services/logs.ts";
+import { Retention } from "./services/retention.ts";
 import { createSignInLink } from "./services/sessions.ts";
 
 export interface RunningServer {
@@ -350,6 +351,15 @@ export async function startServer(
     await controller.start(runtime);
     await promotions.start();
     autoscaler.start();
+    // Old log lines, unreferenced artifacts and a killed process's leftovers go (services/retention.ts).
+    const retention = new Retention({
+      db,
+      artifacts: ctx.artifacts,
+      retentionDays: config.retentionDays,
+      clock: systemClock,
+      log,
+    });
+    retention.start();
     // Made last, so that its 15 minutes start when Hangar is ready.
     const signInLink = await createSignInLink(db.prisma, bootstrapKey.id);
     ready = true;
@@ -368,6 +378,7 @@ export async function startServer(
         sweep.stop();
         // Stop taking new work, let running requests finish, then stop replicas.
         autoscaler.stop();
+        await retention.stop();
         await wsServer.dispose();
         await promotions.stop();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
