@@ -43,6 +43,24 @@ const FLAGS: Array<{ flag: string; key: string; variable: string; help: string }
     help: "largest inference request body (default 10485760)",
   },
   {
+    flag: "--max-body-bytes <n>",
+    key: "maxBodyBytes",
+    variable: "HANGAR_MAX_BODY_BYTES",
+    help: "largest GraphQL body that is not an upload (default 1048576)",
+  },
+  {
+    flag: "--max-response-bytes <n>",
+    key: "maxResponseBytes",
+    variable: "HANGAR_MAX_RESPONSE_BYTES",
+    help: "largest answer the gateway relays from a replica (default 104857600)",
+  },
+  {
+    flag: "--retention-days <days>",
+    key: "retentionDays",
+    variable: "HANGAR_RETENTION_DAYS",
+    help: "days log lines and unreferenced artifacts are kept (default 30)",
+  },
+  {
     flag: "--ready-timeout <seconds>",
     key: "readyTimeout",
     variable: "HANGAR_READY_TIMEOUT",
