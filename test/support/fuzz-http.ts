@@ -92,6 +92,7 @@ function goodRequests(t: FuzzTarget, rng: Rng): Good[] {
       body: JSON.stringify({ echo: { fuzz: n } }),
     },
     { message: post(predictPath, Buffer.from("{not json"), [json, auth]), status: 400, body: "client_error" },
+    { message: post("/graphql", Buffer.from('{"query":'), [json, auth]), status: 400, body: "invalid JSON" },
     { message: { ...get("/graphql", [auth]), method: "PUT" }, status: 405, body: "method_not_allowed" },
     { message: get("//"), status: 400, body: "client_error" },
     { message: get("/graphql?query={a}&variables={bad", [auth]), status: 400, body: "BAD_REQUEST" },
