@@ -279,6 +279,10 @@ function readUpload(req: WithBody, res: ServerResponse, limits: BodyLimits): Pro
         return resolve(false);
       }
       req.body = operations;
+      // The stream's length says nothing about this body any more, and yoga would hold an upload's
+      // Content-Length against its own 25 MB cap (maxRequestBodySize).
+      delete req.headers["content-length"];
+      delete req.headers["transfer-encoding"];
       resolve(true);
     };
     /** Whatever is being written finishes, then yoga goes on with what was received. */

@@ -4,7 +4,7 @@
  * Requests go over raw sockets, so that a test controls exactly what has been sent when the answer comes.
  */
 import { randomBytes } from "node:crypto";
-import { readdir } from "node:fs/promises";
+import { readdir, writeFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -269,5 +269,25 @@ describe("uploads", () => {
     expect(answer.status).toBe(400);
     expect(JSON.parse(answer.body)).toMatchObject({ error_code: "client_error" });
     exchange.destroy();
+  });
+});
+
+describe("uploads with the default limits", () => {
+  let defaults: TestHangar;
+  beforeAll(async () => {
+    defaults = await startHangar();
+  });
+  afterAll(async () => {
+    await defaults?.dispose();
+  });
+
+  it("takes an upload over yoga's own 25 MB cap, within the 100 MB limit", async () => {
+    // Random weights do not compress: the archive is about 30 MB.
+    const dir = await modelFolder({ "model.mjs": "export default class M { predict() { return 1; } }" });
+    await writeFile(path.join(dir, "weights.bin"), randomBytes(30 * 1024 * 1024));
+    const archive = await pack(dir);
+    expect(archive.length).toBeGreaterThan(30_000_000);
+    const { body } = await push(defaults, { modelName: "heavy" }, archive);
+    expect(body.data?.pushDeployment).toMatchObject({ __typename: "Deployment", model: { name: "heavy" } });
   });
 });
