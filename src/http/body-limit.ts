@@ -14,8 +14,8 @@
  * a JSON body as its bytes, an upload as its `operations` with the files put where `map` says (the
  * GraphQL multipart request spec), so yoga reads it as a parsed JSON body. Yoga's own multipart parsing
  * would hold every file in memory, and its `maxRequestBodySize` (25 MB by default) would refuse uploads
- * the upload limit allows. The rest of a refused body is never read: the answer carries
- * `connection: close`, so the connection ends with it.
+ * the upload limit allows. The rest of a refused body is never read as a body: the answer is the
+ * connection's last (see lastAnswer).
  */
 import { createWriteStream } from "node:fs";
 import { type FileHandle, open, rm } from "node:fs/promises";
@@ -28,7 +28,7 @@ import { formatBytes, InvalidArchiveError } from "../services/artifacts.ts";
 export interface BodyLimits {
   /** A GraphQL body that is not an upload: the whole body, in bytes. */
   maxBodyBytes: number;
-  /** Each uploaded file, in bytes. */
+  /** The files of one upload together, in bytes. */
   maxUploadBytes: number;
   /** A fresh path to receive an uploaded file in; leftovers of a killed process must be swept. */
   spoolPath(): Promise<string>;
