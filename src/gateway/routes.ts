@@ -1,4 +1,5 @@
 import type { Database } from "../db/client.ts";
+import { isIdOf } from "../domain/ids.ts";
 import type { DeploymentStatus } from "../domain/status.ts";
 import type { ChangeBus } from "../events/bus.ts";
 
@@ -22,6 +23,28 @@ export interface ModelRoute {
   developmentDeploymentId: string | null;
   /** Live environments by name: their current deployment, if any, and a canary taking a share. */
   environments: Map<string, EnvironmentRoute>;
+}
+
+/**
+ * One load per key at a time, its result kept until an event drops it. A
+ * miss is not kept: requests for made-up IDs must not grow the cache.
+ */
+function cachedLoad<T>(cache: Map<string, Promise<T | null>>, id: string, load: () => Promise<T | null>) {
+  let cached = cache.get(id);
+  if (!cached) {
+    const loading = load();
+    cached = loading;
+    cache.set(id, loading);
+    loading.then(
+      (value) => {
+        if (value === null && cache.get(id) === loading) cache.delete(id);
+      },
+      () => {
+        if (cache.get(id) === loading) cache.delete(id);
+      },
+    );
+  }
+  return cached;
 }
 
 /**
@@ -49,23 +72,13 @@ export class RouteTable {
   }
 
   model(id: string): Promise<ModelRoute | null> {
-    let cached = this.models.get(id);
-    if (!cached) {
-      cached = this.loadModel(id);
-      this.models.set(id, cached);
-      cached.catch(() => this.models.delete(id));
-    }
-    return cached;
+    if (!isIdOf("Model", id)) return Promise.resolve(null);
+    return cachedLoad(this.models, id, () => this.loadModel(id));
   }
 
   deployment(id: string): Promise<DeploymentRoute | null> {
-    let cached = this.deployments.get(id);
-    if (!cached) {
-      cached = this.loadDeployment(id);
-      this.deployments.set(id, cached);
-      cached.catch(() => this.deployments.delete(id));
-    }
-    return cached;
+    if (!isIdOf("Deployment", id)) return Promise.resolve(null);
+    return cachedLoad(this.deployments, id, () => this.loadDeployment(id));
   }
 
   /** Forgets a model's routes so the next read sees the database. */

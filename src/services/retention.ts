@@ -36,6 +36,8 @@ export interface SweepResult {
   logLines: number;
   artifacts: number;
   leftovers: number;
+  /** Browser sessions and sign-in links that ended (or expired) a day ago or more. */
+  sessions: number;
 }
 
 export class Retention {
@@ -56,7 +58,7 @@ export class Retention {
     const run = () => {
       this.running = this.sweep().then(
         (result) => {
-          if (result.logLines + result.artifacts + result.leftovers > 0)
+          if (result.logLines + result.artifacts + result.leftovers + result.sessions > 0)
             this.opts.log.info(result, "retention sweep");
         },
         (error: unknown) =>
@@ -79,7 +81,21 @@ export class Retention {
     const leftovers = await this.opts.artifacts.sweep(this.leftoverAgeMs);
     const logLines = await this.sweepLogs(new Date(cutoff));
     const artifacts = await this.sweepArtifacts(cutoff);
-    return { logLines, artifacts, leftovers };
+    const sessions = await this.sweepSessions(new Date(this.opts.clock.now() - DAY_MS));
+    return { logLines, artifacts, leftovers, sessions };
+  }
+
+  /**
+   * Ended sessions and spent sign-in links are no use to anyone: they go a day
+   * after they stopped counting (kept that long to explain a sign-in problem).
+   */
+  private async sweepSessions(before: Date): Promise<number> {
+    const { prisma } = this.opts.db;
+    const sessions = await prisma.session.deleteMany({
+      where: { OR: [{ endedAt: { lt: before } }, { expiresAt: { lt: before } }] },
+    });
+    const links = await prisma.signInLink.deleteMany({ where: { expiresAt: { lt: before } } });
+    return sessions.count + links.count;
   }
 
   /**

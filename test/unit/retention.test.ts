@@ -175,3 +175,33 @@ describe("leftovers", () => {
     expect(await readdir(store.root)).toEqual([path.basename(fresh)]);
   });
 });
+
+describe("sessions", () => {
+  it("removes sessions and sign-in links a day after they stopped counting, and keeps live ones", async () => {
+    const keyId = newId("ApiKey");
+    await db.prisma.apiKey.create({
+      data: { id: keyId, name: "k", role: "VIEWER", secretHash: keyId, prefix: "hk_x" },
+    });
+    const session = (tag: string, expiresAt: Date, endedAt: Date | null) =>
+      db.prisma.session.create({
+        data: { id: newId("Session"), tokenHash: `${keyId}-${tag}`, apiKeyId: keyId, expiresAt, endedAt },
+      });
+    await session("live", ago(-DAY), null);
+    await session("ended-long-ago", ago(-DAY), ago(2 * DAY));
+    await session("ended-just-now", ago(-DAY), ago(1000));
+    await session("expired-long-ago", ago(2 * DAY), null);
+    await db.prisma.signInLink.create({
+      data: { id: newId("SignInLink"), tokenHash: `${keyId}-old`, apiKeyId: keyId, expiresAt: ago(2 * DAY) },
+    });
+    await db.prisma.signInLink.create({
+      data: { id: newId("SignInLink"), tokenHash: `${keyId}-new`, apiKeyId: keyId, expiresAt: ago(-DAY) },
+    });
+    expect((await retention().sweep()).sessions).toBe(3);
+    const left = await db.prisma.session.findMany({
+      where: { apiKeyId: keyId },
+      select: { tokenHash: true },
+    });
+    expect(left.map((s) => s.tokenHash).sort()).toEqual([`${keyId}-ended-just-now`, `${keyId}-live`]);
+    expect(await db.prisma.signInLink.count({ where: { apiKeyId: keyId } })).toBe(1);
+  });
+});
