@@ -84,6 +84,36 @@ const FLAGS: Array<{ flag: string; key: string; variable: string; help: string }
     variable: "HANGAR_AUTOSCALER_INTERVAL_MS",
     help: "how often the autoscaler evaluates every deployment (default 500)",
   },
+  {
+    flag: "--cors-origins <origins>",
+    key: "corsOrigins",
+    variable: "HANGAR_CORS_ORIGINS",
+    help: "comma-separated origins whose pages may call the API with a bearer key (default none)",
+  },
+  {
+    flag: "--graphql-max-depth <n>",
+    key: "graphqlMaxDepth",
+    variable: "HANGAR_GRAPHQL_MAX_DEPTH",
+    help: "deepest GraphQL selection, the root field counting 1 (default 12)",
+  },
+  {
+    flag: "--graphql-max-tokens <n>",
+    key: "graphqlMaxTokens",
+    variable: "HANGAR_GRAPHQL_MAX_TOKENS",
+    help: "most tokens in a GraphQL document (default 5000)",
+  },
+  {
+    flag: "--graphql-max-aliases <n>",
+    key: "graphqlMaxAliases",
+    variable: "HANGAR_GRAPHQL_MAX_ALIASES",
+    help: "most aliases in a GraphQL operation (default 50)",
+  },
+  {
+    flag: "--graphql-max-cost <n>",
+    key: "graphqlMaxCost",
+    variable: "HANGAR_GRAPHQL_MAX_COST",
+    help: "highest cost of a GraphQL operation (default 50000)",
+  },
 ];
 
 /** `hangar serve`: the server, with flags that override the environment's settings. */
