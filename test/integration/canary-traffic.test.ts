@@ -20,14 +20,18 @@ import {
 } from "../support/promotions.ts";
 import { waitFor } from "../support/wait.ts";
 
-/** A model answering its version after `delayMs`; `failEvery` > 0 makes every n-th request throw. */
-const MODEL = (version: number, opts: { delayMs?: number; failEvery?: number; crash?: boolean } = {}) => ({
+/** A model answering its version after `delayMs`; `failEvery` > 0 makes every n-th request after the `failAfter`-th throw. */
+const MODEL = (
+  version: number,
+  opts: { delayMs?: number; failEvery?: number; failAfter?: number; crash?: boolean } = {},
+) => ({
   "model.mjs": `let n = 0;
 export default class M {
   async predict() {
     n++;
     ${opts.crash ? "process.exit(3);" : ""}
-    if (${opts.failEvery ?? 0} > 0 && n % ${opts.failEvery ?? 0} === 0) throw new Error("candidate failure " + n);
+    if (${opts.failEvery ?? 0} > 0 && n > ${opts.failAfter ?? 0} && n % ${opts.failEvery ?? 0} === 0)
+      throw new Error("candidate failure " + n);
     await new Promise((r) => setTimeout(r, ${opts.delayMs ?? 2}));
     return { version: ${version} };
   }
@@ -212,14 +216,19 @@ describe("automatic rollback", () => {
   });
 
   it("lets a candidate through whose error rate stays under the threshold", async () => {
+    // A stage is judged on every answer it had, however few: a stage whose only answer was a
+    // failure would be 100%. Stages long enough, a client busy enough and the failures starting
+    // after a few successes keep every judged stage at several answers even on a loaded machine.
     const { path } = await liveModel("rollback-under", {
-      promotionSettings: { rampUpDurationSeconds: 3, errorRateThresholdPercent: 50 },
+      promotionSettings: { rampUpDurationSeconds: 6, errorRateThresholdPercent: 50 },
     });
-    const client = steadyClient(hangar, path, 2);
-    const flaky = await candidate("rollback-under", MODEL(2, { failEvery: 5 }));
+    const client = steadyClient(hangar, path, 4);
+    const flaky = await candidate("rollback-under", MODEL(2, { failEvery: 5, failAfter: 10 }));
     const promotion = await promoteTo(hangar, flaky, "live");
     expect((await finished(hangar, promotion.id)).status).toBe("SUCCEEDED");
     await client.stop();
+    // It did fail now and then (so the threshold was what let it through), and only it did.
+    expect(failures(client.answers).length).toBeGreaterThan(0);
     for (const answer of failures(client.answers)) expect(answer.deploymentId).toBe(flaky);
   });
 
