@@ -487,11 +487,16 @@ export class PromotionController {
     return moved ? "moved" : "waiting";
   }
 
-  /** RAMPING_DOWN: one stage back per step of (ramp time so far / stage); at zero, CANCELED. */
+  /**
+   * RAMPING_DOWN: one stage back per step, each step the ramp time spent when
+   * the cancel came over the stage it had reached (fixed by the cancel); at
+   * zero, CANCELED. So the way down takes as long as the way up had.
+   */
   private async rampDown(promotion: Promotion, durationS: number, now: number): Promise<"moved" | "waiting"> {
     const stage = promotion.canaryStage ?? 0;
     const startedAt = promotion.stageStartedAt?.getTime() ?? now;
-    const step = rampDownStepMs(stage, durationS, 0);
+    // Promotions that began ramping down before the step was stored: the stage's start over the stage.
+    const step = promotion.rampDownStepMs ?? rampDownStepMs(stage, durationS, 0);
     if (stage > 0 && now - startedAt < step) return "waiting";
     const moved = await this.locked(promotion.id, async (tx, current) => {
       if (current.status !== "RAMPING_DOWN" || current.canaryStage !== stage) return false;

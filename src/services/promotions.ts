@@ -1,5 +1,6 @@
 import type { Tx } from "../db/client.ts";
 import { parseAutoscaling } from "../domain/autoscaling.ts";
+import { rampDownStepMs } from "../domain/canary.ts";
 import { newId } from "../domain/ids.ts";
 import {
   endSteps,
@@ -35,6 +36,7 @@ export type PromotionChange = Partial<
     | "stageElapsedMs"
     | "pausedFrom"
     | "rollForward"
+    | "rampDownStepMs"
     | "errorMessage"
     | "finishedAt"
     | "activeEnvironmentId"
@@ -300,11 +302,23 @@ export async function cancelPromotion(
       promotion.status === "RAMPING_UP" ||
       (promotion.status === "PAUSED" && promotion.pausedFrom === "RAMPING_UP");
     if (graceful && ramping && promotion.percentTraffic > 0) {
-      // The controller steps the traffic back down, then ends it CANCELED.
+      // The controller steps the traffic back down over the ramp time spent so far, then ends it
+      // CANCELED: each of the steps takes that time over the stage reached, fixed now.
+      const now = Date.now();
+      const stage = promotion.canaryStage ?? 0;
+      const spent =
+        promotion.stageElapsedMs + (promotion.stageStartedAt ? now - promotion.stageStartedAt.getTime() : 0);
+      const durationS = parsePromotionSettings(promotion.settings).rampUpDurationSeconds;
       return recordPromotion(
         tx,
         promotion,
-        { status: "RAMPING_DOWN", pausedFrom: null, stageStartedAt: new Date(), stageElapsedMs: 0 },
+        {
+          status: "RAMPING_DOWN",
+          pausedFrom: null,
+          stageStartedAt: new Date(now),
+          stageElapsedMs: 0,
+          rampDownStepMs: Math.round(rampDownStepMs(stage, durationS, Math.max(0, spent))),
+        },
         "PROMOTION_STEP_CHANGED",
         "ramping down before cancelling",
       );

@@ -110,6 +110,40 @@ describe("canary ramp", () => {
   });
 });
 
+describe("graceful cancel", () => {
+  it("steps back down over the ramp time spent so far, stage by stage", async () => {
+    const { second, envId, first } = await setup("canary-ramp-down", 10);
+    const started = await promoteTo(hangar, second.id, "live");
+    await reachedStage(hangar, started.id, 4);
+    const canceled = await control(hangar, "cancelPromotion", envId, ", graceful: true");
+    expect(canceled.status).toBe("RAMPING_DOWN");
+    expect((await finished(hangar, started.id)).status).toBe("CANCELED");
+    // The server's own clock, from the events: ramp start, the cancel, the end.
+    const { model } = await gql(
+      hangar,
+      "query($id: ID!) { model(id: $id) { events(first: 500) { edges { node { type at message promotion { id } } } } } }",
+      { id: first.model.id },
+    );
+    const events = model.events.edges
+      .map(
+        (e: { node: { type: string; at: string; message: string; promotion: { id: string } | null } }) =>
+          e.node,
+      )
+      .filter((e: { promotion: { id: string } | null }) => e.promotion?.id === started.id);
+    const at = (match: (e: { type: string; message: string }) => boolean) =>
+      Date.parse(events.find(match)?.at ?? "");
+    const rampStart = at((e) => e.type === "CANARY_STAGE_CHANGED" && /stage 1\b/.test(e.message));
+    const cancel = at((e) => e.message.startsWith("ramping down before cancelling"));
+    const end = at((e) => e.type === "PROMOTION_FINISHED");
+    const rampedMs = cancel - rampStart;
+    const downMs = end - cancel;
+    expect(rampedMs).toBeGreaterThan(2_500);
+    // As long as the way up (each step waits for a controller tick, so a little longer, never shorter).
+    expect(downMs).toBeGreaterThanOrEqual(rampedMs * 0.9);
+    expect(downMs).toBeLessThan(rampedMs + 5_000);
+  }, 90_000);
+});
+
 describe("canary durability", () => {
   it("resumes a ramp killed mid-stage at that stage, not from the start and not ahead", async () => {
     const killed = await startHangar({
