@@ -10,7 +10,14 @@ import {
   tickRamp,
 } from "../domain/canary.ts";
 import { newId } from "../domain/ids.ts";
-import { isActive, type PromotionStatus, parseSteps, stepOf, withStep } from "../domain/promotion.ts";
+import {
+  isActive,
+  type PromotionStatus,
+  parseSteps,
+  progressDeadlinePassed,
+  stepOf,
+  withStep,
+} from "../domain/promotion.ts";
 import { parsePromotionSettings } from "../domain/promotion-settings.ts";
 import { type DeploymentStatus, RUNNING_STATUSES } from "../domain/status.ts";
 import type { Change } from "../events/bus.ts";
@@ -300,7 +307,6 @@ export class PromotionController {
       : null;
     if (!deployment) return false;
     const settings = parsePromotionSettings(promotion.settings);
-    const startedAt = Date.parse(stepOf(parseSteps(promotion.steps), "START_DEPLOYMENT").startedAt ?? "");
     if (deployment.status === "SCALED_TO_ZERO") {
       await this.waker.wake(deployment.id);
       return false;
@@ -308,7 +314,13 @@ export class PromotionController {
     const ready = deployment.status === "ACTIVE" || deployment.status === "UPDATING";
     const failure = BROKEN.has(deployment.status)
       ? `deployment '${deployment.name}' is ${deployment.status}`
-      : !ready && Date.now() - startedAt > settings.progressDeadlineSeconds * 1000
+      : !ready &&
+          progressDeadlinePassed(
+            parseSteps(promotion.steps),
+            promotion.startPausedMs,
+            Date.now(),
+            settings.progressDeadlineSeconds,
+          )
         ? `deployment '${deployment.name}' was not ready within ${settings.progressDeadlineSeconds} s (progress deadline)`
         : null;
     if (!ready && !failure) return false;

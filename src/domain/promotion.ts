@@ -94,3 +94,27 @@ export function endSteps(steps: Step[], outcome: "FAILED" | "SKIPPED", at: Date,
 export function runningStep(steps: Step[]): Step | undefined {
   return steps.find((s) => s.status === "RUNNING");
 }
+
+/**
+ * The progress deadline's clock (API.md section 6): it runs from the start of
+ * START_DEPLOYMENT, but not while the promotion is paused. A pause that ends
+ * now adds to the paused time the part of it that START_DEPLOYMENT was
+ * running for (a pause before the step began does not count).
+ */
+export function pausedDuringStart(steps: Step[], pausedAt: Date | null, now: number): number {
+  const start = stepOf(steps, "START_DEPLOYMENT");
+  if (start.status !== "RUNNING" || !start.startedAt || !pausedAt) return 0;
+  return Math.max(0, now - Math.max(pausedAt.getTime(), Date.parse(start.startedAt)));
+}
+
+/** Whether START_DEPLOYMENT has run longer than the deadline, paused time left out. */
+export function progressDeadlinePassed(
+  steps: Step[],
+  pausedMs: number,
+  now: number,
+  deadlineSeconds: number,
+): boolean {
+  const start = stepOf(steps, "START_DEPLOYMENT");
+  if (!start.startedAt) return false;
+  return now - Date.parse(start.startedAt) - pausedMs > deadlineSeconds * 1000;
+}

@@ -9,6 +9,7 @@ import {
   NOT_PROMOTABLE,
   type PromotionStatus,
   parseSteps,
+  pausedDuringStart,
   type Step,
   stepOf,
   withStep,
@@ -37,6 +38,8 @@ export type PromotionChange = Partial<
     | "pausedFrom"
     | "rollForward"
     | "rampDownStepMs"
+    | "pausedAt"
+    | "startPausedMs"
     | "errorMessage"
     | "finishedAt"
     | "activeEnvironmentId"
@@ -365,11 +368,24 @@ export async function pausePromotion(ctx: RequestContext, environmentId: string)
     return recordPromotion(
       tx,
       promotion,
-      { status: "PAUSED", pausedFrom: promotion.status, stageElapsedMs: elapsed, stageStartedAt: null },
+      {
+        status: "PAUSED",
+        pausedFrom: promotion.status,
+        pausedAt: new Date(now),
+        stageElapsedMs: elapsed,
+        stageStartedAt: null,
+      },
       "PROMOTION_STEP_CHANGED",
       "paused",
     );
   });
+}
+
+/** A pause ends: the progress deadline's clock gets back the time START_DEPLOYMENT spent paused. */
+function unpaused(promotion: Promotion, now: number): PromotionChange {
+  if (promotion.status !== "PAUSED") return {};
+  const paused = pausedDuringStart(parseSteps(promotion.steps), promotion.pausedAt, now);
+  return { pausedAt: null, startPausedMs: promotion.startPausedMs + paused };
 }
 
 export async function resumePromotion(ctx: RequestContext, environmentId: string): Promise<Promotion> {
@@ -385,6 +401,7 @@ export async function resumePromotion(ctx: RequestContext, environmentId: string
       {
         status: back,
         pausedFrom: null,
+        ...unpaused(promotion, Date.now()),
         // The stage goes on with the time it had left.
         stageStartedAt: back === "RAMPING_UP" ? new Date() : null,
       },
@@ -411,6 +428,7 @@ export async function forceRollForward(ctx: RequestContext, environmentId: strin
       {
         status: back,
         pausedFrom: null,
+        ...unpaused(promotion, Date.now()),
         rollForward: true,
         stageStartedAt: back === "RAMPING_UP" ? new Date() : promotion.stageStartedAt,
       },

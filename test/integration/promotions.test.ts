@@ -1,3 +1,5 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   gql,
@@ -11,7 +13,7 @@ import {
   wsClient,
 } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
-import { finished as waitForEnd } from "../support/promotions.ts";
+import { control, finished as waitForEnd } from "../support/promotions.ts";
 import { waitFor } from "../support/wait.ts";
 
 /** Answers with its version, the environment it was created for and its PID. */
@@ -332,6 +334,48 @@ describe("ending early", () => {
     expect(failed.status).toBe("FAILED");
     expect(failed.errorMessage).toContain("progress deadline");
     expect((await environmentOf(first.model.id, "qa")).currentDeployment).toBeNull();
+  });
+
+  it("does not count a pause during START_DEPLOYMENT against the progress deadline", async () => {
+    // The new deployment's load() waits for the test's word, so it is ready only when told.
+    let go = false;
+    const gate = createServer((_req, res) => res.writeHead(go ? 200 : 503).end());
+    await new Promise<void>((resolve) => gate.listen(0, "127.0.0.1", resolve));
+    const gateUrl = `http://127.0.0.1:${(gate.address() as AddressInfo).port}/`;
+    try {
+      const first = await pushFolder(hangar, "promo-paused-deadline", await modelFolder(MODEL(1)));
+      const envId = await createEnvironment(first.model.id, "qa", { progressDeadlineSeconds: 4 });
+      const gated = await pushFolder(
+        hangar,
+        "promo-paused-deadline",
+        await modelFolder(
+          MODEL(
+            2,
+            `while ((await fetch(${JSON.stringify(gateUrl)})).status !== 200) await new Promise((r) => setTimeout(r, 50));`,
+          ),
+        ),
+      );
+      const p = (await gql(hangar, PROMOTE, { input: { deploymentId: gated.id, environment: "qa" } }))
+        .promote;
+      await waitFor(
+        async () =>
+          (await promotion(p.id)).steps.find((s: { name: string }) => s.name === "START_DEPLOYMENT")
+            .status === "RUNNING",
+        { what: "START_DEPLOYMENT to run" },
+      );
+      const paused = await control(hangar, "pausePromotion", envId);
+      expect(paused.status).toBe("PAUSED");
+      // Paused for longer than the whole deadline: the time must pass, so this waits on purpose.
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+      expect((await control(hangar, "resumePromotion", envId)).status).toBe("RELEASING");
+      go = true;
+      const ended = await finished(p.id);
+      expect(ended.errorMessage).toBeNull();
+      expect(ended.status).toBe("SUCCEEDED");
+    } finally {
+      go = true;
+      gate.close();
+    }
   });
 
   it("cancels before ACTIVATE: CANCELED, the created deployment left scaled to zero, the environment unchanged", async () => {

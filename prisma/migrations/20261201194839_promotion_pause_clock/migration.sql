@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "Promotion" ADD COLUMN     "pausedAt" TIMESTAMPTZ(3),
+ADD COLUMN     "startPausedMs" INTEGER NOT NULL DEFAULT 0;
