@@ -1,6 +1,6 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import {
   gql,
   modelFolder,
@@ -43,6 +43,28 @@ beforeAll(async () => {
 afterAll(async () => {
   await hangar?.dispose();
 });
+
+/**
+ * A switch a model's load() waits on (over HTTP: a replica may open connections out), so that a
+ * deployment is ready exactly when a test says and not when the machine happens to get there.
+ */
+async function loadGate() {
+  let open = false;
+  const server = createServer((_req, res) => res.writeHead(open ? 200 : 503).end());
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  return {
+    /** The load() body that waits for the gate. */
+    load: `while ((await fetch(${JSON.stringify(url)})).status !== 200) await new Promise((r) => setTimeout(r, 50));`,
+    open: () => {
+      open = true;
+    },
+    close: () => {
+      open = true;
+      server.close();
+    },
+  };
+}
 
 async function promotion(id: string) {
   return (await gql(hangar, `query($id: ID!) { promotion(id: $id) { ${PROMOTION_FIELDS} } }`, { id }))
@@ -261,7 +283,11 @@ describe("promoting", () => {
     const first = await pushFolder(hangar, "promo-push", await modelFolder(MODEL(1)));
     const modelId = first.model.id;
     await createEnvironment(modelId, "staging");
-    const archive = await pack(await modelFolder(MODEL(2)));
+    // The pushed deployment is ready only once the second push has been refused: the promotion
+    // cannot have ended first, however fast or slow the machine.
+    const gate = await loadGate();
+    onTestFinished(() => gate.close());
+    const archive = await pack(await modelFolder(MODEL(2, gate.load)));
     const { body } = await push(
       hangar,
       { modelName: "promo-push", environment: "staging" } as never,
@@ -279,6 +305,7 @@ describe("promoting", () => {
     expect(again.body.data.pushDeployment).toMatchObject({ code: "PROMOTION_IN_PROGRESS" });
     const missing = await push(hangar, { modelName: "promo-push", environment: "nowhere" } as never, archive);
     expect(missing.body.data.pushDeployment).toMatchObject({ code: "NOT_FOUND", field: "environment" });
+    gate.open();
     const done = await finished(env.inProgressPromotion.id);
     expect(done.steps[0].status).toBe("SKIPPED");
     expect(done.deployment.id).toBe(pushed.id);
@@ -338,23 +365,11 @@ describe("ending early", () => {
 
   it("does not count a pause during START_DEPLOYMENT against the progress deadline", async () => {
     // The new deployment's load() waits for the test's word, so it is ready only when told.
-    let go = false;
-    const gate = createServer((_req, res) => res.writeHead(go ? 200 : 503).end());
-    await new Promise<void>((resolve) => gate.listen(0, "127.0.0.1", resolve));
-    const gateUrl = `http://127.0.0.1:${(gate.address() as AddressInfo).port}/`;
+    const gate = await loadGate();
     try {
       const first = await pushFolder(hangar, "promo-paused-deadline", await modelFolder(MODEL(1)));
       const envId = await createEnvironment(first.model.id, "qa", { progressDeadlineSeconds: 4 });
-      const gated = await pushFolder(
-        hangar,
-        "promo-paused-deadline",
-        await modelFolder(
-          MODEL(
-            2,
-            `while ((await fetch(${JSON.stringify(gateUrl)})).status !== 200) await new Promise((r) => setTimeout(r, 50));`,
-          ),
-        ),
-      );
+      const gated = await pushFolder(hangar, "promo-paused-deadline", await modelFolder(MODEL(2, gate.load)));
       const p = (await gql(hangar, PROMOTE, { input: { deploymentId: gated.id, environment: "qa" } }))
         .promote;
       await waitFor(
@@ -368,12 +383,11 @@ describe("ending early", () => {
       // Paused for longer than the whole deadline: the time must pass, so this waits on purpose.
       await new Promise((resolve) => setTimeout(resolve, 5_000));
       expect((await control(hangar, "resumePromotion", envId)).status).toBe("RELEASING");
-      go = true;
+      gate.open();
       const ended = await finished(p.id);
       expect(ended.errorMessage).toBeNull();
       expect(ended.status).toBe("SUCCEEDED");
     } finally {
-      go = true;
       gate.close();
     }
   });
