@@ -38,10 +38,10 @@ afterAll(async () => {
 const pathOf = (d: { id: string; model: { id: string } }) =>
   `/models/${d.model.id}/deployments/${d.id}/predict`;
 
-async function lines(deploymentId: string): Promise<{ stream: string; line: string }[]> {
+async function lines(deploymentId: string): Promise<{ at: string; stream: string; line: string }[]> {
   const data = await gql(
     hangar,
-    `query($id: ID!) { deployment(id: $id) { logs(last: 2000) { stream line } } }`,
+    `query($id: ID!) { deployment(id: $id) { logs(last: 2000) { at stream line } } }`,
     { id: deploymentId },
   );
   return data.deployment.logs;
@@ -86,14 +86,21 @@ describe("replica output", () => {
         const dropped = all
           .map((l) => /^\[(\d+) lines dropped\]$/.exec(l.line)?.[1])
           .reduce((sum, n) => sum + Number(n ?? 0), 0);
-        // The notice comes when the next second starts, output or not.
-        return kept + dropped === 1000 ? { kept, dropped, all } : null;
+        // The notice comes when the next second starts, output or not. The count may include a
+        // line of the model server's own that fell in the same second as the burst.
+        return kept + dropped >= 1000 ? { kept, dropped, all } : null;
       },
       { what: "the dropped-lines notice" },
     );
-    // 1000 lines within a second or two: at most 200 kept in each.
-    expect(counted.kept).toBeLessThanOrEqual(400);
-    expect(counted.dropped).toBeGreaterThanOrEqual(600);
+    // However many seconds a loaded machine spreads the burst over, no second keeps more than 200.
+    const perSecond = new Map<number, number>();
+    for (const l of counted.all.filter((l) => l.line.startsWith("burst "))) {
+      const second = Math.floor(Date.parse(l.at) / 1000);
+      perSecond.set(second, (perSecond.get(second) ?? 0) + 1);
+    }
+    expect(Math.max(...perSecond.values())).toBeLessThanOrEqual(200);
+    expect(counted.dropped).toBeGreaterThanOrEqual(1000 - 200 * perSecond.size);
+    expect(counted.dropped).toBeGreaterThan(0);
     const notices = counted.all.filter((l) => l.line.endsWith("lines dropped]"));
     expect(notices.every((l) => l.stream === "system")).toBe(true);
     // The first lines are the ones kept, in order.
