@@ -97,6 +97,11 @@ export function accessFingerprint(access: Access): string {
   return JSON.stringify([access.role, sorted(access.modelIds), sorted(access.environments)]);
 }
 
+/** The words of every refusal, so that GraphQL, the services and the gateway say it alike. */
+export function refusalMessage(access: Access, what: string): string {
+  return `the API key '${access.name}' (${access.role}) may not ${what}`;
+}
+
 /** Why a sign-in form refuses a key of this role (INFERENCE keys only call models). */
 export function maySignIn(access: Access): boolean {
   return access.role !== "INFERENCE";

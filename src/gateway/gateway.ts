@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
 import type { Config } from "../config.ts";
-import { type Access, type GatewayDecision, gatewayDecision } from "../domain/access.ts";
+import { type Access, type GatewayDecision, gatewayDecision, refusalMessage } from "../domain/access.ts";
 import { TrafficSplit } from "../domain/canary.ts";
 import { STARTING_STATUSES } from "../domain/status.ts";
 import type { ProcessRuntime } from "../runtime/process-runtime.ts";
@@ -101,11 +101,7 @@ function refusal(
     parsed.target.kind === "environment"
       ? `environment '${parsed.target.name}'`
       : `${parsed.target.kind} paths`;
-  return new GatewayError(
-    403,
-    "forbidden",
-    `the API key '${access.name}' (${access.role}) may not call ${path} of this model`,
-  );
+  return new GatewayError(403, "forbidden", refusalMessage(access, `call ${path} of this model`));
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, deploymentId?: string): void {

@@ -1,14 +1,12 @@
 import { API_KEY_ROLES } from "../domain/access.ts";
 import { isIdOf } from "../domain/ids.ts";
 import type { ApiKey } from "../generated/prisma/client.ts";
-import { createApiKey, revokeApiKey } from "../services/api-keys.ts";
+import { createApiKey, revokeApiKey, scopeList } from "../services/api-keys.ts";
 import { notFound } from "../services/errors.ts";
 import { builder, DEFAULT_PAGE, MAX_PAGE } from "./builder.ts";
 import { resultUnion, userErrors } from "./errors.ts";
 
 export const ApiKeyRoleEnum = builder.enumType("ApiKeyRole", { values: API_KEY_ROLES });
-
-const list = (value: unknown): string[] | null => (Array.isArray(value) ? value.map(String) : null);
 
 /** A key as the API shows it: never its secret, which only createApiKey's answer holds. */
 export const ApiKeyRef = builder.prismaNode("ApiKey", {
@@ -19,12 +17,12 @@ export const ApiKeyRef = builder.prismaNode("ApiKey", {
     modelIds: t.idList({
       nullable: true,
       description: "null: every model, including ones created later",
-      resolve: (key) => list(key.modelIds),
+      resolve: (key) => scopeList(key.modelIds),
     }),
     environments: t.stringList({
       nullable: true,
       description: "null: every environment; else only these names (restricted environments)",
-      resolve: (key) => list(key.environments),
+      resolve: (key) => scopeList(key.environments),
     }),
     prefix: t.exposeString("prefix", { description: "The first 8 characters of the secret" }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),

@@ -4,7 +4,7 @@ import PrismaPlugin from "@pothos/plugin-prisma";
 import RelayPlugin from "@pothos/plugin-relay";
 import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
 import { GraphQLError } from "graphql";
-import { type Access, allows } from "../domain/access.ts";
+import { type Access, allows, refusalMessage } from "../domain/access.ts";
 import { idKind } from "../domain/ids.ts";
 import type PrismaTypes from "../generated/pothos-types.ts";
 import { getDatamodel } from "../generated/pothos-types.ts";
@@ -52,9 +52,7 @@ export const builder = new SchemaBuilder<{
       manageKeys: allows(ctx.access, "manageKeys"),
     }),
     unauthorizedError: (_parent, ctx, info) =>
-      forbidden(
-        `the API key '${ctx.access.name}' (${ctx.access.role}) may not use ${info.parentType.name}.${info.fieldName}`,
-      ),
+      forbidden(refusalMessage(ctx.access, `use ${info.parentType.name}.${info.fieldName}`)),
   },
   defaultFieldNullability: false,
   prisma: {

@@ -15,7 +15,8 @@ export function secretHash(secret: string): string {
   return createHash("sha256").update(secret).digest("hex");
 }
 
-function list(value: unknown): string[] | null {
+/** A stored scope list (JSON): null means every model or environment. */
+export function scopeList(value: unknown): string[] | null {
   return Array.isArray(value) ? value.map(String) : null;
 }
 
@@ -24,8 +25,8 @@ export function accessOf(key: Pick<ApiKey, "id" | "name" | "role" | "modelIds" |
     keyId: key.id,
     name: key.name,
     role: key.role,
-    modelIds: list(key.modelIds),
-    environments: list(key.environments),
+    modelIds: scopeList(key.modelIds),
+    environments: scopeList(key.environments),
   };
 }
 

@@ -1,5 +1,11 @@
 import type { Tx } from "../db/client.ts";
-import { isUnrestricted, mayActInEnvironment, mayActOnDeployment, seesModel } from "../domain/access.ts";
+import {
+  isUnrestricted,
+  mayActInEnvironment,
+  mayActOnDeployment,
+  refusalMessage,
+  seesModel,
+} from "../domain/access.ts";
 import type { RequestContext } from "./context.ts";
 import type { UserError } from "./errors.ts";
 
@@ -15,9 +21,8 @@ export class Forbidden extends Error {
   }
 }
 
-function refuse(ctx: RequestContext, what: string): Forbidden {
-  const { name, role } = ctx.access;
-  return new Forbidden(`the API key '${name}' (${role}) may not ${what}`);
+export function refuse(ctx: RequestContext, what: string): Forbidden {
+  return new Forbidden(refusalMessage(ctx.access, what));
 }
 
 /** A model outside the key's scope does not exist for it: the same NOT_FOUND as a missing one. */

@@ -12,7 +12,7 @@ import { announce } from "../events/bus.ts";
 import { appendEvent } from "../events/log.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
 import { InvalidArchiveError, type StoredArtifact } from "./artifacts.ts";
-import { Forbidden, requireDeploymentActions, requireEnvironment, requireVisible } from "./authorize.ts";
+import { refuse, requireDeploymentActions, requireEnvironment, requireVisible } from "./authorize.ts";
 import { type RequestContext, type ServiceContext, transaction } from "./context.ts";
 import { isUniqueViolation, notFound, UserError } from "./errors.ts";
 import { checkModelName, insertModel } from "./models.ts";
@@ -111,12 +111,10 @@ async function checkPushAccess(ctx: RequestContext, input: PushInput): Promise<b
     select: { id: true },
   });
   if (access.modelIds !== null && !(model && access.modelIds.includes(model.id))) {
-    throw new Forbidden(
-      `the API key '${access.name}' (${access.role}) may not push to model '${input.modelName}'`,
-    );
+    throw refuse(ctx, `push to model '${input.modelName}'`);
   }
   if (!model) {
-    throw new Forbidden(`the API key '${access.name}' (${access.role}) may not create models`);
+    throw refuse(ctx, "create models");
   }
   return false;
 }
@@ -205,7 +203,7 @@ async function writePush(
   if (!model) {
     // Checked before the upload; the model may have been deleted since.
     if (!mayCreateModel) {
-      throw new Forbidden(`the API key '${ctx.access.name}' (${ctx.access.role}) may not create models`);
+      throw refuse(ctx, "create models");
     }
     model = await insertModel(tx, input.modelName);
   }
