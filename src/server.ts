@@ -14,7 +14,6 @@ import { systemClock } from "./domain/clock.ts";
 import { ChangeBus } from "./events/bus.ts";
 import { Gateway } from "./gateway/gateway.ts";
 import { RouteTable } from "./gateway/routes.ts";
-import { TrafficMeter } from "./gateway/traffic.ts";
 import type { GraphQLContext } from "./graphql/builder.ts";
 import { graphqlLimits } from "./graphql/limits.ts";
 import { errorMasking } from "./graphql/masking.ts";
@@ -39,15 +38,16 @@ import { BrowserSignIn, isSignInPath, redirect } from "./http/sign-in.ts";
 import { SocketSweep } from "./http/socket-sweep.ts";
 import type { Logger } from "./logger.ts";
 import { installMemoryProbe } from "./memory-probe.ts";
+import { TrafficMeter } from "./metrics/traffic.ts";
 import { DEFAULT_RUNTIME_OPTIONS, ProcessRuntime, type RuntimeOptions } from "./runtime/process-runtime.ts";
-import { registerBootstrapKey } from "./services/api-keys.ts";
-import { ArtifactStore } from "./services/artifacts.ts";
 import { resolveAdminKey } from "./services/bootstrap-key.ts";
 import type { ServiceContext } from "./services/context.ts";
 import { installationId } from "./services/installation.ts";
-import { LogWriter } from "./services/logs.ts";
 import { Retention } from "./services/retention.ts";
 import { createSignInLink } from "./services/sessions.ts";
+import { registerBootstrapKey } from "./store/api-keys.ts";
+import { ArtifactStore } from "./store/artifacts.ts";
+import { LogWriter } from "./store/logs.ts";
 
 export interface RunningServer {
   url: string;

@@ -13,7 +13,7 @@ import type { Prisma, PrismaClient } from "../../src/generated/prisma/client.ts"
 import type { GraphQLContext } from "../../src/graphql/builder.ts";
 import { schema } from "../../src/graphql/schema.ts";
 import type { RequestContext } from "../../src/services/context.ts";
-import { insertModel } from "../../src/services/models.ts";
+import { insertModel } from "../../src/store/models.ts";
 
 export const DASHBOARD_QUERY = `query Dashboard { models(first: 100) { edges { node { id name environments { id name isProduction
   currentDeployment { id name status activeReplicaCount }

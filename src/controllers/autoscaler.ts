@@ -1,14 +1,12 @@
 import { decideReplicas } from "../domain/autoscaler.ts";
 import { type AutoscalingSettings, effectiveAutoscaling } from "../domain/autoscaling.ts";
 import type { Clock } from "../domain/clock.ts";
-import type { DeploymentStatus } from "../domain/status.ts";
-import type { TrafficMeter } from "../gateway/traffic.ts";
+import { type DeploymentStatus, READY_STATUSES } from "../domain/status.ts";
+import type { TrafficMeter } from "../metrics/traffic.ts";
 import type { ProcessRuntime } from "../runtime/process-runtime.ts";
 import type { ServiceContext } from "../services/context.ts";
 import type { DeploymentController } from "./deployments.ts";
 
-/** Statuses in which replicas may be added or removed. */
-const SCALABLE: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>(["ACTIVE", "UPDATING"]);
 /** Still starting: only scaling up makes sense (requests are piling up while the first replica loads). */
 const STARTING: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
   "DEPLOYING",
@@ -64,7 +62,7 @@ export class Autoscaler {
   }
 
   private async evaluate(id: string, status: DeploymentStatus, settings: AutoscalingSettings): Promise<void> {
-    if (!SCALABLE.has(status) && !STARTING.has(status)) return;
+    if (!READY_STATUSES.has(status) && !STARTING.has(status)) return;
     const window = this.traffic.get(id);
     const now = this.clock.now();
     const current = this.runtime.count(id);
@@ -80,7 +78,7 @@ export class Autoscaler {
     });
     this.lowSince.set(id, decision.lowSince);
     if (decision.desired === current) return;
-    if (decision.desired < current && !SCALABLE.has(status)) return;
+    if (decision.desired < current && !READY_STATUSES.has(status)) return;
     const reason =
       decision.desired === 0
         ? `no traffic for ${settings.scaleDownDelay} s`

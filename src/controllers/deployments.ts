@@ -1,25 +1,19 @@
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { baselineReplicas, effectiveAutoscaling } from "../domain/autoscaling.ts";
-import { type DeploymentStatus, HALTED_STATUSES, RUNNING_STATUSES } from "../domain/status.ts";
+import { type DeploymentStatus, RUNNING_STATUSES, STOPPED_STATUSES } from "../domain/status.ts";
 import type { Change } from "../events/bus.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
 import { buildSpec, type ReplicaSpec } from "../runtime/build.ts";
 import type { ProcessRuntime, RuntimeObserver } from "../runtime/process-runtime.ts";
 import type { Replica } from "../runtime/replica.ts";
-import { modelRoot } from "../services/artifacts.ts";
 import type { ServiceContext } from "../services/context.ts";
-import { announceReplicas, transition } from "../services/deployments.ts";
+import { modelRoot } from "../store/artifacts.ts";
+import { announceReplicas, transition } from "../store/deployments.ts";
 import { claimable, leasedTo, RELEASED } from "./leases.ts";
 import { KeyedSerializer } from "./serial.ts";
 
 const TICK_MS = 5_000;
-
-/** Statuses in which a deployment's replicas must be stopped. */
-const STOPPED_STATUSES: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
-  ...HALTED_STATUSES,
-  "DELETED",
-]);
 
 const STARTING_FROM: DeploymentStatus[] = ["DEPLOYING", "LOADING_MODEL", "WAKING_UP", "UPDATING"];
 
@@ -109,7 +103,7 @@ export class DeploymentController implements RuntimeObserver {
       this.specs.delete(id);
       this.desired.delete(id);
       if (deployment.status === "DEACTIVATING") {
-        await transition(this.ctx, id, ["DEACTIVATING"], "INACTIVE", "replicas stopped");
+        await transition(this.ctx.db.prisma, id, ["DEACTIVATING"], "INACTIVE", "replicas stopped");
       }
       if (deployment.leaseOwner === this.owner) {
         await prisma.deployment.updateMany({
@@ -131,7 +125,7 @@ export class DeploymentController implements RuntimeObserver {
       // A fresh start (new, activated, woken, or Hangar restarted): the autoscaler starts over.
       this.desired.delete(id);
       if (deployment.status === "ACTIVE" || deployment.status === "UPDATING") {
-        await transition(this.ctx, id, ["ACTIVE", "UPDATING"], "DEPLOYING", "starting replicas");
+        await transition(this.ctx.db.prisma, id, ["ACTIVE", "UPDATING"], "DEPLOYING", "starting replicas");
       }
     }
     const settings = effectiveAutoscaling(deployment);
@@ -149,7 +143,7 @@ export class DeploymentController implements RuntimeObserver {
   async scaleTo(id: string, replicas: number, reason: string): Promise<void> {
     if (replicas === 0) {
       // The status moves first: from then on a request wakes it rather than waiting for a replica.
-      if (!(await transition(this.ctx, id, ["ACTIVE"], "SCALED_TO_ZERO", reason))) return;
+      if (!(await transition(this.ctx.db.prisma, id, ["ACTIVE"], "SCALED_TO_ZERO", reason))) return;
       this.desired.set(id, 0);
     } else {
       this.desired.set(id, replicas);
@@ -222,7 +216,7 @@ export class DeploymentController implements RuntimeObserver {
   /** Starts a scaled-to-zero deployment (a request arrived, or /wake). Idempotent. */
   async wake(id: string): Promise<void> {
     this.startLocally(id);
-    if (await transition(this.ctx, id, ["SCALED_TO_ZERO"], "WAKING_UP", "woken by a request")) {
+    if (await transition(this.ctx.db.prisma, id, ["SCALED_TO_ZERO"], "WAKING_UP", "woken by a request")) {
       this.desired.delete(id);
       await this.reconcile(id);
     }
@@ -261,13 +255,13 @@ export class DeploymentController implements RuntimeObserver {
     if ("error" in result) {
       logBuild(`build failed: ${result.error}`);
       await this.ctx.logs.flush();
-      await transition(this.ctx, id, ["BUILDING"], "BUILD_FAILED", result.error);
+      await transition(this.ctx.db.prisma, id, ["BUILDING"], "BUILD_FAILED", result.error);
       return undefined;
     }
     this.specs.set(id, result.spec);
     if (deployment.status === "BUILDING") {
       logBuild("build succeeded");
-      await transition(this.ctx, id, ["BUILDING"], "DEPLOYING", "build succeeded");
+      await transition(this.ctx.db.prisma, id, ["BUILDING"], "DEPLOYING", "build succeeded");
     }
     return result.spec;
   }
@@ -358,7 +352,7 @@ export class DeploymentController implements RuntimeObserver {
           },
         });
         await transition(
-          this.ctx,
+          this.ctx.db.prisma,
           replica.deploymentId,
           ["DEPLOYING"],
           "LOADING_MODEL",
@@ -392,7 +386,13 @@ export class DeploymentController implements RuntimeObserver {
           state: "READY",
           readyAt: new Date(replica.readyAt ?? Date.now()),
         });
-        await transition(this.ctx, replica.deploymentId, STARTING_FROM, "ACTIVE", "a replica is ready");
+        await transition(
+          this.ctx.db.prisma,
+          replica.deploymentId,
+          STARTING_FROM,
+          "ACTIVE",
+          "a replica is ready",
+        );
       },
       this.onError,
     );
@@ -414,7 +414,7 @@ export class DeploymentController implements RuntimeObserver {
         if (!this.stopping && this.runtime.has(replica.deploymentId)) {
           if (this.runtime.ready(replica.deploymentId).length === 0) {
             await transition(
-              this.ctx,
+              this.ctx.db.prisma,
               replica.deploymentId,
               ["ACTIVE"],
               "DEPLOYING",
@@ -432,7 +432,7 @@ export class DeploymentController implements RuntimeObserver {
       deploymentId,
       async () => {
         await this.ctx.logs.flush();
-        await transition(this.ctx, deploymentId, [...RUNNING_STATUSES], status, reason);
+        await transition(this.ctx.db.prisma, deploymentId, [...RUNNING_STATUSES], status, reason);
       },
       this.onError,
     );

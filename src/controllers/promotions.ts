@@ -1,4 +1,4 @@
-import { DEFAULT_AUTOSCALING, parseAutoscaling } from "../domain/autoscaling.ts";
+import { parseAutoscaling } from "../domain/autoscaling.ts";
 import {
   CANARY_STAGES,
   errorRateBreached,
@@ -9,7 +9,6 @@ import {
   stagePercent,
   tickRamp,
 } from "../domain/canary.ts";
-import { newId } from "../domain/ids.ts";
 import {
   isActive,
   type PromotionStatus,
@@ -19,34 +18,23 @@ import {
   withStep,
 } from "../domain/promotion.ts";
 import { parsePromotionSettings } from "../domain/promotion-settings.ts";
-import { type DeploymentStatus, RUNNING_STATUSES } from "../domain/status.ts";
+import { BROKEN_STATUSES, READY_STATUSES, RUNNING_STATUSES } from "../domain/status.ts";
 import type { Change } from "../events/bus.ts";
 import { appendEvent } from "../events/log.ts";
 import { failpoint } from "../failpoints.ts";
-import type { AnswerCounts } from "../gateway/traffic.ts";
 import { Prisma, type Promotion } from "../generated/prisma/client.ts";
+import type { AnswerCounts } from "../metrics/traffic.ts";
 import type { ServiceContext } from "../services/context.ts";
-import { nextDeploymentName, setStatus } from "../services/deployments.ts";
+import { insertDeployment, nextDeploymentName, setStatus, writeAutoscaling } from "../store/deployments.ts";
 import {
   endPromotion,
   lockPromotion,
   promotionAutoscalingFor,
   recordPromotion,
   servesElsewhere,
-} from "../services/promotions.ts";
+} from "../store/promotions.ts";
 import { claimable, leasedTo, RELEASED } from "./leases.ts";
 import { KeyedSerializer } from "./serial.ts";
-
-/** Statuses of the promoted deployment that end START_DEPLOYMENT in failure. */
-const BROKEN: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
-  "BUILD_FAILED",
-  "DEPLOY_FAILED",
-  "UNHEALTHY",
-  "FAILED",
-  "INACTIVE",
-  "DEACTIVATING",
-  "DELETED",
-]);
 
 /** What the gateway counted of a deployment's answers (the canary's error rate). */
 export interface AnswerSource {
@@ -240,23 +228,12 @@ export class PromotionController {
       }
       // The copy and the step's result commit together: a crash cannot leave a copy without its promotion knowing.
       const name = await nextDeploymentName(tx, source.modelId);
-      const copy = await tx.deployment.create({
-        data: {
-          id: newId("Deployment"),
-          modelId: source.modelId,
-          name,
-          liveName: name,
-          kind: "PUBLISHED",
-          status: "BUILDING",
-          artifactHash: source.artifactHash,
-          environmentName: environment.name,
-          autoscaling: { ...DEFAULT_AUTOSCALING },
-        },
-      });
-      await appendEvent(tx, {
+      const copy = await insertDeployment(tx, {
         modelId: source.modelId,
-        type: "DEPLOYMENT_CREATED",
-        deploymentId: copy.id,
+        name,
+        kind: "PUBLISHED",
+        artifactHash: source.artifactHash,
+        environmentName: environment.name,
         promotionId: promotion.id,
         message: `deployment '${name}' created from '${source.name}' for '${environment.name}' (${why})`,
       });
@@ -311,8 +288,8 @@ export class PromotionController {
       await this.waker.wake(deployment.id);
       return false;
     }
-    const ready = deployment.status === "ACTIVE" || deployment.status === "UPDATING";
-    const failure = BROKEN.has(deployment.status)
+    const ready = READY_STATUSES.has(deployment.status);
+    const failure = BROKEN_STATUSES.has(deployment.status)
       ? `deployment '${deployment.name}' is ${deployment.status}`
       : !ready &&
           progressDeadlinePassed(
@@ -365,7 +342,7 @@ export class PromotionController {
     if (!deployment) return "waiting";
     const settings = parsePromotionSettings(promotion.settings);
     const now = Date.now();
-    if (BROKEN.has(deployment.status)) {
+    if (BROKEN_STATUSES.has(deployment.status)) {
       const moved = await this.locked(promotion.id, async (tx, current) => {
         await endPromotion(
           tx,
@@ -562,12 +539,13 @@ export class PromotionController {
       const own = parseAutoscaling(deployment.promotionAutoscaling ?? deployment.autoscaling);
       await tx.deployment.update({
         where: { id: deployment.id },
-        data: { autoscaling: { ...own }, promotionAutoscaling: Prisma.DbNull },
+        data: { promotionAutoscaling: Prisma.DbNull },
       });
       await tx.environment.update({
         where: { id: environment.id },
-        data: { currentDeploymentId: deployment.id, autoscaling: { ...own } },
+        data: { currentDeploymentId: deployment.id },
       });
+      await writeAutoscaling(tx, deployment.id, own);
       await appendEvent(tx, {
         modelId: environment.modelId,
         type: "ENVIRONMENT_UPDATED",

@@ -1,4 +1,5 @@
 /** Name rules of API.md section 6. */
+import { UserError } from "./errors.ts";
 export const MODEL_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 export const ENVIRONMENT_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 export const DEPLOYMENT_NAME = /^[0-9A-Za-z_.-]{1,63}$/;
@@ -24,4 +25,10 @@ const RULES: Record<NameKind, { pattern: RegExp; describe: string }> = {
 export function nameProblem(kind: NameKind, name: string): string | null {
   const rule = RULES[kind];
   return rule.pattern.test(name) ? null : `invalid ${kind} name '${name}': ${rule.describe}`;
+}
+
+/** Refuses a bad model name with INVALID_INPUT on `field`. */
+export function checkModelName(name: string, field = "name"): void {
+  const problem = nameProblem("model", name);
+  if (problem) throw new UserError("INVALID_INPUT", problem, field);
 }

@@ -10,14 +10,8 @@
  *   model is served by its own `server.command` (in either version), which cannot swap code in place.
  * - "code": anything else; Hangar's JavaScript model server loads it in the same process.
  *
- * A pure decision: it reads the two folders and nothing else.
+ * A pure decision on what store/folder-diff.ts found comparing the two folders.
  */
-import { createHash } from "node:crypto";
-import { createReadStream, readFile as readFileWithCallback } from "node:fs";
-import { lstat, readdir, readFile, readlink } from "node:fs/promises";
-import path from "node:path";
-import { promisify } from "node:util";
-
 export type PatchKind = "identical" | "code" | "full";
 
 export interface PatchPlan {
@@ -45,20 +39,32 @@ export const DEPENDENCY_FILES: ReadonlySet<string> = new Set([
 
 export const OWN_COMMAND_REASON = "models served by their own command restart to pick up changes";
 
-const MANIFEST = "hangar.json";
 /** hangar.json keys whose change needs a full deploy; the others (name, config, ...) are code. */
 const FULL_DEPLOY_KEYS = ["server", "env"] as const;
-/** Files read or hashed at once: enough to overlap I/O, few enough to stay far from fd limits. */
-const CONCURRENCY = 16;
 const MAX_LISTED_CHANGES = 20;
 
-type Entry =
+export type Entry =
   | { type: "file"; size: number }
   | { type: "symlink"; target: string }
   | { type: "directory" }
   | { type: "other" };
 
-type Change = "added" | "removed" | "changed";
+export type Change = "added" | "removed" | "changed";
+
+/** What a comparison of the running folder with the new one found (store/folder-diff.ts). */
+export interface FolderDiff {
+  oldTree: ReadonlyMap<string, Entry>;
+  newTree: ReadonlyMap<string, Entry>;
+  /** Every path added, removed or changed (contents compared by sha256). */
+  changes: ReadonlyMap<string, Change>;
+  /** hangar.json's text in each folder: null when absent, "not a file" when it is a directory or link. */
+  oldManifest: ManifestSource;
+  newManifest: ManifestSource;
+}
+
+export type ManifestSource = { text: string } | null | "not a file";
+
+export const MANIFEST = "hangar.json";
 
 /** hangar.json as the build sees it: absent (same as {}), a JSON object, or invalid. */
 type Manifest =
@@ -66,49 +72,16 @@ type Manifest =
   | { state: "valid"; value: Record<string, unknown> }
   | { state: "invalid"; problem: "not valid JSON" | "not a JSON object" | "not a file" };
 
-export async function planPatch(oldDir: string, newDir: string): Promise<PatchPlan> {
-  const oldRoot = path.resolve(oldDir);
-  const newRoot = path.resolve(newDir);
-  const limit = limiter(CONCURRENCY);
-  const [oldTree, newTree] = await Promise.all([listTree(oldRoot, limit), listTree(newRoot, limit)]);
-  if (oldRoot === newRoot) return { kind: "identical", reasons: [] };
-
-  const changes = new Map<string, Change>();
-  const sameSizeFiles: [rel: string, size: number][] = [];
-  for (const [rel, before] of oldTree) {
-    const after = newTree.get(rel);
-    if (after === undefined) changes.set(rel, "removed");
-    else if (before.type !== after.type) changes.set(rel, "changed");
-    else if (before.type === "symlink" && after.type === "symlink") {
-      if (before.target !== after.target) changes.set(rel, "changed");
-    } else if (before.type === "file" && after.type === "file") {
-      if (before.size !== after.size) changes.set(rel, "changed");
-      else sameSizeFiles.push([rel, before.size]);
-    } else if (before.type === "other") {
-      // Sockets, FIFOs, devices: nothing to compare them by, so never the same.
-      changes.set(rel, "changed");
-    }
-  }
-  for (const rel of newTree.keys()) if (!oldTree.has(rel)) changes.set(rel, "added");
-  await Promise.all(
-    sameSizeFiles.map(async ([rel, size]) => {
-      const [a, b] = await Promise.all([
-        limit(() => hashFile(path.join(oldRoot, rel), size)),
-        limit(() => hashFile(path.join(newRoot, rel), size)),
-      ]);
-      if (a !== b) changes.set(rel, "changed");
-    }),
-  );
+export function planPatch(diff: FolderDiff): PatchPlan {
+  const { changes, oldTree, newTree } = diff;
   if (changes.size === 0) return { kind: "identical", reasons: [] };
 
   const sorted = [...changes.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const fullReasons: string[] = [];
   const codeReasons: string[] = [];
 
-  const [oldManifest, newManifest] = await Promise.all([
-    readManifest(oldRoot, oldTree.get(MANIFEST)),
-    readManifest(newRoot, newTree.get(MANIFEST)),
-  ]);
+  const oldManifest = parseManifest(diff.oldManifest);
+  const newManifest = parseManifest(diff.newManifest);
   if (usesOwnCommand(oldManifest) || usesOwnCommand(newManifest)) fullReasons.push(OWN_COMMAND_REASON);
   if (changes.has(MANIFEST)) {
     const verdict = compareManifests(oldManifest, newManifest);
@@ -195,14 +168,13 @@ function usesOwnCommand(manifest: Manifest): boolean {
   return isObject(server) && server.command !== undefined;
 }
 
-async function readManifest(root: string, entry: Entry | undefined): Promise<Manifest> {
-  if (entry === undefined) return { state: "absent" };
+function parseManifest(source: ManifestSource): Manifest {
+  if (source === null) return { state: "absent" };
   // A directory or a link named hangar.json is not a manifest the build can read as one.
-  if (entry.type !== "file") return { state: "invalid", problem: "not a file" };
-  const text = await readFile(path.join(root, MANIFEST), "utf8");
+  if (source === "not a file") return { state: "invalid", problem: "not a file" };
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = JSON.parse(source.text);
   } catch {
     return { state: "invalid", problem: "not valid JSON" };
   }
@@ -226,77 +198,4 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
     return keys.every((key) => Object.hasOwn(b, key) && jsonEqual(a[key], b[key]));
   }
   return false;
-}
-
-/** Every entry under `root` by its relative path with `/` separators; links are not followed. */
-async function listTree(root: string, limit: Limiter): Promise<Map<string, Entry>> {
-  const rootStat = await lstat(root);
-  if (!rootStat.isDirectory()) throw new Error(`not a directory: ${root}`);
-  const tree = new Map<string, Entry>();
-  const walk = async (rel: string): Promise<void> => {
-    const dirents = await limit(() => readdir(path.join(root, rel), { withFileTypes: true }));
-    await Promise.all(
-      dirents.map(async (dirent) => {
-        const childRel = rel === "" ? dirent.name : `${rel}/${dirent.name}`;
-        const full = path.join(root, childRel);
-        if (dirent.isDirectory()) {
-          tree.set(childRel, { type: "directory" });
-          await walk(childRel);
-        } else if (dirent.isSymbolicLink()) {
-          tree.set(childRel, { type: "symlink", target: await limit(() => readlink(full)) });
-        } else if (dirent.isFile()) {
-          tree.set(childRel, { type: "file", size: (await limit(() => lstat(full))).size });
-        } else {
-          tree.set(childRel, { type: "other" });
-        }
-      }),
-    );
-  };
-  await walk("");
-  return tree;
-}
-
-/** Files up to this size are read in one call; bigger ones (weights) are streamed through the hash. */
-const READ_WHOLE_MAX_BYTES = 1024 * 1024;
-/**
- * The callback readFile reads a small file in one go; fs/promises' readFile reads in chunks and is
- * about three times slower per file on Node 20, which shows with thousands of small files.
- */
-const readWholeFile = promisify(readFileWithCallback);
-
-async function hashFile(file: string, size: number): Promise<string> {
-  if (size <= READ_WHOLE_MAX_BYTES)
-    return createHash("sha256")
-      .update(await readWholeFile(file))
-      .digest("hex");
-  return new Promise((resolve, reject) => {
-    const hash = createHash("sha256");
-    createReadStream(file)
-      .on("error", reject)
-      .on("data", (chunk) => hash.update(chunk))
-      .on("end", () => resolve(hash.digest("hex")));
-  });
-}
-
-type Limiter = <T>(task: () => Promise<T>) => Promise<T>;
-
-/** Runs at most `max` tasks at once, the others in the order they were queued. */
-function limiter(max: number): Limiter {
-  let running = 0;
-  const waiting: (() => void)[] = [];
-  // A finishing task hands its slot straight to the next one waiting, so `running` never exceeds max.
-  const next = () => {
-    const wake = waiting.shift();
-    if (wake) wake();
-    else running--;
-  };
-  return async <T>(task: () => Promise<T>): Promise<T> => {
-    if (running >= max) await new Promise<void>((resolve) => waiting.push(resolve));
-    else running++;
-    try {
-      return await task();
-    } finally {
-      next();
-    }
-  };
 }

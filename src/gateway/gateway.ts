@@ -4,10 +4,10 @@ import type { Config } from "../config.ts";
 import { type Access, type GatewayDecision, gatewayDecision, refusalMessage } from "../domain/access.ts";
 import { TrafficSplit } from "../domain/canary.ts";
 import { STARTING_STATUSES } from "../domain/status.ts";
+import type { TrafficMeter } from "../metrics/traffic.ts";
 import type { ProcessRuntime } from "../runtime/process-runtime.ts";
 import type { Replica } from "../runtime/replica.ts";
 import type { RouteTable } from "./routes.ts";
-import type { TrafficMeter } from "./traffic.ts";
 
 const DEPLOYMENT_HEADER = "x-hangar-deployment-id";
 

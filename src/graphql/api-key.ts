@@ -1,8 +1,9 @@
 import { API_KEY_ROLES } from "../domain/access.ts";
+import { notFound } from "../domain/errors.ts";
 import { isIdOf } from "../domain/ids.ts";
 import type { ApiKey } from "../generated/prisma/client.ts";
-import { createApiKey, revokeApiKey, scopeList } from "../services/api-keys.ts";
-import { notFound } from "../services/errors.ts";
+import { createApiKey, revokeApiKey } from "../services/api-keys.ts";
+import { scopeList } from "../store/api-keys.ts";
 import { builder, DEFAULT_PAGE, MAX_PAGE } from "./builder.ts";
 import { resultUnion, userErrors } from "./errors.ts";
 

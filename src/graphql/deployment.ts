@@ -1,5 +1,6 @@
 import { GraphQLError } from "graphql";
 import { parseAutoscaling } from "../domain/autoscaling.ts";
+import { notFound } from "../domain/errors.ts";
 import { isIdOf } from "../domain/ids.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
 import { DeploymentKind, DeploymentStatus, ReplicaState } from "../generated/prisma/enums.ts";
@@ -10,7 +11,6 @@ import {
   pushDeployment,
   updateAutoscalingSettings,
 } from "../services/deployments.ts";
-import { notFound } from "../services/errors.ts";
 import { type PatchResult, patchDevelopment } from "../services/patch.ts";
 import { AutoscalingSettingsInput, AutoscalingSettingsRef } from "./autoscaling.ts";
 import { builder, type GraphQLContext, MAX_PAGE } from "./builder.ts";

@@ -1,4 +1,5 @@
 import { parseAutoscaling } from "../domain/autoscaling.ts";
+import { notFound } from "../domain/errors.ts";
 import { isIdOf } from "../domain/ids.ts";
 import {
   CLEANUP_STRATEGIES,
@@ -7,7 +8,6 @@ import {
   parsePromotionSettings,
 } from "../domain/promotion-settings.ts";
 import { createEnvironment, deleteEnvironment, updateEnvironment } from "../services/environments.ts";
-import { notFound } from "../services/errors.ts";
 import { AutoscalingSettingsInput, AutoscalingSettingsRef } from "./autoscaling.ts";
 import { builder } from "./builder.ts";
 import { DeploymentRef } from "./deployment.ts";

@@ -1,7 +1,7 @@
 import type { ObjectRef } from "@pothos/core";
 import { ERROR_CODES, type ErrorCode } from "../domain/error-codes.ts";
+import { UserError } from "../domain/errors.ts";
 import { Forbidden } from "../services/authorize.ts";
-import { UserError } from "../services/errors.ts";
 import { builder, forbidden } from "./builder.ts";
 
 export const ErrorCodeEnum = builder.enumType("ErrorCode", { values: ERROR_CODES });

@@ -1,6 +1,6 @@
 import { GraphQLError } from "graphql";
+import { UserError } from "../domain/errors.ts";
 import { isIdOf } from "../domain/ids.ts";
-import { UserError } from "../services/errors.ts";
 import { createModel, deleteModel } from "../services/models.ts";
 import { builder, DEFAULT_PAGE, MAX_PAGE } from "./builder.ts";
 import { DeploymentRef } from "./deployment.ts";

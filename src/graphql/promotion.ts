@@ -1,9 +1,9 @@
 import { GraphQLError } from "graphql";
+import { notFound } from "../domain/errors.ts";
 import { isIdOf } from "../domain/ids.ts";
 import { isActive, type PromotionStatus, parseSteps } from "../domain/promotion.ts";
 import type { Promotion } from "../generated/prisma/client.ts";
 import { PromotionStatus as PromotionStatusValues } from "../generated/prisma/enums.ts";
-import { notFound } from "../services/errors.ts";
 import {
   cancelCanary,
   cancelPromotion,

@@ -23,7 +23,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Busboy, type BusboyFileStream, type BusboyHeaders } from "@fastify/busboy";
-import { formatBytes, InvalidArchiveError } from "../services/artifacts.ts";
+import { formatBytes, InvalidArchiveError } from "../store/artifacts.ts";
 
 export interface BodyLimits {
   /** A GraphQL body that is not an upload: the whole body, in bytes. */

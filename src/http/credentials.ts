@@ -2,7 +2,7 @@ import type { Access } from "../domain/access.ts";
 import type { Clock } from "../domain/clock.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import type { Logger } from "../logger.ts";
-import { accessOf, isLive, secretHash } from "../services/api-keys.ts";
+import { accessOf, isLive, secretHash } from "../store/api-keys.ts";
 
 /**
  * How long a verified (or refused) credential is trusted without asking the

@@ -6,8 +6,8 @@ import {
   refusalMessage,
   seesModel,
 } from "../domain/access.ts";
+import type { UserError } from "../domain/errors.ts";
 import type { RequestContext } from "./context.ts";
-import type { UserError } from "./errors.ts";
 
 /**
  * An operation the caller's key may not do on something it can see. Not a

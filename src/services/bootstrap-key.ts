@@ -1,11 +1,6 @@
-import { randomBytes } from "node:crypto";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-
-/** A new secret: `hk_` and 256 random bits, URL-safe. */
-export function newSecret(): string {
-  return `hk_${randomBytes(32).toString("base64url")}`;
-}
+import { newSecret } from "../store/api-keys.ts";
 
 /**
  * The bootstrap admin key: HANGAR_ADMIN_KEY, else the one stored in the data

@@ -3,10 +3,19 @@ import type { Database, Tx } from "../db/client.ts";
 import type { Access } from "../domain/access.ts";
 import type { ChangeBus } from "../events/bus.ts";
 import { withActor } from "../events/log.ts";
+import type { Deployment } from "../generated/prisma/client.ts";
 import type { Logger } from "../logger.ts";
-import type { ArtifactStore } from "./artifacts.ts";
-import type { LogWriter } from "./logs.ts";
-import type { CodeReloader } from "./patch.ts";
+import type { ArtifactStore } from "../store/artifacts.ts";
+import type { LogWriter } from "../store/logs.ts";
+
+/** Loads new code into a running development deployment (the deployment controller). */
+export interface CodeReloader {
+  reloadCode(
+    deployment: Deployment,
+    artifactHash: string,
+    commit: (how: "in place" | "at next start") => Promise<void>,
+  ): Promise<{ applied: true } | { applied: false; error: string }>;
+}
 
 /** What every use case needs; built once by the composition root. */
 export interface ServiceContext {

@@ -1,22 +1,24 @@
 import type { Tx } from "../db/client.ts";
-import {
-  type AutoscalingPatch,
-  DEFAULT_AUTOSCALING,
-  mergeAutoscaling,
-  parseAutoscaling,
-} from "../domain/autoscaling.ts";
-import { newId } from "../domain/ids.ts";
-import { DEVELOPMENT_DEPLOYMENT_NAME, nameProblem } from "../domain/names.ts";
-import { type DeploymentStatus, HALTED_STATUSES } from "../domain/status.ts";
-import { announce } from "../events/bus.ts";
+import { type AutoscalingPatch, mergeAutoscaling, parseAutoscaling } from "../domain/autoscaling.ts";
+import { notFound, UserError } from "../domain/errors.ts";
+import { checkModelName, DEVELOPMENT_DEPLOYMENT_NAME, nameProblem } from "../domain/names.ts";
+import { HALTED_STATUSES } from "../domain/status.ts";
 import { appendEvent } from "../events/log.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
-import { InvalidArchiveError, type StoredArtifact } from "./artifacts.ts";
+import { storeUpload } from "../store/artifacts.ts";
+import {
+  insertDeployment,
+  lockDeployment,
+  nextDeploymentName,
+  setStatus,
+  writeAutoscaling,
+} from "../store/deployments.ts";
+import { findEnvironment } from "../store/environments.ts";
+import { isUniqueViolation } from "../store/errors.ts";
+import { insertModel } from "../store/models.ts";
+import { insertPromotion } from "../store/promotions.ts";
 import { refuse, requireDeploymentActions, requireEnvironment, requireVisible } from "./authorize.ts";
-import { type RequestContext, type ServiceContext, transaction } from "./context.ts";
-import { isUniqueViolation, notFound, UserError } from "./errors.ts";
-import { checkModelName, insertModel } from "./models.ts";
-import { findEnvironment, insertPromotion } from "./promotions.ts";
+import { type RequestContext, transaction } from "./context.ts";
 
 export interface PushInput {
   modelName: string;
@@ -25,76 +27,6 @@ export interface PushInput {
   deploymentName: string | null;
   /** Publish and start a promotion into this environment at once. */
   environment: string | null;
-}
-
-/** Stores the upload; a bad archive is the user's error, reported on `source`. */
-export async function storeSource(
-  ctx: ServiceContext,
-  source: ReadableStream<Uint8Array>,
-): Promise<StoredArtifact> {
-  try {
-    return await ctx.artifacts.put(source);
-  } catch (error) {
-    if (error instanceof InvalidArchiveError) throw new UserError("INVALID_INPUT", error.message, "source");
-    throw error;
-  }
-}
-
-/** Locks a live deployment row for the rest of the transaction, or refuses with NOT_FOUND. */
-async function lockDeployment(tx: Tx, id: string): Promise<Deployment> {
-  const rows = await tx.$queryRaw<{ id: string }[]>`
-    SELECT id FROM "Deployment" WHERE id = ${id} AND "deletedAt" IS NULL FOR UPDATE`;
-  if (rows.length === 0) throw notFound("deployment", id);
-  return tx.deployment.findUniqueOrThrow({ where: { id } });
-}
-
-/** Moves a deployment to a new status and records the event, in the caller's transaction. */
-export async function setStatus(
-  tx: Tx,
-  deployment: Pick<Deployment, "id" | "modelId" | "status">,
-  to: DeploymentStatus,
-  reason?: string,
-): Promise<void> {
-  await tx.deployment.update({ where: { id: deployment.id }, data: { status: to } });
-  await appendEvent(tx, {
-    modelId: deployment.modelId,
-    type: "DEPLOYMENT_STATUS_CHANGED",
-    deploymentId: deployment.id,
-    deploymentStatus: to,
-    message: `${deployment.status} -> ${to}${reason ? `: ${reason}` : ""}`,
-  });
-}
-
-/**
- * Status change requested by a controller: applied only if the deployment is
- * still live and in one of `from`, so a stale decision never overrides a newer
- * one. Returns whether it applied.
- */
-export async function transition(
-  ctx: ServiceContext,
-  id: string,
-  from: readonly DeploymentStatus[],
-  to: DeploymentStatus,
-  reason?: string,
-): Promise<boolean> {
-  return transaction(ctx, async (tx) => {
-    const rows = await tx.$queryRaw<{ id: string; modelId: string; status: DeploymentStatus }[]>`
-      SELECT id, "modelId", status::text AS status FROM "Deployment"
-      WHERE id = ${id} AND "deletedAt" IS NULL FOR UPDATE`;
-    const row = rows[0];
-    if (!row || !from.includes(row.status) || row.status === to) return false;
-    await setStatus(tx, row, to, reason);
-    return true;
-  });
-}
-
-export async function nextDeploymentName(tx: Tx, modelId: string): Promise<string> {
-  const published = await tx.deployment.count({ where: { modelId, kind: "PUBLISHED" } });
-  for (let n = published + 1; ; n++) {
-    const name = `deployment-${n}`;
-    const taken = await tx.deployment.findFirst({ where: { modelId, liveName: name }, select: { id: true } });
-    if (!taken) return name;
-  }
 }
 
 /**
@@ -166,7 +98,7 @@ export async function pushDeployment(ctx: RequestContext, input: PushInput): Pro
       );
     }
   }
-  const artifact = await storeSource(ctx, input.source);
+  const artifact = await storeUpload(ctx.artifacts, input.source);
   // A concurrent push may create the same model first; the retry then finds it.
   for (let attempt = 0; ; attempt++) {
     try {
@@ -238,23 +170,12 @@ async function writePush(
   const name = input.development
     ? DEVELOPMENT_DEPLOYMENT_NAME
     : (input.deploymentName ?? (await nextDeploymentName(tx, model.id)));
-  const deployment = await tx.deployment.create({
-    data: {
-      id: newId("Deployment"),
-      modelId: model.id,
-      name,
-      liveName: name,
-      kind: input.development ? "DEVELOPMENT" : "PUBLISHED",
-      status: "BUILDING",
-      artifactHash,
-      environmentName: environment?.name ?? null,
-      autoscaling: { ...DEFAULT_AUTOSCALING },
-    },
-  });
-  await appendEvent(tx, {
+  const deployment = await insertDeployment(tx, {
     modelId: model.id,
-    type: "DEPLOYMENT_CREATED",
-    deploymentId: deployment.id,
+    name,
+    kind: input.development ? "DEVELOPMENT" : "PUBLISHED",
+    artifactHash,
+    environmentName: environment?.name ?? null,
     message: `deployment '${name}' created${environment ? ` for '${environment.name}'` : ""}`,
   });
   if (environment)
@@ -349,25 +270,14 @@ export async function updateAutoscalingSettings(
     });
     if ("problem" in merged)
       throw new UserError("INVALID_INPUT", merged.problem.message, merged.problem.field);
-    const updated = await tx.deployment.update({
-      where: { id },
-      data: { autoscaling: { ...merged.settings } },
-    });
+    const served = await writeAutoscaling(tx, id, merged.settings);
     await appendEvent(tx, {
       modelId: deployment.modelId,
       type: "AUTOSCALING_UPDATED",
       deploymentId: id,
       message: `autoscaling of '${deployment.name}': ${JSON.stringify(merged.settings)}`,
     });
-    const served = await tx.environment.findMany({
-      where: { currentDeploymentId: id, deletedAt: null },
-      select: { id: true, name: true },
-    });
     for (const environment of served) {
-      await tx.environment.update({
-        where: { id: environment.id },
-        data: { autoscaling: { ...merged.settings } },
-      });
       await appendEvent(tx, {
         modelId: deployment.modelId,
         type: "ENVIRONMENT_UPDATED",
@@ -376,14 +286,6 @@ export async function updateAutoscalingSettings(
         message: `environment '${environment.name}' updated: autoscaling of its current deployment '${deployment.name}' ${JSON.stringify(merged.settings)}`,
       });
     }
-    return updated;
+    return tx.deployment.findUniqueOrThrow({ where: { id } });
   });
-}
-
-/** Announces a replica-count change (not an event, but deploymentStatus subscribers want it). */
-export async function announceReplicas(
-  tx: Tx,
-  deployment: Pick<Deployment, "id" | "modelId">,
-): Promise<void> {
-  await announce(tx, { kind: "deployment", modelId: deployment.modelId, deploymentId: deployment.id });
 }

@@ -6,6 +6,7 @@ import {
   mergeAutoscaling,
   parseAutoscaling,
 } from "../domain/autoscaling.ts";
+import { notFound, UserError } from "../domain/errors.ts";
 import { newId } from "../domain/ids.ts";
 import { nameProblem, PRODUCTION_ENVIRONMENT_NAME } from "../domain/names.ts";
 import {
@@ -17,9 +18,11 @@ import {
 } from "../domain/promotion-settings.ts";
 import { appendEvent } from "../events/log.ts";
 import type { Deployment, Environment } from "../generated/prisma/client.ts";
+import { writeAutoscaling } from "../store/deployments.ts";
+import { lockEnvironment } from "../store/environments.ts";
+import { isUniqueViolation } from "../store/errors.ts";
 import { requireEnvironment, requireUnrestricted, requireVisible } from "./authorize.ts";
 import { type RequestContext, transaction } from "./context.ts";
-import { isUniqueViolation, notFound, UserError } from "./errors.ts";
 
 export interface CreateEnvironmentInput {
   modelId: string;
@@ -33,20 +36,6 @@ export interface UpdateEnvironmentInput {
   /** Absent or null: unchanged. Inside, only the fields present change. */
   promotionSettings?: PromotionSettingsPatch | null;
   autoscalingSettings?: AutoscalingPatch | null;
-}
-
-/**
- * Locks a live environment row for the rest of the transaction, or refuses
- * with NOT_FOUND. Whoever decides something about an environment (starting a
- * promotion in it, deleting it, changing its settings) takes this lock first,
- * so those decisions cannot interleave across processes. Lock order: the
- * environment before any deployment.
- */
-export async function lockEnvironment(tx: Tx, id: string, field: string | null = "id"): Promise<Environment> {
-  const rows = await tx.$queryRaw<{ id: string }[]>`
-    SELECT id FROM "Environment" WHERE id = ${id} AND "deletedAt" IS NULL FOR UPDATE`;
-  if (rows.length === 0) throw notFound("environment", id, field);
-  return tx.environment.findUniqueOrThrow({ where: { id } });
 }
 
 function checkEnvironmentName(name: string): void {
@@ -170,7 +159,8 @@ export async function updateEnvironment(
       where: { id: environment.id },
       data: {
         ...(promotionSettings ? { promotionSettings: { ...promotionSettings } } : {}),
-        ...(autoscaling ? { autoscaling: { ...autoscaling } } : {}),
+        // With a current deployment, the settings are its own (written with it below).
+        ...(autoscaling && !current ? { autoscaling: { ...autoscaling } } : {}),
       },
     });
     const changes: string[] = [];
@@ -183,7 +173,7 @@ export async function updateEnvironment(
       message: `environment '${environment.name}' updated: ${changes.join("; ")}`,
     });
     if (autoscaling && current) {
-      await tx.deployment.update({ where: { id: current.id }, data: { autoscaling: { ...autoscaling } } });
+      await writeAutoscaling(tx, current.id, autoscaling);
       await appendEvent(tx, {
         modelId: current.modelId,
         type: "AUTOSCALING_UPDATED",
@@ -192,7 +182,7 @@ export async function updateEnvironment(
         message: `autoscaling of '${current.name}' (serving '${environment.name}'): ${JSON.stringify(autoscaling)}`,
       });
     }
-    return updated;
+    return current ? tx.environment.findUniqueOrThrow({ where: { id: environment.id } }) : updated;
   });
 }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { PrismaClient } from "../generated/prisma/client.ts";
-import { isUniqueViolation } from "./errors.ts";
+import { isUniqueViolation } from "../store/errors.ts";
 
 const INSTALLATION_ID = "installation-id";
 

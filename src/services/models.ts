@@ -1,41 +1,12 @@
-import type { Tx } from "../db/client.ts";
-import { DEFAULT_AUTOSCALING } from "../domain/autoscaling.ts";
-import { newId } from "../domain/ids.ts";
-import { nameProblem, PRODUCTION_ENVIRONMENT_NAME } from "../domain/names.ts";
+import { notFound, UserError } from "../domain/errors.ts";
+import { checkModelName } from "../domain/names.ts";
 import { appendEvent } from "../events/log.ts";
 import type { Model } from "../generated/prisma/client.ts";
+import { isUniqueViolation } from "../store/errors.ts";
+import { insertModel } from "../store/models.ts";
+import { endPromotion, lockPromotion } from "../store/promotions.ts";
 import { requireUnrestricted, requireVisible } from "./authorize.ts";
 import { type RequestContext, transaction } from "./context.ts";
-import { isUniqueViolation, notFound, UserError } from "./errors.ts";
-import { endPromotion, lockPromotion } from "./promotions.ts";
-
-export function checkModelName(name: string, field = "name"): void {
-  const problem = nameProblem("model", name);
-  if (problem) throw new UserError("INVALID_INPUT", problem, field);
-}
-
-/** Creates a model and its production environment, which exists from the start. */
-export async function insertModel(tx: Tx, name: string): Promise<Model> {
-  const model = await tx.model.create({ data: { id: newId("Model"), name, liveName: name } });
-  await appendEvent(tx, { modelId: model.id, type: "MODEL_CREATED", message: `model '${name}' created` });
-  const production = await tx.environment.create({
-    data: {
-      id: newId("Environment"),
-      modelId: model.id,
-      name: PRODUCTION_ENVIRONMENT_NAME,
-      liveName: PRODUCTION_ENVIRONMENT_NAME,
-      isProduction: true,
-      autoscaling: { ...DEFAULT_AUTOSCALING },
-    },
-  });
-  await appendEvent(tx, {
-    modelId: model.id,
-    type: "ENVIRONMENT_CREATED",
-    environmentId: production.id,
-    message: "environment 'production' created",
-  });
-  return model;
-}
 
 export async function createModel(ctx: RequestContext, name: string): Promise<Model> {
   requireUnrestricted(ctx, "create models");

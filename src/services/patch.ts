@@ -1,26 +1,17 @@
+import { UserError } from "../domain/errors.ts";
 import { planPatch } from "../domain/patch.ts";
 import { appendEvent } from "../events/log.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
-import { modelRoot } from "./artifacts.ts";
+import { modelRoot, storeUpload } from "../store/artifacts.ts";
+import { compareFolders } from "../store/folder-diff.ts";
 import { requireVisible } from "./authorize.ts";
-import { type RequestContext, transaction } from "./context.ts";
-import { storeSource } from "./deployments.ts";
-import { UserError } from "./errors.ts";
+import { type CodeReloader, type RequestContext, transaction } from "./context.ts";
 
 export interface PatchResult {
   deployment: Deployment;
   applied: boolean;
   needsFullDeploy: boolean;
   error: string | null;
-}
-
-/** Loads new code into a running development deployment (the deployment controller). */
-export interface CodeReloader {
-  reloadCode(
-    deployment: Deployment,
-    artifactHash: string,
-    commit: (how: "in place" | "at next start") => Promise<void>,
-  ): Promise<{ applied: true } | { applied: false; error: string }>;
 }
 
 /**
@@ -47,12 +38,14 @@ export async function patchDevelopment(
     prisma.deployment.findFirst({ where: { modelId, kind: "DEVELOPMENT", deletedAt: null } });
   const deployment = await find();
   if (!deployment) throw new UserError("NOT_FOUND", "this model has no development deployment", "modelId");
-  const artifact = await storeSource(ctx, source);
+  const artifact = await storeUpload(ctx.artifacts, source);
   const unchanged = { deployment, applied: false, needsFullDeploy: false, error: null };
   if (artifact.hash === deployment.artifactHash) return unchanged;
-  const plan = await planPatch(
-    await modelRoot(ctx.artifacts.dir(deployment.artifactHash)),
-    await modelRoot(artifact.dir),
+  const plan = planPatch(
+    await compareFolders(
+      await modelRoot(ctx.artifacts.dir(deployment.artifactHash)),
+      await modelRoot(artifact.dir),
+    ),
   );
   if (plan.kind === "identical") return unchanged;
   if (plan.kind === "full") {

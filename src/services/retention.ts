@@ -14,7 +14,7 @@
 import type { Database } from "../db/client.ts";
 import type { Clock } from "../domain/clock.ts";
 import type { Logger } from "../logger.ts";
-import type { ArtifactStore } from "./artifacts.ts";
+import type { ArtifactStore } from "../store/artifacts.ts";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { type Access, maySignIn } from "../domain/access.ts";
 import { newId } from "../domain/ids.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
-import { accessOf, isLive, secretHash } from "./api-keys.ts";
+import { accessOf, isLive, secretHash } from "../store/api-keys.ts";
 
 /** A browser session lasts at most this long (API.md section 7). */
 export const SESSION_HOURS = 12;

@@ -24,7 +24,7 @@ import {
   InvalidArchiveError,
   modelRoot,
   type UploadSource,
-} from "../../src/services/artifacts.ts";
+} from "../../src/store/artifacts.ts";
 
 let work: string;
 let root: string;

@@ -3,7 +3,11 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jsonEqual, OWN_COMMAND_REASON, planPatch } from "../../src/domain/patch.ts";
+import { jsonEqual, planPatch as judge, OWN_COMMAND_REASON } from "../../src/domain/patch.ts";
+import { compareFolders } from "../../src/store/folder-diff.ts";
+
+/** The comparison (store/) and the judgement (domain/) together, as the patch use case runs them. */
+const planPatch = async (oldDir: string, newDir: string) => judge(await compareFolders(oldDir, newDir));
 
 /** A folder's files: text content, or `{ link }` for a symbolic link, or `{ dir: true }` for an empty folder. */
 type Tree = Record<string, string | { link: string } | { dir: true }>;

@@ -11,8 +11,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type Database, openDatabase } from "../../src/db/client.ts";
 import { FakeClock } from "../../src/domain/clock.ts";
 import { newId } from "../../src/domain/ids.ts";
-import { ArtifactStore } from "../../src/services/artifacts.ts";
 import { Retention } from "../../src/services/retention.ts";
+import { ArtifactStore } from "../../src/store/artifacts.ts";
 import { modelFolder, pack } from "../support/client.ts";
 
 const DAY = 24 * 60 * 60 * 1000;

@@ -18,13 +18,3 @@ export class UserError extends Error {
 export function notFound(what: string, id: string, field: string | null = "id"): UserError {
   return new UserError("NOT_FOUND", `no ${what} with ID '${id}'`, field);
 }
-
-/** True for PostgreSQL unique violations as Prisma reports them. */
-export function isUniqueViolation(error: unknown): boolean {
-  return (
-    typeof error === "object" &&
-    error !== null &&
-    "code" in error &&
-    (error as { code?: unknown }).code === "P2002"
-  );
-}

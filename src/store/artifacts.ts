@@ -31,6 +31,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { Parser, type ReadEntry } from "tar";
+import { UserError } from "../domain/errors.ts";
 
 /** A refused upload. The message is shown to the user as is. */
 export class InvalidArchiveError extends Error {
@@ -780,4 +781,17 @@ function codeOf(error: unknown): string | undefined {
 function hasCode(error: unknown, ...codes: string[]): boolean {
   const code = codeOf(error);
   return code !== undefined && codes.includes(code);
+}
+
+/** Stores an upload; a bad archive is the user's error, reported on `source`. */
+export async function storeUpload(
+  artifacts: ArtifactStore,
+  source: ReadableStream<Uint8Array>,
+): Promise<StoredArtifact> {
+  try {
+    return await artifacts.put(source);
+  } catch (error) {
+    if (error instanceof InvalidArchiveError) throw new UserError("INVALID_INPUT", error.message, "source");
+    throw error;
+  }
 }
