@@ -1,6 +1,7 @@
 import { GraphQLError } from "graphql";
 import { isIdOf } from "../domain/ids.ts";
 import { isActive, type PromotionStatus, parseSteps } from "../domain/promotion.ts";
+import { followEvents, readAtCursor } from "../events/reader.ts";
 import type { Promotion } from "../generated/prisma/client.ts";
 import { PromotionStatus as PromotionStatusValues } from "../generated/prisma/enums.ts";
 import { notFound } from "../services/errors.ts";
@@ -17,8 +18,7 @@ import { DeploymentRef } from "./deployment.ts";
 import { EnvironmentRef } from "./environment.ts";
 import { resultUnion, userErrors } from "./errors.ts";
 import { ifVisible, inVisibleModels } from "./scope.ts";
-import { SHARING, type SharingRule } from "./shared-subscriptions.ts";
-import { watch } from "./streams.ts";
+import { SHARING, type SharingRule } from "./sharing.ts";
 
 export const PromotionStatusEnum = builder.enumType(PromotionStatusValues, { name: "PromotionStatus" });
 const PromotionStepNameEnum = builder.enumType("PromotionStepName", {
@@ -276,40 +276,31 @@ builder.subscriptionField("promotionProgress", (t) =>
         ? ifVisible(ctx.access, await ctx.prisma.promotion.findUnique({ where: { id: args.promotionId } }))
         : null;
       if (!current) throw new GraphQLError(`no promotion with ID '${args.promotionId}'`);
-      const model = await ctx.prisma.model.findUniqueOrThrow({ where: { id: current.modelId } });
-      // Later changes come from the events' snapshots, in order, so a slow client misses none.
-      let lastSeq = model.eventSeq;
-      let sentFirst = false;
+      const ended = (promotion: Promotion) => !isActive(promotion.status as PromotionStatus);
       let done = false;
-      return watch<Promotion>(
-        ctx.services.bus,
-        (change) => change.kind === "event" && change.promotionId === current.id,
-        async () => {
-          if (!sentFirst) {
-            sentFirst = true;
-            const now = await ctx.prisma.promotion.findUniqueOrThrow({ where: { id: current.id } });
-            // Events already committed before this read are reflected in it.
-            const seen = await ctx.prisma.model.findUniqueOrThrow({ where: { id: current.modelId } });
-            lastSeq = seen.eventSeq;
-            done = !isActive(now.status as PromotionStatus);
-            return { items: [now], done };
-          }
-          const events = await ctx.prisma.modelEvent.findMany({
-            where: { modelId: current.modelId, promotionId: current.id, seq: { gt: lastSeq } },
-            orderBy: { seq: "asc" },
-            take: MAX_PAGE,
-          });
+      return followEvents<Promotion>(ctx.services.bus, ctx.prisma, {
+        modelId: current.modelId,
+        filter: { promotionId: current.id },
+        // The promotion now; later changes come from the events' snapshots, in order, so a slow
+        // client misses none.
+        from: async () => {
+          const { value: now, seq } = await readAtCursor(ctx.prisma, current.modelId, (tx) =>
+            tx.promotion.findUniqueOrThrow({ where: { id: current.id } }),
+          );
+          done = ended(now);
+          return { items: [now], seq, done };
+        },
+        view: (events) => {
           const items: Promotion[] = [];
           for (const event of events) {
-            lastSeq = event.seq;
             if (!event.snapshot || done) continue;
             const snapshot = event.snapshot as unknown as Promotion;
             items.push(snapshot);
-            if (!isActive(snapshot.status as PromotionStatus)) done = true;
+            done = ended(snapshot);
           }
-          return { items, done, more: events.length === MAX_PAGE };
+          return { items, done };
         },
-      );
+      });
     },
     resolve: (promotion) => promotion,
   }),

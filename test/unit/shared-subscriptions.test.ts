@@ -1,5 +1,5 @@
 /**
- * The multicast behind shared subscriptions (src/graphql/shared-subscriptions.ts), with fake
+ * The multicast behind shared subscriptions (src/http/shared-subscriptions.ts), with fake
  * executions: joiners get the current state first then every later result in order, a slow
  * subscriber delays nobody else and is ended when hopelessly behind, the execution stops when its
  * last subscriber leaves; and which operations share a key.
@@ -7,9 +7,9 @@
 import { type ExecutionResult, parse } from "graphql";
 import { describe, expect, it } from "vitest";
 import type { Change, ChangeBus } from "../../src/events/bus.ts";
+import { watch } from "../../src/events/watch.ts";
 import { schema } from "../../src/graphql/schema.ts";
-import { SharedSubscriptions, type ShareKey, shareKeyOf } from "../../src/graphql/shared-subscriptions.ts";
-import { watch } from "../../src/graphql/streams.ts";
+import { SharedSubscriptions, type ShareKey, shareKeyOf } from "../../src/http/shared-subscriptions.ts";
 
 /** A controllable execution: results are pushed by the test; records whether it was stopped. */
 class FakeExecution implements AsyncIterableIterator<ExecutionResult> {
