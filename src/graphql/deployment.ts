@@ -14,6 +14,7 @@ import {
 } from "../services/deployments.ts";
 import { notFound } from "../services/errors.ts";
 import { type PatchResult, patchDevelopment } from "../services/patch.ts";
+import { ACTIVE_PROMOTIONS, PromotionByName } from "./active-promotion.ts";
 import { AutoscalingSettingsInput, AutoscalingSettingsRef } from "./autoscaling.ts";
 import { builder, type GraphQLContext, MAX_PAGE } from "./builder.ts";
 import { resultUnion, userErrors } from "./errors.ts";
@@ -119,6 +120,21 @@ export const DeploymentRef = builder.prismaNode("Deployment", {
     }),
   }),
 });
+
+// Apart from DeploymentRef's fields: its inferred type cannot depend on PromotionRef's, which depends on it.
+builder.prismaObjectFields("Deployment", (t) => ({
+  activePromotion: t.field({
+    type: PromotionByName,
+    nullable: true,
+    description: "The in-progress promotion it is source or new deployment of",
+    // Loaded with the deployment (one query per relation for a whole list of them).
+    select: (_args, _ctx, nestedSelection) => ({
+      promotedBy: nestedSelection(ACTIVE_PROMOTIONS),
+      promotedFrom: nestedSelection(ACTIVE_PROMOTIONS),
+    }),
+    resolve: (d) => d.promotedBy[0] ?? d.promotedFrom[0] ?? null,
+  }),
+}));
 
 builder.queryField("deployment", (t) =>
   t.prismaField({

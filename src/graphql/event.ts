@@ -22,6 +22,7 @@ export const ModelEventRef = builder.prismaObject("ModelEvent", {
     }),
     deployment: t.relation("deployment", { nullable: true }),
     environment: t.relation("environment", { nullable: true }),
+    promotion: t.relation("promotion", { nullable: true }),
   }),
 });
 

@@ -13,7 +13,7 @@ import {
   promote,
   resumePromotion,
 } from "../services/promotions.ts";
-import { builder, DEFAULT_PAGE, type GraphQLContext, MAX_PAGE } from "./builder.ts";
+import { builder, type GraphQLContext } from "./builder.ts";
 import { DeploymentRef } from "./deployment.ts";
 import { EnvironmentRef } from "./environment.ts";
 import { resultUnion, userErrors } from "./errors.ts";
@@ -120,71 +120,6 @@ export const PromotionRef = builder.prismaNode("Promotion", {
     }),
   }),
 });
-
-/**
- * An environment's active promotion is the one whose activeEnvironmentId is the environment's ID
- * (unique); it is one of the environment's promotions, so it is loaded with the environment
- * through that relation, filtered, in one query for a whole list of environments.
- */
-const ACTIVE_PROMOTIONS = { where: { activeEnvironmentId: { not: null } } };
-
-function activePromotionOf<P extends { activeEnvironmentId: string | null }>(env: {
-  id: string;
-  promotions: P[];
-}): P | null {
-  return env.promotions.find((p) => p.activeEnvironmentId === env.id) ?? null;
-}
-
-builder.prismaObjectFields("Environment", (t) => ({
-  candidateDeployment: t.field({
-    type: DeploymentRef,
-    nullable: true,
-    description: "The deployment being promoted in, during a promotion",
-    select: (_args, _ctx, nestedSelection) => ({
-      promotions: {
-        ...ACTIVE_PROMOTIONS,
-        select: { activeEnvironmentId: true, deploymentId: true, deployment: nestedSelection(true) },
-      },
-    }),
-    resolve: (env) => activePromotionOf(env)?.deployment ?? null,
-  }),
-  inProgressPromotion: t.field({
-    type: PromotionRef,
-    nullable: true,
-    select: (_args, _ctx, nestedSelection) => ({ promotions: nestedSelection(ACTIVE_PROMOTIONS) }),
-    resolve: (env) => activePromotionOf(env),
-  }),
-  promotions: t.relatedConnection(
-    "promotions",
-    {
-      cursor: "id",
-      maxSize: MAX_PAGE,
-      defaultSize: DEFAULT_PAGE,
-      description: "Promotion history, newest first",
-      query: () => ({ orderBy: [{ createdAt: "desc" }, { id: "desc" }] }),
-    },
-    { name: "PromotionConnection" },
-    { name: "PromotionEdge" },
-  ),
-}));
-
-builder.prismaObjectFields("Deployment", (t) => ({
-  activePromotion: t.field({
-    type: PromotionRef,
-    nullable: true,
-    description: "The in-progress promotion it is source or new deployment of",
-    // Loaded with the deployment (one query per relation for a whole list of them).
-    select: (_args, _ctx, nestedSelection) => ({
-      promotedBy: nestedSelection(ACTIVE_PROMOTIONS),
-      promotedFrom: nestedSelection(ACTIVE_PROMOTIONS),
-    }),
-    resolve: (d) => d.promotedBy[0] ?? d.promotedFrom[0] ?? null,
-  }),
-}));
-
-builder.prismaObjectFields("ModelEvent", (t) => ({
-  promotion: t.relation("promotion", { nullable: true }),
-}));
 
 builder.queryField("promotion", (t) =>
   t.prismaField({
