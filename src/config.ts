@@ -25,7 +25,7 @@ export interface Config {
   logLevel: string;
   /** How often the autoscaler evaluates every deployment. */
   autoscalerIntervalMs: number;
-  /** Identical subscriptions share one execution (graphql/shared-subscriptions.ts); off only to measure. */
+  /** Identical subscriptions share one execution (http/shared-subscriptions.ts); off only to measure. */
   sharedSubscriptions: boolean;
   /** GraphQL limits, checked before execution (graphql/limits.ts, API.md section 8). */
   graphqlMaxDepth: number;

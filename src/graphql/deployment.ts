@@ -2,6 +2,8 @@ import { GraphQLError } from "graphql";
 import { parseAutoscaling } from "../domain/autoscaling.ts";
 import { notFound } from "../domain/errors.ts";
 import { isIdOf } from "../domain/ids.ts";
+import { followEvents, readAtCursor } from "../events/reader.ts";
+import { watch } from "../events/watch.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
 import { DeploymentKind, DeploymentStatus, ReplicaState } from "../generated/prisma/enums.ts";
 import {
@@ -12,13 +14,13 @@ import {
   updateAutoscalingSettings,
 } from "../services/deployments.ts";
 import { type PatchResult, patchDevelopment } from "../services/patch.ts";
+import { ACTIVE_PROMOTIONS, PromotionByName } from "./active-promotion.ts";
 import { AutoscalingSettingsInput, AutoscalingSettingsRef } from "./autoscaling.ts";
 import { builder, type GraphQLContext, MAX_PAGE } from "./builder.ts";
 import { resultUnion, userErrors } from "./errors.ts";
 import { pageSize } from "./limits.ts";
 import { ifVisible, inVisibleModels } from "./scope.ts";
-import { SHARING, type SharingRule } from "./shared-subscriptions.ts";
-import { watch } from "./streams.ts";
+import { SHARING, type SharingRule } from "./sharing.ts";
 
 /** The most lines one `logs` answers. */
 const MAX_LOG_LINES = 10_000;
@@ -118,6 +120,21 @@ export const DeploymentRef = builder.prismaNode("Deployment", {
     }),
   }),
 });
+
+// Apart from DeploymentRef's fields: its inferred type cannot depend on PromotionRef's, which depends on it.
+builder.prismaObjectFields("Deployment", (t) => ({
+  activePromotion: t.field({
+    type: PromotionByName,
+    nullable: true,
+    description: "The in-progress promotion it is source or new deployment of",
+    // Loaded with the deployment (one query per relation for a whole list of them).
+    select: (_args, _ctx, nestedSelection) => ({
+      promotedBy: nestedSelection(ACTIVE_PROMOTIONS),
+      promotedFrom: nestedSelection(ACTIVE_PROMOTIONS),
+    }),
+    resolve: (d) => d.promotedBy[0] ?? d.promotedFrom[0] ?? null,
+  }),
+}));
 
 builder.queryField("deployment", (t) =>
   t.prismaField({
@@ -220,43 +237,34 @@ builder.subscriptionFields((t) => ({
     // Every message is the whole deployment: identical subscriptions share one execution.
     extensions: { [SHARING]: "latest" satisfies SharingRule },
     subscribe: async (_root, args, ctx) => {
-      const first = await liveDeployment(ctx, args.deploymentId);
-      const id = first.id;
-      // Status changes are read from the event log so that none is skipped, even
-      // when several land between two reads; each is sent with the status it set.
-      let lastSeq = (await ctx.prisma.model.findUniqueOrThrow({ where: { id: first.modelId } })).eventSeq;
+      const { id, modelId } = await liveDeployment(ctx, args.deploymentId);
+      const read = async (db: Pick<GraphQLContext["prisma"], "deployment" | "replica">) => ({
+        deployment: await db.deployment.findUniqueOrThrow({ where: { id } }),
+        replicas: await db.replica.count({ where: { deploymentId: id, state: "READY" } }),
+      });
       let lastReplicas = -1;
-      let sentFirst = false;
-      return watch<Deployment>(
-        ctx.services.bus,
-        (change) =>
-          (change.kind === "event" && change.deploymentId === id) ||
-          (change.kind === "deployment" && change.deploymentId === id),
-        async () => {
-          const items: Deployment[] = [];
-          const current = await ctx.prisma.deployment.findUniqueOrThrow({ where: { id } });
-          const replicas = await ctx.prisma.replica.count({ where: { deploymentId: id, state: "READY" } });
-          if (!sentFirst) {
-            sentFirst = true;
-            lastReplicas = replicas;
-            return { items: [current] };
-          }
-          const events = await ctx.prisma.modelEvent.findMany({
-            where: { modelId: current.modelId, deploymentId: id, seq: { gt: lastSeq } },
-            orderBy: { seq: "asc" },
-            take: MAX_PAGE,
-          });
-          for (const event of events) {
-            lastSeq = event.seq;
-            if (event.deploymentStatus) {
-              items.push({ ...current, status: event.deploymentStatus });
-            }
-          }
-          if (items.length === 0 && replicas !== lastReplicas) items.push(current);
-          lastReplicas = replicas;
-          return { items, more: events.length === MAX_PAGE };
+      // Status changes are read from the event log so that none is skipped, even when several land
+      // between two reads; each is sent with the status it set. Replica counts have no event.
+      return followEvents<Deployment>(ctx.services.bus, ctx.prisma, {
+        modelId,
+        filter: { deploymentId: id },
+        alsoOn: (change) => change.kind === "deployment" && change.deploymentId === id,
+        from: async () => {
+          const { value, seq } = await readAtCursor(ctx.prisma, modelId, read);
+          lastReplicas = value.replicas;
+          return { items: [value.deployment], seq };
         },
-      );
+        view: async (events) => {
+          const { deployment, replicas } = await read(ctx.prisma);
+          const items: Deployment[] = [];
+          for (const event of events) {
+            if (event.deploymentStatus) items.push({ ...deployment, status: event.deploymentStatus });
+          }
+          if (items.length === 0 && replicas !== lastReplicas) items.push(deployment);
+          lastReplicas = replicas;
+          return { items };
+        },
+      });
     },
     resolve: (deployment) => deployment,
   }),

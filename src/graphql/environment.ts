@@ -8,8 +8,9 @@ import {
   parsePromotionSettings,
 } from "../domain/promotion-settings.ts";
 import { createEnvironment, deleteEnvironment, updateEnvironment } from "../services/environments.ts";
+import { ACTIVE_PROMOTIONS, activePromotionOf, PromotionByName } from "./active-promotion.ts";
 import { AutoscalingSettingsInput, AutoscalingSettingsRef } from "./autoscaling.ts";
-import { builder } from "./builder.ts";
+import { builder, DEFAULT_PAGE, MAX_PAGE } from "./builder.ts";
 import { DeploymentRef } from "./deployment.ts";
 import { resultUnion, userErrors } from "./errors.ts";
 import { visibleModels } from "./scope.ts";
@@ -112,6 +113,40 @@ export const EnvironmentRef = builder.prismaNode("Environment", {
     }),
   }),
 });
+
+// Apart from EnvironmentRef's fields: its inferred type cannot depend on PromotionRef's, which depends on it.
+builder.prismaObjectFields("Environment", (t) => ({
+  candidateDeployment: t.field({
+    type: DeploymentRef,
+    nullable: true,
+    description: "The deployment being promoted in, during a promotion",
+    select: (_args, _ctx, nestedSelection) => ({
+      promotions: {
+        ...ACTIVE_PROMOTIONS,
+        select: { activeEnvironmentId: true, deploymentId: true, deployment: nestedSelection(true) },
+      },
+    }),
+    resolve: (env) => activePromotionOf(env)?.deployment ?? null,
+  }),
+  inProgressPromotion: t.field({
+    type: PromotionByName,
+    nullable: true,
+    select: (_args, _ctx, nestedSelection) => ({ promotions: nestedSelection(ACTIVE_PROMOTIONS) }),
+    resolve: (env) => activePromotionOf(env),
+  }),
+  promotions: t.relatedConnection(
+    "promotions",
+    {
+      cursor: "id",
+      maxSize: MAX_PAGE,
+      defaultSize: DEFAULT_PAGE,
+      description: "Promotion history, newest first",
+      query: () => ({ orderBy: [{ createdAt: "desc" }, { id: "desc" }] }),
+    },
+    { name: "PromotionConnection" },
+    { name: "PromotionEdge" },
+  ),
+}));
 
 builder.queryField("environment", (t) =>
   t.prismaField({

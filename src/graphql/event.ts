@@ -1,12 +1,12 @@
 import { GraphQLError } from "graphql";
 import { isIdOf } from "../domain/ids.ts";
 import { decodeEventCursor, encodeEventCursor } from "../events/log.ts";
+import { eventsAfter, followEvents } from "../events/reader.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { ModelEventType } from "../generated/prisma/enums.ts";
 import { builder, DEFAULT_PAGE, MAX_PAGE } from "./builder.ts";
 import { visibleModels } from "./scope.ts";
-import { SHARING, type SharingRule } from "./shared-subscriptions.ts";
-import { watch } from "./streams.ts";
+import { SHARING, type SharingRule } from "./sharing.ts";
 
 export const ModelEventTypeEnum = builder.enumType(ModelEventType, { name: "ModelEventType" });
 
@@ -22,6 +22,7 @@ export const ModelEventRef = builder.prismaObject("ModelEvent", {
     }),
     deployment: t.relation("deployment", { nullable: true }),
     environment: t.relation("environment", { nullable: true }),
+    promotion: t.relation("promotion", { nullable: true }),
   }),
 });
 
@@ -39,11 +40,7 @@ export async function eventPage(
   args: { first?: number | null; after?: string | null },
 ) {
   const size = Math.max(0, Math.min(args.first ?? DEFAULT_PAGE, MAX_PAGE));
-  const rows = await prisma.modelEvent.findMany({
-    where: { modelId, seq: { gt: afterSeq(args.after) } },
-    orderBy: { seq: "asc" },
-    take: size + 1,
-  });
+  const rows = await eventsAfter(prisma, modelId, afterSeq(args.after), {}, size + 1);
   const page = rows.slice(0, size);
   return {
     edges: page.map((node) => ({ cursor: encodeEventCursor(node.seq), node })),
@@ -73,20 +70,11 @@ builder.subscriptionFields((t) => ({
           })
         : null;
       if (!model) throw new GraphQLError(`no model with ID '${args.modelId}'`);
-      let last = args.after != null ? afterSeq(args.after) : model.eventSeq;
-      return watch(
-        ctx.services.bus,
-        (change) => change.kind === "event" && change.modelId === model.id,
-        async () => {
-          const items = await ctx.prisma.modelEvent.findMany({
-            where: { modelId: model.id, seq: { gt: last } },
-            orderBy: { seq: "asc" },
-            take: MAX_PAGE,
-          });
-          if (items.length > 0) last = (items.at(-1) as { seq: number }).seq;
-          return { items, more: items.length === MAX_PAGE };
-        },
-      );
+      return followEvents(ctx.services.bus, ctx.prisma, {
+        modelId: model.id,
+        from: args.after != null ? afterSeq(args.after) : model.eventSeq,
+        view: (events) => ({ items: events }),
+      });
     },
     resolve: (event) => event,
   }),

@@ -2,6 +2,7 @@ import { GraphQLError } from "graphql";
 import { notFound } from "../domain/errors.ts";
 import { isIdOf } from "../domain/ids.ts";
 import { isActive, type PromotionStatus, parseSteps } from "../domain/promotion.ts";
+import { followEvents, readAtCursor } from "../events/reader.ts";
 import type { Promotion } from "../generated/prisma/client.ts";
 import { PromotionStatus as PromotionStatusValues } from "../generated/prisma/enums.ts";
 import {
@@ -12,13 +13,12 @@ import {
   promote,
   resumePromotion,
 } from "../services/promotions.ts";
-import { builder, DEFAULT_PAGE, type GraphQLContext, MAX_PAGE } from "./builder.ts";
+import { builder, type GraphQLContext } from "./builder.ts";
 import { DeploymentRef } from "./deployment.ts";
 import { EnvironmentRef } from "./environment.ts";
 import { resultUnion, userErrors } from "./errors.ts";
 import { ifVisible, inVisibleModels } from "./scope.ts";
-import { SHARING, type SharingRule } from "./shared-subscriptions.ts";
-import { watch } from "./streams.ts";
+import { SHARING, type SharingRule } from "./sharing.ts";
 
 export const PromotionStatusEnum = builder.enumType(PromotionStatusValues, { name: "PromotionStatus" });
 const PromotionStepNameEnum = builder.enumType("PromotionStepName", {
@@ -121,71 +121,6 @@ export const PromotionRef = builder.prismaNode("Promotion", {
   }),
 });
 
-/**
- * An environment's active promotion is the one whose activeEnvironmentId is the environment's ID
- * (unique); it is one of the environment's promotions, so it is loaded with the environment
- * through that relation, filtered, in one query for a whole list of environments.
- */
-const ACTIVE_PROMOTIONS = { where: { activeEnvironmentId: { not: null } } };
-
-function activePromotionOf<P extends { activeEnvironmentId: string | null }>(env: {
-  id: string;
-  promotions: P[];
-}): P | null {
-  return env.promotions.find((p) => p.activeEnvironmentId === env.id) ?? null;
-}
-
-builder.prismaObjectFields("Environment", (t) => ({
-  candidateDeployment: t.field({
-    type: DeploymentRef,
-    nullable: true,
-    description: "The deployment being promoted in, during a promotion",
-    select: (_args, _ctx, nestedSelection) => ({
-      promotions: {
-        ...ACTIVE_PROMOTIONS,
-        select: { activeEnvironmentId: true, deploymentId: true, deployment: nestedSelection(true) },
-      },
-    }),
-    resolve: (env) => activePromotionOf(env)?.deployment ?? null,
-  }),
-  inProgressPromotion: t.field({
-    type: PromotionRef,
-    nullable: true,
-    select: (_args, _ctx, nestedSelection) => ({ promotions: nestedSelection(ACTIVE_PROMOTIONS) }),
-    resolve: (env) => activePromotionOf(env),
-  }),
-  promotions: t.relatedConnection(
-    "promotions",
-    {
-      cursor: "id",
-      maxSize: MAX_PAGE,
-      defaultSize: DEFAULT_PAGE,
-      description: "Promotion history, newest first",
-      query: () => ({ orderBy: [{ createdAt: "desc" }, { id: "desc" }] }),
-    },
-    { name: "PromotionConnection" },
-    { name: "PromotionEdge" },
-  ),
-}));
-
-builder.prismaObjectFields("Deployment", (t) => ({
-  activePromotion: t.field({
-    type: PromotionRef,
-    nullable: true,
-    description: "The in-progress promotion it is source or new deployment of",
-    // Loaded with the deployment (one query per relation for a whole list of them).
-    select: (_args, _ctx, nestedSelection) => ({
-      promotedBy: nestedSelection(ACTIVE_PROMOTIONS),
-      promotedFrom: nestedSelection(ACTIVE_PROMOTIONS),
-    }),
-    resolve: (d) => d.promotedBy[0] ?? d.promotedFrom[0] ?? null,
-  }),
-}));
-
-builder.prismaObjectFields("ModelEvent", (t) => ({
-  promotion: t.relation("promotion", { nullable: true }),
-}));
-
 builder.queryField("promotion", (t) =>
   t.prismaField({
     type: "Promotion",
@@ -276,40 +211,31 @@ builder.subscriptionField("promotionProgress", (t) =>
         ? ifVisible(ctx.access, await ctx.prisma.promotion.findUnique({ where: { id: args.promotionId } }))
         : null;
       if (!current) throw new GraphQLError(`no promotion with ID '${args.promotionId}'`);
-      const model = await ctx.prisma.model.findUniqueOrThrow({ where: { id: current.modelId } });
-      // Later changes come from the events' snapshots, in order, so a slow client misses none.
-      let lastSeq = model.eventSeq;
-      let sentFirst = false;
+      const ended = (promotion: Promotion) => !isActive(promotion.status as PromotionStatus);
       let done = false;
-      return watch<Promotion>(
-        ctx.services.bus,
-        (change) => change.kind === "event" && change.promotionId === current.id,
-        async () => {
-          if (!sentFirst) {
-            sentFirst = true;
-            const now = await ctx.prisma.promotion.findUniqueOrThrow({ where: { id: current.id } });
-            // Events already committed before this read are reflected in it.
-            const seen = await ctx.prisma.model.findUniqueOrThrow({ where: { id: current.modelId } });
-            lastSeq = seen.eventSeq;
-            done = !isActive(now.status as PromotionStatus);
-            return { items: [now], done };
-          }
-          const events = await ctx.prisma.modelEvent.findMany({
-            where: { modelId: current.modelId, promotionId: current.id, seq: { gt: lastSeq } },
-            orderBy: { seq: "asc" },
-            take: MAX_PAGE,
-          });
+      return followEvents<Promotion>(ctx.services.bus, ctx.prisma, {
+        modelId: current.modelId,
+        filter: { promotionId: current.id },
+        // The promotion now; later changes come from the events' snapshots, in order, so a slow
+        // client misses none.
+        from: async () => {
+          const { value: now, seq } = await readAtCursor(ctx.prisma, current.modelId, (tx) =>
+            tx.promotion.findUniqueOrThrow({ where: { id: current.id } }),
+          );
+          done = ended(now);
+          return { items: [now], seq, done };
+        },
+        view: (events) => {
           const items: Promotion[] = [];
           for (const event of events) {
-            lastSeq = event.seq;
             if (!event.snapshot || done) continue;
             const snapshot = event.snapshot as unknown as Promotion;
             items.push(snapshot);
-            if (!isActive(snapshot.status as PromotionStatus)) done = true;
+            done = ended(snapshot);
           }
-          return { items, done, more: events.length === MAX_PAGE };
+          return { items, done };
         },
-      );
+      });
     },
     resolve: (promotion) => promotion,
   }),

@@ -45,6 +45,16 @@ export class Credentials {
     });
   }
 
+  /**
+   * What an `Authorization: Bearer <key>` value allows: null for none, another scheme, or a wrong,
+   * revoked or expired key. The one reading of a bearer header (HTTP /graphql, the gateway, and
+   * graphql-ws connection_init, where any JSON may come: only a string counts).
+   */
+  bearer(header: unknown): Promise<Access | null> {
+    const secret = typeof header === "string" ? bearerSecret(header) : null;
+    return secret ? this.key(secret) : Promise.resolve(null);
+  }
+
   /** A browser session's access (its key's), or null once it has ended. */
   session(token: string): Promise<Access | null> {
     return this.cached(`s:${secretHash(token)}`, async (hash, now) => {
@@ -99,8 +109,7 @@ export class Credentials {
 }
 
 /** The secret of an `Authorization: Bearer <key>` value, or null. */
-export function bearerSecret(header: string | undefined | null): string | null {
-  if (!header) return null;
+function bearerSecret(header: string): string | null {
   const match = /^Bearer +(\S+)\s*$/i.exec(header);
   return match?.[1] ?? null;
 }

@@ -4,7 +4,7 @@ import type { Access } from "../domain/access.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import type { Logger } from "../logger.ts";
 import { endSession, redeemSignInLink, signInWithKey } from "../services/sessions.ts";
-import { bearerSecret, type Credentials } from "./credentials.ts";
+import type { Credentials } from "./credentials.ts";
 import { homePage, sendPage, signInPage } from "./pages.ts";
 import type { SessionCookie } from "./session-cookie.ts";
 
@@ -118,10 +118,7 @@ export class BrowserSignIn {
    * Authorization header (a wrong one is not rescued by a cookie), else its session.
    */
   async requestAccess(req: IncomingMessage, sessionCounts: boolean): Promise<Access | null> {
-    if (req.headers.authorization !== undefined) {
-      const secret = bearerSecret(req.headers.authorization);
-      return secret ? this.credentials.key(secret) : null;
-    }
+    if (req.headers.authorization !== undefined) return this.credentials.bearer(req.headers.authorization);
     return this.access(req, sessionCounts);
   }
 

@@ -1,5 +1,5 @@
 /**
- * The multicast behind shared subscriptions (src/graphql/shared-subscriptions.ts), with fake
+ * The multicast behind shared subscriptions (src/http/shared-subscriptions.ts), with fake
  * executions: joiners get the current state first then every later result in order, a slow
  * subscriber delays nobody else and is ended when hopelessly behind, the execution stops when its
  * last subscriber leaves; and which operations share a key.
@@ -7,9 +7,9 @@
 import { type ExecutionResult, parse } from "graphql";
 import { describe, expect, it } from "vitest";
 import type { Change, ChangeBus } from "../../src/events/bus.ts";
+import { watch } from "../../src/events/watch.ts";
 import { schema } from "../../src/graphql/schema.ts";
-import { SharedSubscriptions, type ShareKey, shareKeyOf } from "../../src/graphql/shared-subscriptions.ts";
-import { watch } from "../../src/graphql/streams.ts";
+import { SharedSubscriptions, type ShareKey, shareKeyOf } from "../../src/http/shared-subscriptions.ts";
 
 /** A controllable execution: results are pushed by the test; records whether it was stopped. */
 class FakeExecution implements AsyncIterableIterator<ExecutionResult> {
@@ -91,6 +91,42 @@ describe("shared subscriptions", () => {
     expect(await take(late, 10)).toEqual([2, 3, 4]);
     expect(starts).toBe(1);
     expect(hub.stats()).toEqual({ upstreams: 0, subscribers: 0 });
+  });
+
+  it("gives a latest joiner the last source executed afresh, before what comes after it", async () => {
+    const hub = new SharedSubscriptions();
+    const execution = new FakeExecution();
+    let report: (source: unknown) => void = () => {};
+    const start = (onSource: (source: unknown) => void) => {
+      report = onSource;
+      return execution;
+    };
+    const emit = (n: number) => {
+      report(n);
+      execution.emit(n);
+    };
+    // What the source resolves to now: 10 times the source, unlike the result it gave then.
+    let release: () => void = () => {};
+    const resolved: unknown[] = [];
+    const resolve = async (source: unknown) => {
+      resolved.push(source);
+      await new Promise<void>((r) => (release = r));
+      return { data: { n: (source as number) * 10 } };
+    };
+    const first = (await hub.subscribe(latest, start, resolve)) as Stream;
+    emit(1);
+    emit(2);
+    expect(await take(first, 2)).toEqual([1, 2]);
+    const late = (await hub.subscribe(latest, start, resolve)) as Stream;
+    // A result that comes while the joiner's first is being resolved waits behind it.
+    const lateFirst = take(late, 2);
+    emit(3);
+    await settle();
+    release();
+    execution.end();
+    expect(await lateFirst).toEqual([20, 3]);
+    expect(await take(first, 10)).toEqual([3]);
+    expect(resolved).toEqual([2]);
   });
 
   it("replays nothing to a live joiner: only what comes after it joined", async () => {

@@ -1,5 +1,5 @@
 import { Repeater } from "@repeaterjs/repeater";
-import type { Change, ChangeBus } from "../events/bus.ts";
+import type { Change, ChangeBus } from "./bus.ts";
 
 export interface Batch<T> {
   items: T[];

@@ -1,19 +1,19 @@
 /**
- * Shared subscriptions: identical subscriptions (same identity, same normalized document, operation
- * name and variables) share one execution. The first subscriber starts it; later ones join it; each
- * gets the results from the point it joined, through its own small queue, so a slow client delays
- * nobody else. The execution stops when its last subscriber leaves.
+ * Shared subscriptions (a transport): identical subscriptions (same identity, same normalized
+ * document, operation name and variables) share one execution. The first subscriber starts it;
+ * later ones join it; each gets the results from the point it joined, through its own small queue,
+ * so a slow client delays nobody else. The execution stops when its last subscriber leaves.
  *
- * Sharing is opt-in per subscription field, through the field's `extensions[SHARING]`, because it is
- * only correct when the results do not depend on who asks (beyond the identity in the key) nor on
- * when they joined, except as one of these modes describes:
+ * Sharing is opt-in per subscription field (graphql/sharing.ts), because it is only correct when
+ * the results do not depend on who asks (beyond the identity in the key) nor on when they joined,
+ * except as the field's mode says:
  *
- * - `latest`: every message is the whole current state (promotionProgress, deploymentStatus). A
- *   joiner first gets the last result the execution produced, which is "the thing as it is now",
- *   then every later one. Nested objects in that first result are as they were when it was
- *   produced: the subscription's own state is current, its neighbours' may be a little older.
- * - `live`: a stream of new things with no first message (modelEvents without `after`,
- *   deploymentLogs). A joiner gets what the execution produces after it joined.
+ * - `latest`: every message is the whole current state. What is shared is the source event stream
+ *   (each source event executed once for all subscribers); the last SOURCE value is kept, and a
+ *   joiner's first message is that source executed afresh for it, so that nested objects (a
+ *   promotion's deployment, its environment) are as they are when it joins, not as they were at the
+ *   last change. Then every later result.
+ * - `live`: a stream of new things with no first message. A joiner gets what comes after it joined.
  *
  * A subscriber that falls `maxQueued` results behind (its socket is not draining) is ended with an
  * error, so that one stuck client cannot pin an unbounded backlog; it can subscribe again and gets
@@ -29,12 +29,7 @@ import {
   print,
 } from "graphql";
 
-export type SharingMode = "latest" | "live";
-/** A field's sharing: a mode, or a mode chosen from its argument values (null: not shared). */
-export type SharingRule = SharingMode | ((args: Record<string, unknown>) => SharingMode | null);
-
-/** The extension key under which a subscription field declares its SharingRule. */
-export const SHARING = "hangarSharing";
+import { SHARING, type SharingMode, type SharingRule } from "../graphql/sharing.ts";
 
 export interface ShareKey {
   key: string;
@@ -44,6 +39,14 @@ export interface ShareKey {
 }
 
 type Started = AsyncIterable<ExecutionResult> | ExecutionResult;
+
+/**
+ * Starts the shared execution. It calls `onSource` with each source event just before executing
+ * it, so that the upstream knows which source each result came from.
+ */
+export type Start = (onSource: (source: unknown) => void) => Promise<Started> | Started;
+/** Executes one source event afresh, for a `latest` joiner's first message. */
+export type Resolve = (source: unknown) => Promise<ExecutionResult> | ExecutionResult;
 
 export interface SharedSubscriptionsOptions {
   /** Results a subscriber may fall behind before it is ended with an error. */
@@ -123,8 +126,11 @@ const isIterable = (value: Started): value is AsyncIterable<ExecutionResult> =>
 /** One execution and the subscribers it feeds. */
 class Upstream {
   readonly subscribers = new Set<Subscriber>();
-  /** The last result, for `latest` joiners. */
+  /** The last result, for `latest` joiners when there is no source to resolve afresh. */
   latest: ExecutionResult | null = null;
+  /** The source event of the last result, and the one being executed now. */
+  latestSource: { value: unknown } | null = null;
+  executing: { value: unknown } | null = null;
   iterator: AsyncIterator<ExecutionResult> | null = null;
   /** The execution ended (or was stopped): no one may join it any more. */
   ended = false;
@@ -133,9 +139,13 @@ class Upstream {
 
   constructor(
     readonly share: ShareKey,
-    start: () => Promise<Started> | Started,
+    start: Start,
   ) {
-    this.started = Promise.resolve().then(start);
+    this.started = Promise.resolve().then(() =>
+      start((value) => {
+        this.executing = { value };
+      }),
+    );
   }
 }
 
@@ -148,15 +158,24 @@ class Subscriber implements AsyncIterableIterator<ExecutionResult> {
   } | null = null;
   /** Set when nothing more will be added: done, or the error to raise after the queue. */
   private end: { error: unknown } | null = null;
+  /** The first message, resolved afresh: it goes before anything queued meanwhile. */
+  private head: Promise<ExecutionResult> | null = null;
 
   constructor(
     private readonly hub: SharedSubscriptions,
     public upstream: Upstream | null,
   ) {}
 
+  /** Sends `first` before everything pushed from now on. */
+  lead(first: Promise<ExecutionResult>): void {
+    this.head = first;
+    // Unhandled until taken: a failure is raised by next(), not as an unhandled rejection.
+    first.catch(() => {});
+  }
+
   push(result: ExecutionResult): void {
     if (this.end) return;
-    if (this.waiting) {
+    if (this.waiting && !this.head) {
       const { resolve } = this.waiting;
       this.waiting = null;
       resolve({ value: result, done: false });
@@ -194,6 +213,17 @@ class Subscriber implements AsyncIterableIterator<ExecutionResult> {
   }
 
   next(): Promise<IteratorResult<ExecutionResult>> {
+    const head = this.head;
+    if (head) {
+      this.head = null;
+      return head.then(
+        (value) => ({ value, done: false }),
+        (error: unknown) => {
+          void this.return();
+          throw error;
+        },
+      );
+    }
     const value = this.queue.shift();
     if (value !== undefined) return Promise.resolve({ value, done: false });
     return new Promise((resolve, reject) => {
@@ -205,6 +235,7 @@ class Subscriber implements AsyncIterableIterator<ExecutionResult> {
   return(): Promise<IteratorResult<ExecutionResult>> {
     this.hub.leave(this, "its last subscriber left");
     this.queue = [];
+    this.head = null;
     this.end = { error: null };
     this.upstream = null;
     this.settle();
@@ -240,12 +271,15 @@ export class SharedSubscriptions {
 
   /**
    * Joins the execution running under `share.key`, or starts one with `start` (the real
-   * subscribe). Answers what graphql-ws expects from its `subscribe` hook: a stream, or the single
-   * result (errors) the execution answered with.
+   * subscribe). A `latest` joiner's first message is the last source event executed afresh by
+   * `resolve` (without it, or before any source was seen: the last result as it was). Answers what
+   * graphql-ws expects from its `subscribe` hook: a stream, or the single result (errors) the
+   * execution answered with.
    */
   async subscribe(
     share: ShareKey,
-    start: () => Promise<Started> | Started,
+    start: Start,
+    resolve?: Resolve,
   ): Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
     let upstream = this.upstreams.get(share.key);
     if (!upstream || upstream.ended) {
@@ -255,7 +289,11 @@ export class SharedSubscriptions {
     }
     const subscriber = new Subscriber(this, upstream);
     upstream.subscribers.add(subscriber);
-    if (share.mode === "latest" && upstream.latest) subscriber.push(upstream.latest);
+    if (share.mode === "latest") {
+      const source = upstream.latestSource;
+      if (source && resolve) subscriber.lead(Promise.resolve().then(() => resolve(source.value)));
+      else if (upstream.latest) subscriber.push(upstream.latest);
+    }
     let started: Started;
     try {
       started = await upstream.started;
@@ -315,6 +353,8 @@ export class SharedSubscriptions {
         if (upstream.ended) return;
         if (step.done) break;
         upstream.latest = step.value;
+        // The source this result was executed from (none when the execution does not report them).
+        upstream.latestSource = upstream.executing;
         for (const subscriber of upstream.subscribers) subscriber.push(step.value);
       }
       this.stop(upstream, "it completed");

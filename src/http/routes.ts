@@ -1,0 +1,83 @@
+/**
+ * Which HTTP request goes where, and what it must bring: origin rules and CORS first, the sign-in
+ * pages, /graphql (a key or the browser's session; the POST preflight rule; body limits), the
+ * gateway's paths (a bearer key), and 404 for the rest.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Access } from "../domain/access.ts";
+import { type BodyLimits, readGraphqlBody } from "./body-limit.ts";
+import type { Credentials } from "./credentials.ts";
+import type { GraphqlOverHttp } from "./graphql-http.ts";
+import { applyOriginDecision, type OriginPolicy } from "./origin.ts";
+import { targetOf } from "./request-target.ts";
+import { type BrowserSignIn, isSignInPath, redirect } from "./sign-in.ts";
+
+export function json(res: ServerResponse, status: number, body: unknown): void {
+  const payload = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(payload) });
+  res.end(payload);
+}
+
+/** Answers the request and drops whatever body it still sends. */
+function refuse(req: IncomingMessage, res: ServerResponse, status: number, body: unknown): void {
+  req.resume();
+  json(res, status, body);
+}
+
+const UNAUTHORIZED = { error: "missing or wrong API key", error_code: "unauthorized" };
+
+/** Where the gateway's paths go, with the access their bearer key gives. */
+export type GatewayHandler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  pathname: string,
+  access: Access,
+) => Promise<void> | void;
+
+export interface RouteTargets {
+  origins: OriginPolicy;
+  browser: BrowserSignIn;
+  credentials: Credentials;
+  graphql: GraphqlOverHttp;
+  gateway: GatewayHandler;
+  bodyLimits: BodyLimits;
+}
+
+/** The handler for every request once Hangar is ready (listener.ts answers before that). */
+export function routes(to: RouteTargets): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  return async (req, res) => {
+    const url = targetOf(req);
+    // Origin rules and CORS before any credential (http/origin.ts): preflights, other sites' pages.
+    const origin = to.origins.decide(req.method, url.pathname, req.headers.origin);
+    if (applyOriginDecision(res, origin)) return void req.resume();
+    if (isSignInPath(url.pathname)) return to.browser.handle(req, res, url.pathname, origin.session);
+    if (url.pathname === "/graphql") {
+      const wantsPage = req.method === "GET" && (req.headers.accept ?? "").includes("text/html");
+      // A bearer key, else (on Hangar's own origin only) the browser's session.
+      const access = await to.browser.requestAccess(req, origin.session);
+      if (!access) {
+        if (!wantsPage) return refuse(req, res, 401, UNAUTHORIZED);
+        req.resume();
+        return redirect(res, "/sign-in");
+      }
+      if (req.method === "POST") {
+        const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
+        if (type !== "application/json" && req.headers["graphql-require-preflight"] === undefined) {
+          return refuse(req, res, 403, {
+            error: "a POST that is not application/json must carry a graphql-require-preflight header",
+            error_code: "forbidden",
+          });
+        }
+        // The body is read here within its limits (413 or INVALID_INPUT past them); yoga gets it in req.body.
+        if (!(await readGraphqlBody(req, res, to.bodyLimits))) return;
+      }
+      return to.graphql.serve(req, res, access, wantsPage);
+    }
+    if (url.pathname.startsWith("/models/")) {
+      const access = await to.credentials.bearer(req.headers.authorization);
+      if (!access) return refuse(req, res, 401, UNAUTHORIZED);
+      return to.gateway(req, res, url.pathname, access);
+    }
+    refuse(req, res, 404, { error: `nothing at ${url.pathname}`, error_code: "not_found" });
+  };
+}
