@@ -9,6 +9,7 @@ import {
   wsClient,
 } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { eventsAfter, latestCursor } from "../support/history.ts";
 import { control, createEnvironment, finished, promoteTo, reachedStage } from "../support/promotions.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -50,6 +51,8 @@ async function setup(name: string, rampUpDurationSeconds: number) {
 describe("canary ramp", () => {
   it("moves traffic in ten stages, each in order, then activates", async () => {
     const { second } = await setup("canary-stages", 3);
+    // Everything the promotion writes comes after this cursor: the whole ramp can be replayed.
+    const cursor = await latestCursor(hangar, second.model.id);
     const started = await promoteTo(hangar, second.id, "live");
     expect(started).toMatchObject({ canaryStages: 10 });
     const client = wsClient(hangar);
@@ -72,6 +75,16 @@ describe("canary ramp", () => {
       canaryStage: 10,
       percentTrafficToNewVersion: 100,
     });
+    // Replayed from before the promotion began: each of the ten stages announced once, in order, then the end.
+    const written = (await eventsAfter(hangar, second.model.id, cursor)).filter(
+      (event) =>
+        event.promotion?.id === started.id &&
+        (event.type === "CANARY_STAGE_CHANGED" || event.type === "PROMOTION_FINISHED"),
+    );
+    expect(written.map((event) => event.message?.replace(/ of traffic.*/, ""))).toEqual([
+      ...Array.from({ length: 10 }, (_, k) => `canary stage ${k + 1} of 10: ${(k + 1) * 10}%`),
+      expect.stringMatching(/^promotion succeeded: 'live' serves /),
+    ]);
     await client.dispose();
   });
 

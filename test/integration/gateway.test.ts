@@ -11,6 +11,7 @@ import {
   wsClient,
 } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { eventsAfter, latestCursor } from "../support/history.ts";
 import { waitFor } from "../support/wait.ts";
 
 const EXAMPLES = fileURLToPath(new URL("../../examples/", import.meta.url));
@@ -245,6 +246,12 @@ describe("lifecycle", () => {
   it("streams status changes and log lines over WebSocket", async () => {
     const client = wsClient(hangar);
     const dir = path.join(EXAMPLES, "sentiment");
+    // The model first, so that a cursor taken before the push lets the whole life be replayed.
+    const created = await gql(
+      hangar,
+      `mutation { createModel(input: { name: "streamed" }) { ... on Model { id } } }`,
+    );
+    const cursor = await latestCursor(hangar, created.createModel.id);
     const deployment = await pushFolder(hangar, "streamed", dir);
     const statuses = subscribe(
       client,
@@ -257,6 +264,17 @@ describe("lifecycle", () => {
     const order = ["BUILDING", "DEPLOYING", "LOADING_MODEL", "ACTIVE"];
     const changes = seen.filter((status, i) => status !== seen[i - 1]);
     expect(changes).toEqual(order.slice(order.indexOf(changes[0])));
+    // Replayed from before the push: created BUILDING, then every status change in order.
+    const written = (await eventsAfter(hangar, created.createModel.id, cursor)).filter(
+      (event) =>
+        event.deployment?.id === deployment.id &&
+        (event.type === "DEPLOYMENT_CREATED" || event.type === "DEPLOYMENT_STATUS_CHANGED"),
+    );
+    expect(
+      written.map((event) =>
+        event.type === "DEPLOYMENT_CREATED" ? "BUILDING" : event.message?.match(/-> (\w+)/)?.[1],
+      ),
+    ).toEqual(order);
     await statuses.until((items) => items.some((i) => i.deploymentStatus.activeReplicaCount === 1));
     statuses.dispose();
 

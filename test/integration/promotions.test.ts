@@ -13,6 +13,7 @@ import {
   wsClient,
 } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { eventsAfter, latestCursor } from "../support/history.ts";
 import { control, finished as waitForEnd } from "../support/promotions.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -250,21 +251,16 @@ describe("promoting", () => {
   it("streams the exact sequence of step states over promotionProgress, then completes", async () => {
     const dep = await pushFolder(hangar, "promo-stream", await modelFolder(MODEL(1)), { development: true });
     await waitForStatus(hangar, dep.id, "ACTIVE");
-    // Pause before it starts so the subscription sees everything from the first state.
+    // Everything the promotion writes comes after this cursor: the whole sequence can be replayed.
+    const cursor = await latestCursor(hangar, dep.model.id);
     const client = wsClient(hangar);
     const started = (await gql(hangar, PROMOTE, { input: { deploymentId: dep.id } })).promote;
     const progress = subscribe(
       client,
       `subscription($id: ID!) { promotionProgress(promotionId: $id) { status steps { status } } }`,
-      {
-        id: started.id,
-      },
+      { id: started.id },
     );
     await waitFor(() => progress.completed, { what: "the subscription to complete" });
-    const states = progress.items.map(
-      (i) =>
-        `${i.promotionProgress.status}:${i.promotionProgress.steps.map((s: { status: string }) => s.status[0]).join("")}`,
-    );
     const full = [
       "RELEASING:PPP",
       "RELEASING:SPP",
@@ -273,7 +269,31 @@ describe("promoting", () => {
       "RELEASING:SSR",
       "SUCCEEDED:SSS",
     ];
-    // The first item is the promotion as it was when the subscription began; from there, every state in order.
+    // The promotion's own events, replayed from before it began: one per state, every state, in order.
+    const written = (await eventsAfter(hangar, dep.model.id, cursor)).filter(
+      (event) => event.promotion?.id === started.id && event.type.startsWith("PROMOTION_"),
+    );
+    expect(written.map((event) => event.type)).toEqual([
+      "PROMOTION_STARTED",
+      "PROMOTION_STEP_CHANGED",
+      "PROMOTION_STEP_CHANGED",
+      "PROMOTION_STEP_CHANGED",
+      "PROMOTION_STEP_CHANGED",
+      "PROMOTION_FINISHED",
+    ]);
+    expect(written.map((event) => event.message?.replace(/:.*/, ""))).toEqual([
+      "promoting 'development' to 'production'",
+      "CREATE_DEPLOYMENT succeeded",
+      "START_DEPLOYMENT running",
+      "START_DEPLOYMENT succeeded",
+      "ACTIVATE running",
+      "promotion succeeded",
+    ]);
+    // The subscription began with the promotion as it was then, and from there saw every state in order.
+    const states = progress.items.map(
+      (i) =>
+        `${i.promotionProgress.status}:${i.promotionProgress.steps.map((s: { status: string }) => s.status[0]).join("")}`,
+    );
     expect(full).toContain(states[0]);
     expect(states).toEqual(full.slice(full.indexOf(states[0] as string)));
     await client.dispose();
