@@ -67,6 +67,7 @@ export async function startServer(
         maxUploadBytes: config.maxUploadBytes,
       }),
       logs: new LogWriter(db, (error) => log.error({ err: error }, "writing logs failed")),
+      clock: systemClock,
       log,
     };
     const controller = new DeploymentController(ctx);

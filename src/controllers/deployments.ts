@@ -24,7 +24,8 @@ const STARTING_FROM: DeploymentStatus[] = ["DEPLOYING", "LOADING_MODEL", "WAKING
  * lease, so several processes can share a database.
  */
 export class DeploymentController implements RuntimeObserver {
-  readonly owner = `${hostname()}:${process.pid}:${Date.now().toString(36)}`;
+  /** This process's name on leases and replica rows: host, PID and start time. */
+  readonly owner: string;
   private readonly serial = new KeyedSerializer();
   private readonly specs = new Map<string, ReplicaSpec>();
   /** Replica counts chosen by the autoscaler, per deployment run here. */
@@ -34,7 +35,9 @@ export class DeploymentController implements RuntimeObserver {
   private stopping = false;
   runtime!: ProcessRuntime;
 
-  constructor(private readonly ctx: ServiceContext) {}
+  constructor(private readonly ctx: ServiceContext) {
+    this.owner = `${hostname()}:${process.pid}:${ctx.clock.now().toString(36)}`;
+  }
 
   async start(runtime: ProcessRuntime): Promise<void> {
     this.runtime = runtime;
@@ -57,6 +60,11 @@ export class DeploymentController implements RuntimeObserver {
     });
   }
 
+  /** The time, from the context's clock (a fake one in tests). */
+  private now(): Date {
+    return new Date(this.ctx.clock.now());
+  }
+
   private onError = (error: unknown) => {
     if (!this.stopping) this.ctx.log.error({ err: error }, "deployment controller error");
   };
@@ -72,7 +80,7 @@ export class DeploymentController implements RuntimeObserver {
       const { prisma } = this.ctx.db;
       await prisma.deployment.updateMany({
         where: { leaseOwner: this.owner },
-        data: { leaseExpiresAt: leasedTo(this.owner, new Date()).leaseExpiresAt },
+        data: { leaseExpiresAt: leasedTo(this.owner, this.now()).leaseExpiresAt },
       });
       const rows = await prisma.deployment.findMany({
         where: {
@@ -224,7 +232,7 @@ export class DeploymentController implements RuntimeObserver {
 
   /** Takes or renews this process's lease on the deployment; false when another process holds it. */
   private async claim(deployment: Deployment): Promise<boolean> {
-    const now = new Date();
+    const now = this.now();
     const { count } = await this.ctx.db.prisma.deployment.updateMany({
       where: {
         id: deployment.id,
@@ -292,7 +300,7 @@ export class DeploymentController implements RuntimeObserver {
    */
   private async reapOrphans(): Promise<void> {
     const { prisma } = this.ctx.db;
-    const now = new Date();
+    const now = this.now();
     const query = {
       where: { leaseOwner: { not: null } },
       distinct: ["leaseOwner" as const],
@@ -384,7 +392,7 @@ export class DeploymentController implements RuntimeObserver {
       async () => {
         await this.recordReplica(replica.id, {
           state: "READY",
-          readyAt: new Date(replica.readyAt ?? Date.now()),
+          readyAt: new Date(replica.readyAt ?? this.ctx.clock.now()),
         });
         await transition(
           this.ctx.db.prisma,
@@ -410,7 +418,7 @@ export class DeploymentController implements RuntimeObserver {
     void this.serial.run(
       replica.deploymentId,
       async () => {
-        await this.recordReplica(replica.id, { state: "STOPPED", stoppedAt: new Date(), exitReason: reason });
+        await this.recordReplica(replica.id, { state: "STOPPED", stoppedAt: this.now(), exitReason: reason });
         if (!this.stopping && this.runtime.has(replica.deploymentId)) {
           if (this.runtime.ready(replica.deploymentId).length === 0) {
             await transition(

@@ -93,6 +93,11 @@ export class PromotionController {
     });
   }
 
+  /** The time, from the context's clock (a fake one in tests). */
+  private now(): Date {
+    return new Date(this.ctx.clock.now());
+  }
+
   private onError = (error: unknown) => {
     if (!this.stopping) this.ctx.log.error({ err: error }, "promotion controller error");
   };
@@ -145,7 +150,7 @@ export class PromotionController {
   }
 
   private async claim(promotion: Promotion): Promise<boolean> {
-    const now = new Date();
+    const now = this.now();
     const { count } = await this.ctx.db.prisma.promotion.updateMany({
       where: {
         id: promotion.id,
@@ -197,11 +202,11 @@ export class PromotionController {
     return this.locked(id, async (tx, promotion) => {
       const steps = parseSteps(promotion.steps);
       if (stepOf(steps, "CREATE_DEPLOYMENT").status !== "PENDING") return false;
-      const now = new Date();
+      const now = this.now();
       const source = await tx.deployment.findUniqueOrThrow({ where: { id: promotion.sourceDeploymentId } });
       const environment = await tx.environment.findUniqueOrThrow({ where: { id: promotion.environmentId } });
       if (source.deletedAt) {
-        await endPromotion(tx, promotion, "FAILED", `deployment '${source.name}' was deleted`);
+        await endPromotion(tx, promotion, "FAILED", `deployment '${source.name}' was deleted`, this.now());
         return true;
       }
       const settings = parsePromotionSettings(promotion.settings);
@@ -266,7 +271,7 @@ export class PromotionController {
       await recordPromotion(
         tx,
         promotion,
-        { steps: withStep(steps, "START_DEPLOYMENT", "RUNNING", new Date()) },
+        { steps: withStep(steps, "START_DEPLOYMENT", "RUNNING", this.now()) },
         "PROMOTION_STEP_CHANGED",
         `START_DEPLOYMENT running: waiting for '${deployment.name}' to be ready`,
       );
@@ -295,7 +300,7 @@ export class PromotionController {
           progressDeadlinePassed(
             parseSteps(promotion.steps),
             promotion.startPausedMs,
-            Date.now(),
+            this.ctx.clock.now(),
             settings.progressDeadlineSeconds,
           )
         ? `deployment '${deployment.name}' was not ready within ${settings.progressDeadlineSeconds} s (progress deadline)`
@@ -305,7 +310,7 @@ export class PromotionController {
       const steps = parseSteps(current.steps);
       if (stepOf(steps, "START_DEPLOYMENT").status !== "RUNNING") return false;
       if (failure) {
-        await endPromotion(tx, current, "FAILED", failure);
+        await endPromotion(tx, current, "FAILED", failure, this.now());
         return true;
       }
       await recordPromotion(
@@ -316,7 +321,7 @@ export class PromotionController {
             steps,
             "START_DEPLOYMENT",
             "SUCCEEDED",
-            new Date(),
+            this.now(),
             `'${deployment.name}' is ready`,
           ),
         },
@@ -341,7 +346,7 @@ export class PromotionController {
       : null;
     if (!deployment) return "waiting";
     const settings = parsePromotionSettings(promotion.settings);
-    const now = Date.now();
+    const now = this.ctx.clock.now();
     if (BROKEN_STATUSES.has(deployment.status)) {
       const moved = await this.locked(promotion.id, async (tx, current) => {
         await endPromotion(
@@ -349,6 +354,7 @@ export class PromotionController {
           current,
           "FAILED",
           `deployment '${deployment.name}' became ${deployment.status} during the ramp (stage ${current.canaryStage ?? 0})`,
+          this.now(),
         );
         return true;
       });
@@ -469,7 +475,7 @@ export class PromotionController {
       "threshold; all traffic is back on the previous deployment";
     const moved = await this.locked(id, async (tx, current) => {
       if (current.status !== "RAMPING_UP" || current.canaryStage !== stage) return false;
-      await endPromotion(tx, current, "FAILED", message);
+      await endPromotion(tx, current, "FAILED", message, this.now());
       return true;
     });
     if (moved) this.stageBaselines.delete(id);
@@ -490,7 +496,13 @@ export class PromotionController {
     const moved = await this.locked(promotion.id, async (tx, current) => {
       if (current.status !== "RAMPING_DOWN" || current.canaryStage !== stage) return false;
       if (stage <= 1) {
-        await endPromotion(tx, { ...current, canaryStage: 0 }, "CANCELED", "canceled after ramping down");
+        await endPromotion(
+          tx,
+          { ...current, canaryStage: 0 },
+          "CANCELED",
+          "canceled after ramping down",
+          this.now(),
+        );
         return true;
       }
       await recordPromotion(
@@ -513,7 +525,7 @@ export class PromotionController {
       await recordPromotion(
         tx,
         promotion,
-        { steps: withStep(steps, "ACTIVATE", "RUNNING", new Date()) },
+        { steps: withStep(steps, "ACTIVATE", "RUNNING", this.now()) },
         "PROMOTION_STEP_CHANGED",
         "ACTIVATE running",
       );
@@ -533,7 +545,7 @@ export class PromotionController {
       if (stepOf(steps, "ACTIVATE").status !== "RUNNING" || !promotion.deploymentId) return false;
       // Environment before deployments, the order every writer of both takes (no deadlock).
       await tx.$queryRaw`SELECT id FROM "Environment" WHERE id = ${promotion.environmentId} FOR UPDATE`;
-      const now = new Date();
+      const now = this.now();
       const deployment = await tx.deployment.findUniqueOrThrow({ where: { id: promotion.deploymentId } });
       const environment = await tx.environment.findUniqueOrThrow({ where: { id: promotion.environmentId } });
       const own = parseAutoscaling(deployment.promotionAutoscaling ?? deployment.autoscaling);

@@ -179,7 +179,11 @@ async function writePush(
     message: `deployment '${name}' created${environment ? ` for '${environment.name}'` : ""}`,
   });
   if (environment)
-    await insertPromotion(tx, deployment, environment, { scaleDownPrevious: true, pushed: true });
+    await insertPromotion(tx, deployment, environment, {
+      scaleDownPrevious: true,
+      pushed: true,
+      now: new Date(ctx.clock.now()),
+    });
   return deployment;
 }
 

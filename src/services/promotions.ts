@@ -51,6 +51,7 @@ export async function promote(
     return insertPromotion(tx, deployment, environment, {
       scaleDownPrevious: input.scaleDownPreviousDeployment,
       pushed: false,
+      now: new Date(ctx.clock.now()),
     });
   });
 }
@@ -103,7 +104,7 @@ export async function cancelPromotion(
     if (graceful && ramping && promotion.percentTraffic > 0) {
       // The controller steps the traffic back down over the ramp time spent so far, then ends it
       // CANCELED: each of the steps takes that time over the stage reached, fixed now.
-      const now = Date.now();
+      const now = ctx.clock.now();
       const stage = promotion.canaryStage ?? 0;
       const spent =
         promotion.stageElapsedMs + (promotion.stageStartedAt ? now - promotion.stageStartedAt.getTime() : 0);
@@ -122,7 +123,7 @@ export async function cancelPromotion(
         "ramping down before cancelling",
       );
     }
-    return endPromotion(tx, promotion, "CANCELED", "canceled by request");
+    return endPromotion(tx, promotion, "CANCELED", "canceled by request", new Date(ctx.clock.now()));
   });
 }
 
@@ -143,7 +144,7 @@ export async function cancelCanary(ctx: RequestContext, environmentId: string): 
         "environmentId",
       );
     }
-    return endPromotion(tx, promotion, "CANCELED", "canary canceled by request");
+    return endPromotion(tx, promotion, "CANCELED", "canary canceled by request", new Date(ctx.clock.now()));
   });
 }
 
@@ -157,7 +158,7 @@ export async function pausePromotion(ctx: RequestContext, environmentId: string)
         "environmentId",
       );
     }
-    const now = Date.now();
+    const now = ctx.clock.now();
     const elapsed = promotion.stageStartedAt
       ? promotion.stageElapsedMs + (now - promotion.stageStartedAt.getTime())
       : promotion.stageElapsedMs;
@@ -197,9 +198,9 @@ export async function resumePromotion(ctx: RequestContext, environmentId: string
       {
         status: back,
         pausedFrom: null,
-        ...unpaused(promotion, Date.now()),
+        ...unpaused(promotion, ctx.clock.now()),
         // The stage goes on with the time it had left.
-        stageStartedAt: back === "RAMPING_UP" ? new Date() : null,
+        stageStartedAt: back === "RAMPING_UP" ? new Date(ctx.clock.now()) : null,
       },
       "PROMOTION_STEP_CHANGED",
       `resumed (${back})`,
@@ -224,9 +225,9 @@ export async function forceRollForward(ctx: RequestContext, environmentId: strin
       {
         status: back,
         pausedFrom: null,
-        ...unpaused(promotion, Date.now()),
+        ...unpaused(promotion, ctx.clock.now()),
         rollForward: true,
-        stageStartedAt: back === "RAMPING_UP" ? new Date() : promotion.stageStartedAt,
+        stageStartedAt: back === "RAMPING_UP" ? new Date(ctx.clock.now()) : promotion.stageStartedAt,
       },
       "PROMOTION_STEP_CHANGED",
       "rolling forward: all traffic to the new deployment once it is ready",

@@ -103,7 +103,7 @@ export async function insertPromotion(
   tx: Tx,
   deployment: Deployment,
   environment: Environment,
-  opts: { scaleDownPrevious: boolean; pushed: boolean },
+  opts: { scaleDownPrevious: boolean; pushed: boolean; now: Date },
 ): Promise<Promotion> {
   if (NOT_PROMOTABLE.has(deployment.status)) {
     throw new UserError(
@@ -130,7 +130,7 @@ export async function insertPromotion(
     : null;
   const ramps = settings.rampUpWhilePromoting && previous !== null;
   let steps = initialSteps();
-  const now = new Date();
+  const { now } = opts;
   if (opts.pushed)
     steps = withStep(steps, "CREATE_DEPLOYMENT", "SKIPPED", now, "pushed for this environment");
   const promotion = await tx.promotion.create({
@@ -182,8 +182,8 @@ export async function endPromotion(
   promotion: Promotion,
   outcome: "FAILED" | "CANCELED",
   message: string,
+  now: Date,
 ): Promise<Promotion> {
-  const now = new Date();
   const steps = endSteps(
     parseSteps(promotion.steps),
     outcome === "FAILED" ? "FAILED" : "SKIPPED",
