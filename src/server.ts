@@ -163,6 +163,7 @@ export async function startServer(
       }),
       logs: new LogWriter(db, (error) => log.error({ err: error }, "writing logs failed")),
       log,
+      clock: systemClock,
     };
     const controller = new DeploymentController(ctx);
     ctx.reloader = controller;

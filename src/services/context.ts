@@ -1,6 +1,7 @@
 import type { Config } from "../config.ts";
 import type { Database, Tx } from "../db/client.ts";
 import type { Access } from "../domain/access.ts";
+import type { Clock } from "../domain/clock.ts";
 import type { ChangeBus } from "../events/bus.ts";
 import { withActor } from "../events/log.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
@@ -25,6 +26,8 @@ export interface ServiceContext {
   artifacts: ArtifactStore;
   logs: LogWriter;
   log: Logger;
+  /** Time for the rules (a FakeClock in tests). */
+  clock: Clock;
   /** Set once the deployment controller exists (it is built from this context). */
   reloader?: CodeReloader;
 }
