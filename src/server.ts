@@ -67,8 +67,8 @@ export async function startServer(
         maxUploadBytes: config.maxUploadBytes,
       }),
       logs: new LogWriter(db, (error) => log.error({ err: error }, "writing logs failed")),
-      clock: systemClock,
       log,
+      clock: systemClock,
     };
     const controller = new DeploymentController(ctx);
     ctx.reloader = controller;

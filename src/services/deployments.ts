@@ -182,7 +182,7 @@ async function writePush(
     await insertPromotion(tx, deployment, environment, {
       scaleDownPrevious: true,
       pushed: true,
-      now: new Date(ctx.clock.now()),
+      now: ctx.clock.now(),
     });
   return deployment;
 }

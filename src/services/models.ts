@@ -32,7 +32,7 @@ export async function deleteModel(ctx: RequestContext, id: string): Promise<Mode
     })) {
       const promotion = await lockPromotion(tx, active.id);
       if (promotion?.activeEnvironmentId)
-        await endPromotion(tx, promotion, "CANCELED", "the model was deleted", new Date(ctx.clock.now()));
+        await endPromotion(tx, promotion, "CANCELED", "the model was deleted", ctx.clock.now());
     }
     const now = new Date();
     const deployments = await tx.deployment.findMany({ where: { modelId: id, deletedAt: null } });

@@ -1,24 +1,16 @@
 import type { Tx } from "../db/client.ts";
-import { rampDownStepMs } from "../domain/canary.ts";
 import { notFound, UserError } from "../domain/errors.ts";
-import {
-  isActive,
-  type PromotionStatus,
-  parseSteps,
-  pausedDuringStart,
-  stepOf,
-} from "../domain/promotion.ts";
-import { parsePromotionSettings } from "../domain/promotion-settings.ts";
+import { isActive, type PromotionStatus } from "../domain/promotion.ts";
+import { type Intent, planIntent } from "../domain/promotion-plan.ts";
 import type { Promotion } from "../generated/prisma/client.ts";
 import { findEnvironment } from "../store/environments.ts";
 import { isUniqueViolation } from "../store/errors.ts";
 import {
-  endPromotion,
+  applyPlan,
   insertPromotion,
   lockPromotion,
-  type PromotionChange,
   promotionInProgress,
-  recordPromotion,
+  stateOf,
 } from "../store/promotions.ts";
 import { requireEnvironment, requireVisible } from "./authorize.ts";
 import { type RequestContext, type ServiceContext, transaction } from "./context.ts";
@@ -51,7 +43,7 @@ export async function promote(
     return insertPromotion(tx, deployment, environment, {
       scaleDownPrevious: input.scaleDownPreviousDeployment,
       pushed: false,
-      now: new Date(ctx.clock.now()),
+      now: ctx.clock.now(),
     });
   });
 }
@@ -80,157 +72,42 @@ async function activePromotionOf(
   return locked;
 }
 
-function activateBegun(promotion: Promotion): boolean {
-  return stepOf(parseSteps(promotion.steps), "ACTIVATE").status !== "PENDING";
-}
-
-export async function cancelPromotion(
+/**
+ * A control: the client's intent is folded into the promotion by the same
+ * plan the controller runs (domain/promotion-plan.ts planIntent), in the
+ * caller's transaction, so the answer is the promotion as it now is.
+ */
+function control(
   ctx: RequestContext,
   environmentId: string,
-  graceful: boolean,
+  what: string,
+  intent: Intent,
 ): Promise<Promotion> {
   return transaction(ctx, async (tx) => {
-    const promotion = await activePromotionOf(tx, ctx, environmentId, "cancel the promotion into");
-    if (activateBegun(promotion)) {
-      throw new UserError(
-        "INVALID_STATE",
-        "ACTIVATE has begun; the promotion can no longer be cancelled",
-        "environmentId",
-      );
-    }
-    const ramping =
-      promotion.status === "RAMPING_UP" ||
-      (promotion.status === "PAUSED" && promotion.pausedFrom === "RAMPING_UP");
-    if (graceful && ramping && promotion.percentTraffic > 0) {
-      // The controller steps the traffic back down over the ramp time spent so far, then ends it
-      // CANCELED: each of the steps takes that time over the stage reached, fixed now.
-      const now = ctx.clock.now();
-      const stage = promotion.canaryStage ?? 0;
-      const spent =
-        promotion.stageElapsedMs + (promotion.stageStartedAt ? now - promotion.stageStartedAt.getTime() : 0);
-      const durationS = parsePromotionSettings(promotion.settings).rampUpDurationSeconds;
-      return recordPromotion(
-        tx,
-        promotion,
-        {
-          status: "RAMPING_DOWN",
-          pausedFrom: null,
-          stageStartedAt: new Date(now),
-          stageElapsedMs: 0,
-          rampDownStepMs: Math.round(rampDownStepMs(stage, durationS, Math.max(0, spent))),
-        },
-        "PROMOTION_STEP_CHANGED",
-        "ramping down before cancelling",
-      );
-    }
-    return endPromotion(tx, promotion, "CANCELED", "canceled by request", new Date(ctx.clock.now()));
+    const promotion = await activePromotionOf(tx, ctx, environmentId, what);
+    const plan = planIntent(stateOf(promotion), intent, ctx.clock.now());
+    if ("refused" in plan) throw new UserError("INVALID_STATE", plan.refused, "environmentId");
+    return applyPlan(tx, promotion, plan);
   });
 }
 
-export async function cancelCanary(ctx: RequestContext, environmentId: string): Promise<Promotion> {
-  return transaction(ctx, async (tx) => {
-    const promotion = await activePromotionOf(tx, ctx, environmentId, "cancel the canary of");
-    if (promotion.canaryStages === null) {
-      throw new UserError(
-        "INVALID_STATE",
-        "this promotion does not ramp traffic (no canary to cancel)",
-        "environmentId",
-      );
-    }
-    if (activateBegun(promotion)) {
-      throw new UserError(
-        "INVALID_STATE",
-        "ACTIVATE has begun; the promotion can no longer be cancelled",
-        "environmentId",
-      );
-    }
-    return endPromotion(tx, promotion, "CANCELED", "canary canceled by request", new Date(ctx.clock.now()));
-  });
+/** Ends the promotion (a graceful cancel of a ramping one ramps down first). */
+export function cancelPromotion(ctx: RequestContext, environmentId: string, graceful: boolean) {
+  return control(ctx, environmentId, "cancel the promotion into", { kind: "cancel", graceful });
 }
 
-export async function pausePromotion(ctx: RequestContext, environmentId: string): Promise<Promotion> {
-  return transaction(ctx, async (tx) => {
-    const promotion = await activePromotionOf(tx, ctx, environmentId, "pause the promotion into");
-    if (promotion.status !== "RELEASING" && promotion.status !== "RAMPING_UP") {
-      throw new UserError(
-        "INVALID_STATE",
-        `a ${promotion.status} promotion cannot be paused`,
-        "environmentId",
-      );
-    }
-    const now = ctx.clock.now();
-    const elapsed = promotion.stageStartedAt
-      ? promotion.stageElapsedMs + (now - promotion.stageStartedAt.getTime())
-      : promotion.stageElapsedMs;
-    return recordPromotion(
-      tx,
-      promotion,
-      {
-        status: "PAUSED",
-        pausedFrom: promotion.status,
-        pausedAt: new Date(now),
-        stageElapsedMs: elapsed,
-        stageStartedAt: null,
-      },
-      "PROMOTION_STEP_CHANGED",
-      "paused",
-    );
-  });
+export function cancelCanary(ctx: RequestContext, environmentId: string) {
+  return control(ctx, environmentId, "cancel the canary of", { kind: "cancelCanary" });
 }
 
-/** A pause ends: the progress deadline's clock gets back the time START_DEPLOYMENT spent paused. */
-function unpaused(promotion: Promotion, now: number): PromotionChange {
-  if (promotion.status !== "PAUSED") return {};
-  const paused = pausedDuringStart(parseSteps(promotion.steps), promotion.pausedAt, now);
-  return { pausedAt: null, startPausedMs: promotion.startPausedMs + paused };
+export function pausePromotion(ctx: RequestContext, environmentId: string) {
+  return control(ctx, environmentId, "pause the promotion into", { kind: "pause" });
 }
 
-export async function resumePromotion(ctx: RequestContext, environmentId: string): Promise<Promotion> {
-  return transaction(ctx, async (tx) => {
-    const promotion = await activePromotionOf(tx, ctx, environmentId, "resume the promotion into");
-    if (promotion.status !== "PAUSED") {
-      throw new UserError("INVALID_STATE", `a ${promotion.status} promotion is not paused`, "environmentId");
-    }
-    const back = promotion.pausedFrom ?? "RELEASING";
-    return recordPromotion(
-      tx,
-      promotion,
-      {
-        status: back,
-        pausedFrom: null,
-        ...unpaused(promotion, ctx.clock.now()),
-        // The stage goes on with the time it had left.
-        stageStartedAt: back === "RAMPING_UP" ? new Date(ctx.clock.now()) : null,
-      },
-      "PROMOTION_STEP_CHANGED",
-      `resumed (${back})`,
-    );
-  });
+export function resumePromotion(ctx: RequestContext, environmentId: string) {
+  return control(ctx, environmentId, "resume the promotion into", { kind: "resume" });
 }
 
-export async function forceRollForward(ctx: RequestContext, environmentId: string): Promise<Promotion> {
-  return transaction(ctx, async (tx) => {
-    const promotion = await activePromotionOf(tx, ctx, environmentId, "roll forward the promotion into");
-    if (promotion.status === "RAMPING_DOWN") {
-      throw new UserError(
-        "INVALID_STATE",
-        "a promotion ramping down cannot be rolled forward",
-        "environmentId",
-      );
-    }
-    const back = promotion.status === "PAUSED" ? (promotion.pausedFrom ?? "RELEASING") : promotion.status;
-    return recordPromotion(
-      tx,
-      promotion,
-      {
-        status: back,
-        pausedFrom: null,
-        ...unpaused(promotion, ctx.clock.now()),
-        rollForward: true,
-        stageStartedAt: back === "RAMPING_UP" ? new Date(ctx.clock.now()) : promotion.stageStartedAt,
-      },
-      "PROMOTION_STEP_CHANGED",
-      "rolling forward: all traffic to the new deployment once it is ready",
-    );
-  });
+export function forceRollForward(ctx: RequestContext, environmentId: string) {
+  return control(ctx, environmentId, "roll forward the promotion into", { kind: "rollForward" });
 }
