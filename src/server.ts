@@ -164,9 +164,9 @@ export async function startServer(
       logs: new LogWriter(db, (error) => log.error({ err: error }, "writing logs failed")),
       log,
     };
-    const controller = new DeploymentController(ctx);
+    const runtime = new ProcessRuntime(runtimeOptions, systemClock);
+    const controller = new DeploymentController(ctx, runtime, systemClock);
     ctx.reloader = controller;
-    const runtime = new ProcessRuntime(controller, runtimeOptions);
     const routes = new RouteTable(db);
     routes.start(bus);
     const traffic = new TrafficMeter(systemClock);
@@ -348,7 +348,7 @@ export async function startServer(
     };
 
     const promotions = new PromotionController(ctx, controller.owner, controller, traffic);
-    await controller.start(runtime);
+    await controller.start();
     await promotions.start();
     autoscaler.start();
     // Old log lines, unreferenced artifacts and a killed process's leftovers go (services/retention.ts).
