@@ -96,7 +96,7 @@ async function history(id: string): Promise<string[]> {
     where: { deploymentId: id, type: "DEPLOYMENT_STATUS_CHANGED" },
     orderBy: { seq: "asc" },
   });
-  return events.map((e) => e.message);
+  return events.map((e) => e.message ?? "");
 }
 
 async function active(): Promise<string> {
