@@ -177,7 +177,7 @@ describe("canary under a steady client", () => {
     expect([...served].sort()).toEqual([first.id, second, third].sort());
     // After the last promotion, the newest deployment serves everything.
     expect((await predict(hangar, path, {})).deploymentId).toBe(third);
-  });
+  }, 180_000); // four promotions in a row, each ramping over 4 s with traffic running
 });
 
 describe("automatic rollback", () => {

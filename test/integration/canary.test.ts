@@ -69,7 +69,10 @@ describe("canary ramp", () => {
       .map((p) => [p.canaryStage, p.percentTrafficToNewVersion])
       .filter((stage, i, all) => i === 0 || stage[0] !== all[i - 1]?.[0]);
     const expected = Array.from({ length: 10 }, (_, k) => [k + 1, (k + 1) * 10]);
-    expect(stages).toEqual(expected.slice(expected.findIndex((e) => e[0] === stages[0]?.[0])));
+    // From the subscription's first message on, every stage in order (none, when it began after the
+    // ramp on a loaded machine: the replay below checks the whole ramp from before it began).
+    const first = stages[0]?.[0];
+    expect(stages).toEqual(first === undefined ? [] : expected.slice(first - 1));
     expect(progress.items.at(-1).promotionProgress).toMatchObject({
       status: "SUCCEEDED",
       canaryStage: 10,
