@@ -9,7 +9,6 @@ import {
   wsClient,
 } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
-import { latestCursor } from "../support/history.ts";
 import { type Answer, steadyClient, stopSteadyClients } from "../support/load.ts";
 import {
   control,
@@ -80,6 +79,17 @@ async function candidate(name: string, files: Record<string, string>) {
   return deployment.id as string;
 }
 
+async function lastEventCursor(modelId: string): Promise<string> {
+  const events = await gql(
+    hangar,
+    `query($id: ID!) { model(id: $id) { events(first: 500) { edges { cursor } } } }`,
+    {
+      id: modelId,
+    },
+  );
+  return events.model.events.edges.at(-1).cursor;
+}
+
 const failures = (answers: Answer[]) => answers.filter((a) => a.status !== 200);
 
 describe("canary under a steady client", () => {
@@ -95,7 +105,7 @@ describe("canary under a steady client", () => {
     const events = subscribe(
       ws,
       `subscription($id: ID!, $after: String) { modelEvents(modelId: $id, after: $after) { type message promotion { id } } }`,
-      { id: modelId, after: await latestCursor(hangar, modelId) },
+      { id: modelId, after: await lastEventCursor(modelId) },
     );
     const second = await candidate("steady-ramp", MODEL(2));
     const ramp = await promoteTo(hangar, second, "live");
