@@ -56,7 +56,7 @@ async function freshDatabase(): Promise<{ dataDir: string; databaseUrl: string |
     const admin = new pg.Client({ connectionString: inject("postgresUrl") });
     await admin.connect();
     const name = `hangar_${randomBytes(6).toString("hex")}`;
-    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${inject("postgresTemplate")}`);
     await admin.end();
     const url = new URL(inject("postgresUrl"));
     url.pathname = `/${name}`;
