@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cliEnv, DEFAULT_CONFIG, runCli, spawnCli } from "../support/cli.ts";
 import { deploymentStatus, gql, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { promoteTo, waitForPromotion } from "../support/promotions.ts";
 import { waitFor } from "../support/wait.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: --json output is inspected loosely.
@@ -102,21 +103,7 @@ describe("activate, deactivate, delete", () => {
 
     // The deployment serving production cannot be deleted.
     const serving = await pushFolder(hangar, "in-use", await modelFolder(CHATTY));
-    const promotion = (
-      await gql(
-        hangar,
-        `mutation($id: ID!) { promote(input: { deploymentId: $id }) { ... on Promotion { id } } }`,
-        {
-          id: serving.id,
-        },
-      )
-    ).promote;
-    await waitFor(
-      async () =>
-        (await gql(hangar, `query($id: ID!) { promotion(id: $id) { status } }`, { id: promotion.id }))
-          .promotion.status === "SUCCEEDED",
-      { what: "the promotion to succeed" },
-    );
+    await waitForPromotion(hangar, (await promoteTo(hangar, serving.id)).id, "SUCCEEDED");
     const inUse = await runCli(["delete", serving.id, "--yes"], { env });
     expect(inUse.code).toBe(1);
     expect(inUse.stderr).toMatch(/\[DEPLOYMENT_IN_USE\]/);

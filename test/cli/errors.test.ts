@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorForCode, GATEWAY_ERROR_CODES, GRAPHQL_ERROR_CODES } from "../../src/cli/errors.ts";
 import { ERROR_CODES } from "../../src/domain/error-codes.ts";
-import { freePort } from "../../src/runtime/ports.ts";
 import { cliEnv, runCli } from "../support/cli.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { refusedUrl } from "../support/refused.ts";
 
 let hangar: TestHangar;
 
@@ -48,7 +48,7 @@ describe("failures every command reports the same way", () => {
   });
 
   it("an unreachable server: exit 1, saying it cannot be reached", { timeout: 180_000 }, async () => {
-    const url = `http://127.0.0.1:${await freePort()}`;
+    const url = await refusedUrl();
     const results = await Promise.all(
       COMMANDS.map((args) => runCli(args, { env: { HANGAR_URL: url, HANGAR_API_KEY: "hk_x" } })),
     );

@@ -2,9 +2,9 @@ import { mkdtemp, readFile, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../src/runtime/ports.ts";
 import { cliEnv, runCli } from "../support/cli.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { refusedUrl } from "../support/refused.ts";
 
 let hangar: TestHangar;
 let other: TestHangar;
@@ -59,8 +59,7 @@ describe("hangar login", () => {
   });
 
   it("reports an unreachable server with exit 1", async () => {
-    const port = await freePort();
-    const result = await runCli(["login", "--url", `http://127.0.0.1:${port}`, "--api-key", "hk_x"], {
+    const result = await runCli(["login", "--url", await refusedUrl(), "--api-key", "hk_x"], {
       env: { HANGAR_CONFIG: await freshConfig() },
     });
     expect(result.code).toBe(1);

@@ -4,6 +4,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CliProcess, cliEnv, runCli, spawnCli } from "../support/cli.ts";
 import { gql, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import {
+  createEnvironment as createEnvironmentOf,
+  promoteTo,
+  promotionOf,
+  waitForPromotion,
+} from "../support/promotions.ts";
 import { waitFor } from "../support/wait.ts";
 
 let hangar: TestHangar;
@@ -35,35 +41,17 @@ afterAll(async () => {
   await hangar?.dispose();
 });
 
-async function createEnvironment(
-  name: string,
-  promotionSettings: Record<string, unknown> = {},
-): Promise<string> {
-  const data = await gql(
-    hangar,
-    `mutation($input: CreateEnvironmentInput!) { createEnvironment(input: $input) { __typename ... on Environment { id } ... on Error { message } } }`,
-    { input: { modelId, name, promotionSettings } },
-  );
-  if (!data.createEnvironment.id) throw new Error(JSON.stringify(data.createEnvironment));
-  return data.createEnvironment.id;
+function createEnvironment(name: string, promotionSettings: Record<string, unknown> = {}): Promise<string> {
+  return createEnvironmentOf(hangar, { modelId, name, promotionSettings });
 }
 
 async function promotionStatus(id: string): Promise<string> {
-  return (await gql(hangar, `query($id: ID!) { promotion(id: $id) { status } }`, { id })).promotion.status;
+  return (await promotionOf(hangar, id, "status")).status;
 }
 
-/** Promotes through the API and waits for the end (setting up what the CLI then ramps from). */
+/** Promotes through the API and waits for it to succeed (setting up what the CLI then ramps from). */
 async function promoteAndWait(deploymentId: string, environment: string) {
-  const data = await gql(
-    hangar,
-    `mutation($input: PromoteInput!) { promote(input: $input) { __typename ... on Promotion { id } ... on Error { message } } }`,
-    { input: { deploymentId, environment } },
-  );
-  const id = data.promote.id as string;
-  await waitFor(async () => ["SUCCEEDED", "FAILED", "CANCELED"].includes(await promotionStatus(id)), {
-    what: `promotion ${id} to end`,
-  });
-  expect(await promotionStatus(id)).toBe("SUCCEEDED");
+  await waitForPromotion(hangar, (await promoteTo(hangar, deploymentId, environment)).id, "SUCCEEDED");
 }
 
 async function cancel(environmentId: string) {
@@ -203,9 +191,7 @@ describe("hangar promote", () => {
     expect(promotion.id).toMatch(/^prm_/);
     expect(promotion.environment).toBe("later");
     expect(result.stderr).not.toMatch(/START_DEPLOYMENT/);
-    await waitFor(async () => (await promotionStatus(promotion.id)) === "SUCCEEDED", {
-      what: "the promotion",
-    });
+    await waitForPromotion(hangar, promotion.id, "SUCCEEDED");
   });
 
   it("reports refused promotions with exit 1 and usage errors with exit 2", async () => {

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cliEnv, runCli, runCliJson } from "../support/cli.ts";
-import { gql, modelFolder, pushFolder, waitForStatus } from "../support/client.ts";
+import { modelFolder, pushFolder, waitForStatus } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
-import { waitFor } from "../support/wait.ts";
+import { createEnvironment, promoteTo, promotionOf, waitForPromotion } from "../support/promotions.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: test data is inspected loosely.
 type Json = any;
@@ -24,45 +24,23 @@ afterAll(async () => {
 });
 
 async function promote(deploymentId: string): Promise<string> {
-  const result = (
-    await gql(
-      hangar,
-      `mutation($id: ID!) { promote(input: { deploymentId: $id, environment: "live" }) { ... on Promotion { id } ... on Error { code message } } }`,
-      { id: deploymentId },
-    )
-  ).promote;
-  if (!result.id) throw new Error(`promote failed: ${JSON.stringify(result)}`);
-  return result.id;
+  return (await promoteTo(hangar, deploymentId, "live")).id;
 }
 
-async function promotion(id: string): Promise<Json> {
-  return (
-    await gql(
-      hangar,
-      `query($id: ID!) { promotion(id: $id) { status canaryStage percentTrafficToNewVersion } }`,
-      {
-        id,
-      },
-    )
-  ).promotion;
+function promotion(id: string): Promise<Json> {
+  return promotionOf(hangar, id);
 }
 
 /** A model whose "live" environment ramps over 10 minutes, served by v1, with v2 ready to promote. */
 async function rampingModel(name: string) {
   const v1 = await pushFolder(hangar, name, await modelFolder(MODEL(1)));
-  await gql(
-    hangar,
-    `mutation($input: CreateEnvironmentInput!) { createEnvironment(input: $input) { __typename } }`,
-    {
-      input: {
-        modelId: v1.model.id,
-        name: "live",
-        promotionSettings: { rampUpWhilePromoting: true, rampUpDurationSeconds: 600 },
-      },
-    },
-  );
+  await createEnvironment(hangar, {
+    modelId: v1.model.id,
+    name: "live",
+    promotionSettings: { rampUpWhilePromoting: true, rampUpDurationSeconds: 600 },
+  });
   const first = await promote(v1.id);
-  await waitFor(async () => (await promotion(first)).status === "SUCCEEDED", { what: "v1 in live" });
+  await waitForPromotion(hangar, first, "SUCCEEDED");
   const v2 = await pushFolder(hangar, name, await modelFolder(MODEL(2)));
   await waitForStatus(hangar, v2.id, "ACTIVE");
   return { v1, v2 };
@@ -70,7 +48,7 @@ async function rampingModel(name: string) {
 
 async function startRamp(deploymentId: string): Promise<string> {
   const id = await promote(deploymentId);
-  await waitFor(async () => (await promotion(id)).status === "RAMPING_UP", { what: "the ramp to start" });
+  await waitForPromotion(hangar, id, "RAMPING_UP");
   return id;
 }
 
@@ -94,7 +72,7 @@ describe("promotion controls", () => {
 
     const rolled = await runCliJson(["roll-forward", "live", "--model", "controlled"], { env });
     expect(rolled.id).toBe(id);
-    await waitFor(async () => (await promotion(id)).status === "SUCCEEDED", { what: "the roll forward" });
+    await waitForPromotion(hangar, id, "SUCCEEDED");
     expect((await promotion(id)).percentTrafficToNewVersion).toBe(100);
   });
 
@@ -113,7 +91,7 @@ describe("promotion controls", () => {
     const graceful = await runCliJson(["cancel", "live", "--model", "canceled", "--graceful"], { env });
     expect(graceful.id).toBe(third);
     expect(["RAMPING_DOWN", "CANCELED"]).toContain(graceful.status);
-    await waitFor(async () => (await promotion(third)).status === "CANCELED", { what: "the ramp down" });
+    await waitForPromotion(hangar, third, "CANCELED");
   });
 
   it("errors: no promotion in progress (1), unknown model or environment (1), bad flags (2)", async () => {

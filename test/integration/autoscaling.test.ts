@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  deploymentStatus,
   gql,
   modelFolder,
   predict,
@@ -162,13 +163,9 @@ export default class M {
         body: { error_code: "model_unavailable" },
         deploymentId: dep.id,
       });
-      expect(await deploymentStatusOf(slowStart, dep.id)).toBe("WAKING_UP");
+      expect(await deploymentStatus(slowStart, dep.id)).toBe("WAKING_UP");
     } finally {
       await slowStart.dispose();
     }
   });
 });
-
-async function deploymentStatusOf(server: TestHangar, id: string): Promise<string> {
-  return (await gql(server, `query($id: ID!) { deployment(id: $id) { status } }`, { id })).deployment.status;
-}

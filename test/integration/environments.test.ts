@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { gql, modelFolder, predict, pushFolder } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
-import { waitFor } from "../support/wait.ts";
+import { promoteTo, waitForPromotion } from "../support/promotions.ts";
 
 let hangar: TestHangar;
 
@@ -69,17 +69,7 @@ let modelCount = 0;
 
 /** Promotes a deployment to production and waits for the promotion to succeed. */
 async function promoteAndWait(deploymentId: string): Promise<void> {
-  const started = await gql(
-    hangar,
-    `mutation($id: ID!) { promote(input: { deploymentId: $id }) { ... on Promotion { id } ... on UserError { code message } } }`,
-    { id: deploymentId },
-  );
-  await waitFor(
-    async () =>
-      (await gql(hangar, `query($id: ID!) { promotion(id: $id) { status } }`, { id: started.promote.id }))
-        .promotion.status === "SUCCEEDED",
-    { what: "the promotion to succeed" },
-  );
+  await waitForPromotion(hangar, (await promoteTo(hangar, deploymentId)).id, "SUCCEEDED");
 }
 
 async function newModel(): Promise<{ id: string; productionId: string }> {

@@ -9,7 +9,7 @@ import {
   wsClient,
 } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
-import { finished as waitForEnd } from "../support/promotions.ts";
+import { createEnvironment as createEnvironmentOf, finished as waitForEnd } from "../support/promotions.ts";
 import { waitFor } from "../support/wait.ts";
 
 const MODEL = (version: number, extra = "") => ({
@@ -55,13 +55,8 @@ const finished = (id: string) =>
     timeoutMs: 30_000,
   });
 
-async function createEnvironment(modelId: string, name: string, extra: Record<string, unknown> = {}) {
-  const data = await gql(
-    hangar,
-    `mutation($input: CreateEnvironmentInput!) { createEnvironment(input: $input) { ... on Environment { id } ... on UserError { code message } } }`,
-    { input: { modelId, name, ...extra } },
-  );
-  return data.createEnvironment.id as string;
+function createEnvironment(modelId: string, name: string, extra: Record<string, unknown> = {}) {
+  return createEnvironmentOf(hangar, { modelId, name, ...extra });
 }
 
 async function settingsOf(id: string) {

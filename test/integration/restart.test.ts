@@ -1,6 +1,6 @@
 import { stat } from "node:fs/promises";
 import path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
 import { waitFor } from "../support/wait.ts";
@@ -16,14 +16,34 @@ function alive(pid: number): boolean {
   }
 }
 
-const servers: TestHangar[] = [];
+/** Each test starts a server twice: seconds each, many times that on a loaded machine. */
+const SERVER_STARTS_TIMEOUT = 150_000;
 
-afterEach(async () => {
+const servers: TestHangar[] = [];
+/** The server the last test left running: the next test carries on with it rather than start another. */
+let carried: TestHangar | null = null;
+
+afterAll(async () => {
   for (const server of servers.splice(0)) await server.dispose();
 });
 
+/**
+ * A running server: the one the previous test left (a start costs seconds), or a new one when that
+ * test did not leave one running. These tests need a server with its deployments, not a fresh one.
+ */
+async function running(): Promise<TestHangar> {
+  const server = carried?.process.exitCode === null && carried.process.signalCode === null ? carried : null;
+  carried = null;
+  if (server) return server;
+  const fresh = await startHangar();
+  servers.push(fresh);
+  return fresh;
+}
+
 describe("restarts", () => {
-  it("generates an admin key on first start, stores it owner-only, prints it once", async () => {
+  it("generates an admin key on first start, stores it owner-only, prints it once", {
+    timeout: SERVER_STARTS_TIMEOUT,
+  }, async () => {
     const first = await startHangar({ generateKey: true });
     servers.push(first);
     expect(first.key).toMatch(/^hk_/);
@@ -42,11 +62,13 @@ describe("restarts", () => {
       body: JSON.stringify({ query: "{ models { edges { cursor } } }" }),
     });
     expect(models.status).toBe(200);
+    carried = second;
   });
 
-  it("stops every replica on shutdown and brings deployments back on start", async () => {
-    const first = await startHangar();
-    servers.push(first);
+  it("stops every replica on shutdown and brings deployments back on start", {
+    timeout: SERVER_STARTS_TIMEOUT,
+  }, async () => {
+    const first = await running();
     const dep = await pushFolder(first, "survivor", await modelFolder({ "model.mjs": PID_MODEL }));
     await waitForStatus(first, dep.id, "ACTIVE");
     const urlPath = `/models/${dep.model.id}/deployments/${dep.id}/predict`;
@@ -60,11 +82,13 @@ describe("restarts", () => {
     expect(answer.status).toBe(200);
     expect(answer.body.pid).not.toBe(before);
     await waitForStatus(second, dep.id, "ACTIVE");
+    carried = second;
   });
 
-  it("reaps the replicas of a killed Hangar and serves again after start", async () => {
-    const first = await startHangar();
-    servers.push(first);
+  it("reaps the replicas of a killed Hangar and serves again after start", {
+    timeout: SERVER_STARTS_TIMEOUT,
+  }, async () => {
+    const first = await running();
     const dep = await pushFolder(first, "orphaned", await modelFolder({ "model.mjs": PID_MODEL }));
     await waitForStatus(first, dep.id, "ACTIVE");
     const urlPath = `/models/${dep.model.id}/deployments/${dep.id}/predict`;

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { TestHangar } from "./hangar.ts";
-import { waitFor } from "./wait.ts";
+import { fail, waitFor } from "./wait.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/hangar.mjs", import.meta.url));
 
@@ -76,9 +76,11 @@ export function spawnCli(args: string[], opts: CliOptions = {}): CliProcess {
   if (opts.input !== undefined) child.stdin?.end(opts.input);
   else child.stdin?.end();
   const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 60_000);
+  let closed = false;
   const result = new Promise<CliResult>((resolve, reject) => {
     child.once("error", reject);
     child.once("close", (code, signal) => {
+      closed = true;
       clearTimeout(timer);
       const signals: Record<string, number> = { SIGINT: 130, SIGKILL: 137, SIGTERM: 143 };
       resolve({ code: code ?? (signal ? (signals[signal] ?? 128) : 1), stdout, stderr });
@@ -91,14 +93,19 @@ export function spawnCli(args: string[], opts: CliOptions = {}): CliProcess {
     waitForOutput: (pattern, timeoutMs = 30_000) =>
       waitFor(
         () => {
+          // Read before the output: a process that has closed has written all it will.
+          const ended = closed;
           const all = stdout + stderr;
-          return typeof pattern === "string" ? all.includes(pattern) : pattern.test(all);
+          if (typeof pattern === "string" ? all.includes(pattern) : pattern.test(all)) return true;
+          if (ended) fail("the command has exited");
+          return false;
         },
         { timeoutMs, what: `CLI output ${String(pattern)}` },
       ).then(
         () => undefined,
         (error: Error) => {
-          throw new Error(`${error.message}; output so far:\n${stdout}${stderr}`);
+          error.message = `${error.message}; output so far:\n${stdout}${stderr}`;
+          throw error;
         },
       ),
     result,

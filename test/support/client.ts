@@ -5,7 +5,7 @@ import { type Client, createClient } from "graphql-ws";
 import * as tar from "tar";
 import WebSocket from "ws";
 import type { TestHangar } from "./hangar.ts";
-import { waitFor } from "./wait.ts";
+import { fail, WaitAborted, waitFor } from "./wait.ts";
 
 export interface GqlResult<T = Record<string, unknown>> {
   data?: T;
@@ -14,6 +14,14 @@ export interface GqlResult<T = Record<string, unknown>> {
 
 // biome-ignore lint/suspicious/noExplicitAny: test responses are inspected loosely.
 type Json = any;
+
+/**
+ * A GraphQL answer with errors: the operation is wrong, or refused, and asking again will not change
+ * that, so a `waitFor` polling it ends at once (it is a WaitAborted).
+ */
+export class GraphQLAnswerError extends WaitAborted {
+  override name = "GraphQLAnswerError";
+}
 
 export async function gql(
   hangar: TestHangar,
@@ -26,7 +34,7 @@ export async function gql(
     body: JSON.stringify({ query, variables }),
   });
   const body = (await response.json()) as GqlResult<Json>;
-  if (body.errors) throw new Error(`GraphQL errors: ${JSON.stringify(body.errors)}`);
+  if (body.errors) throw new GraphQLAnswerError(`GraphQL errors: ${JSON.stringify(body.errors)}`);
   return body.data;
 }
 
@@ -140,15 +148,21 @@ export async function deploymentStatus(hangar: TestHangar, id: string): Promise<
   return data.deployment.status;
 }
 
+/** Statuses a deployment leaves only when told to (activate, a new push): waiting for another is hopeless. */
+const STUCK = ["BUILD_FAILED", "DEPLOY_FAILED", "UNHEALTHY", "FAILED", "DELETED"];
+
+/** Waits for the deployment's status; gives up at once when it is stuck in another (STUCK). */
 export async function waitForStatus(hangar: TestHangar, id: string, status: string, timeoutMs = 30_000) {
   let last = "";
   await waitFor(
     async () => {
       last = await deploymentStatus(hangar, id);
+      if (last !== status && STUCK.includes(last)) fail(`deployment ${id} is ${last}`);
       return last === status;
     },
     { timeoutMs, what: `deployment ${id} to be ${status}` },
   ).catch((error: Error) => {
+    if (error instanceof WaitAborted) throw error;
     throw new Error(`${error.message}; last status ${last}`);
   });
 }
@@ -211,8 +225,11 @@ export function subscribe(client: Client, query: string, variables: Record<strin
     until: (check: (items: Json[]) => boolean, timeoutMs = 30_000) =>
       waitFor(
         () => {
-          if (errors.length > 0) throw new Error(`subscription error: ${JSON.stringify(errors)}`);
-          return check(items);
+          if (errors.length > 0) fail(`subscription error: ${JSON.stringify(errors)}`);
+          if (check(items)) return true;
+          // A completed subscription sends nothing more.
+          if (completed) fail(`the subscription completed; items: ${JSON.stringify(items)}`);
+          return false;
         },
         { timeoutMs, what: "subscription items" },
       ),

@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import pg from "pg";
 import type { TestProject } from "vitest/node";
 import { openDatabase } from "../../src/db/client.ts";
 import { startPostgres, type ThrowawayPostgres } from "./postgres.ts";
@@ -11,10 +12,14 @@ declare module "vitest" {
     database: "pglite" | "postgres";
     /** postgres: the throwaway cluster's admin URL. */
     postgresUrl: string;
+    /** postgres: a migrated database to create each test server's database from (CREATE DATABASE ... TEMPLATE). */
+    postgresTemplate: string;
     /** pglite: a migrated data dir to copy (creating one costs ~4 s and ~900 MB). */
     pgliteTemplate: string;
   }
 }
+
+const POSTGRES_TEMPLATE = "hangar_template";
 
 let postgres: ThrowawayPostgres | null = null;
 let scratch: string | null = null;
@@ -28,12 +33,23 @@ export async function setup(project: TestProject): Promise<void> {
     postgres = await startPostgres();
     project.provide("postgresUrl", postgres.url);
     project.provide("pgliteTemplate", "");
+    // Migrated once, as the embedded template is: a server then starts on an up-to-date schema.
+    const admin = new pg.Client({ connectionString: postgres.url });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${POSTGRES_TEMPLATE}`);
+    await admin.end();
+    const url = new URL(postgres.url);
+    url.pathname = `/${POSTGRES_TEMPLATE}`;
+    const db = await openDatabase({ databaseUrl: url.toString(), dataDir: template });
+    await db.close();
+    project.provide("postgresTemplate", POSTGRES_TEMPLATE);
   } else {
     await mkdir(template, { recursive: true });
     const db = await openDatabase({ databaseUrl: null, dataDir: template });
     await db.close();
     project.provide("pgliteTemplate", template);
     project.provide("postgresUrl", "");
+    project.provide("postgresTemplate", "");
   }
 }
 

@@ -5,9 +5,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { inject } from "vitest";
-import { freePort } from "../../src/runtime/ports.ts";
-import { waitFor } from "./wait.ts";
+import { afterAll, inject } from "vitest";
+import { fail, waitFor } from "./wait.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/hangar.mjs", import.meta.url));
 
@@ -39,13 +38,25 @@ export interface StartOptions {
   generateKey?: boolean;
 }
 
+/**
+ * Every server process this file started and did not dispose of, and the starts still under way: a
+ * test that timed out during a start, or failed before its own cleanup, leaves no server behind.
+ */
+const live = new Set<TestHangar>();
+const starting = new Set<Promise<unknown>>();
+
+afterAll(async () => {
+  await Promise.allSettled([...starting]);
+  for (const hangar of [...live]) await hangar.dispose();
+});
+
 async function freshDatabase(): Promise<{ dataDir: string; databaseUrl: string | null }> {
   const dataDir = await mkdtemp(path.join(tmpdir(), "hangar-test-"));
   if (inject("database") === "postgres") {
     const admin = new pg.Client({ connectionString: inject("postgresUrl") });
     await admin.connect();
     const name = `hangar_${randomBytes(6).toString("hex")}`;
-    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${inject("postgresTemplate")}`);
     await admin.end();
     const url = new URL(inject("postgresUrl"));
     url.pathname = `/${name}`;
@@ -55,15 +66,26 @@ async function freshDatabase(): Promise<{ dataDir: string; databaseUrl: string |
   return { dataDir, databaseUrl: null };
 }
 
-export async function startHangar(options: StartOptions = {}): Promise<TestHangar> {
+export function startHangar(options: StartOptions = {}): Promise<TestHangar> {
+  const start = launch(options);
+  starting.add(start);
+  void start.then(
+    () => starting.delete(start),
+    () => starting.delete(start),
+  );
+  return start;
+}
+
+async function launch(options: StartOptions): Promise<TestHangar> {
   const { dataDir, databaseUrl } = options.reuse ?? (await freshDatabase());
   const generated = options.generateKey === true;
   let key = options.reuse?.key ?? `hk_test_${randomBytes(16).toString("hex")}`;
-  const port = await freePort();
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "",
     HOME: process.env.HOME ?? "/tmp",
-    PORT: String(port),
+    // The server binds a port the OS picks and prints its URL when ready: no port is picked here and
+    // released for the server to take later, which another test worker could take in between.
+    PORT: "0",
     HOST: "127.0.0.1",
     HANGAR_DATA_DIR: dataDir,
     ...(generated ? {} : { HANGAR_ADMIN_KEY: key }),
@@ -80,19 +102,37 @@ export async function startHangar(options: StartOptions = {}): Promise<TestHanga
     output += chunk.toString();
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const url = `http://127.0.0.1:${port}`;
   let dead = false;
   void exited.then(() => {
     dead = true;
   });
-  await waitFor(
-    async () => {
-      if (dead) throw new Error(`Hangar exited during start:\n${output}`);
-      const response = await fetch(`${url}/healthz`).catch(() => null);
-      return response?.status === 200;
-    },
-    { timeoutMs: 60_000, what: "Hangar to become healthy" },
-  );
+  let url: string;
+  try {
+    // `hangar serve` prints "Hangar is running at URL" once it is ready (src/cli/commands/serve.ts).
+    url = await waitFor(
+      () => {
+        const printed = /^Hangar is running at (\S+)\r?\n/m.exec(output)?.[1];
+        if (printed) return printed;
+        if (dead) fail(`Hangar exited during start:\n${output}`);
+        return null;
+      },
+      { timeoutMs: 60_000, what: "Hangar to print its URL" },
+    );
+    await waitFor(
+      async () => {
+        if (dead) fail(`Hangar exited during start:\n${output}`);
+        const response = await fetch(`${url}/healthz`).catch(() => null);
+        return response?.status === 200;
+      },
+      { timeoutMs: 60_000, what: "Hangar to become healthy" },
+    );
+  } catch (error) {
+    // A server that did not become ready is not left running.
+    if (!dead) child.kill("SIGTERM");
+    await exited;
+    if (!options.reuse) await rm(dataDir, { recursive: true, force: true });
+    throw error;
+  }
   if (generated) key = (await readFile(path.join(dataDir, "admin-key"), "utf8")).trim();
   const hangar: TestHangar = {
     url,
@@ -113,9 +153,11 @@ export async function startHangar(options: StartOptions = {}): Promise<TestHanga
     restart: () =>
       startHangar({ env: options.env, reuse: { dataDir, databaseUrl, key }, generateKey: generated }),
     dispose: async () => {
+      live.delete(hangar);
       await hangar.stop();
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+  live.add(hangar);
   return hangar;
 }

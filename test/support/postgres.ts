@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
-import { chown, mkdtemp, rm } from "node:fs/promises";
+import { chown, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { freePort } from "../../src/runtime/ports.ts";
@@ -64,21 +64,31 @@ export async function startPostgres(): Promise<ThrowawayPostgres> {
     ["-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"],
     user,
   );
-  const port = await freePort();
-  const options = [
-    `-p ${port}`,
-    "-c listen_addresses=127.0.0.1",
-    `-c unix_socket_directories=${dir}`,
-    "-c fsync=off",
-    "-c synchronous_commit=off",
-    "-c full_page_writes=off",
-    "-c max_connections=300",
-  ].join(" ");
-  await run(
-    path.join(bin, "pg_ctl"),
-    ["-D", data, "-o", options, "-l", path.join(dir, "log"), "-w", "start"],
-    user,
-  );
+  // pg_ctl binds the port itself, later: another process may take a free port first. PostgreSQL then
+  // fails to start ("could not bind", "Address already in use"), and it is started again on another.
+  let port = 0;
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    const options = [
+      `-p ${port}`,
+      "-c listen_addresses=127.0.0.1",
+      `-c unix_socket_directories=${dir}`,
+      "-c fsync=off",
+      "-c synchronous_commit=off",
+      "-c full_page_writes=off",
+      "-c max_connections=300",
+    ].join(" ");
+    const log = path.join(dir, `log-${attempt}`);
+    try {
+      await run(path.join(bin, "pg_ctl"), ["-D", data, "-o", options, "-l", log, "-w", "start"], user);
+      break;
+    } catch (error) {
+      const text = await readFile(log, "utf8").catch(() => "");
+      if (attempt >= 5 || !/could not bind|address already in use/i.test(text)) {
+        throw new Error(`${(error as Error).message}\n${text}`);
+      }
+    }
+  }
   return {
     url: `postgresql://postgres@127.0.0.1:${port}/postgres`,
     stop: async () => {

@@ -1,6 +1,6 @@
 import { gql } from "./client.ts";
 import type { TestHangar } from "./hangar.ts";
-import { waitFor } from "./wait.ts";
+import { fail, waitFor } from "./wait.ts";
 
 /** Promotion fields the canary tests read. */
 export const PROMOTION_FIELDS =
@@ -22,7 +22,7 @@ export async function createEnvironment(
   return id;
 }
 
-export async function promoteTo(hangar: TestHangar, deploymentId: string, environment: string) {
+export async function promoteTo(hangar: TestHangar, deploymentId: string, environment = "production") {
   const result = await gql(
     hangar,
     `mutation($id: ID!, $env: String!) { promote(input: { deploymentId: $id, environment: $env }) { ... on Promotion { ${PROMOTION_FIELDS} } ... on UserError { code message } } }`,
@@ -47,13 +47,36 @@ export function finished(hangar: TestHangar, id: string, opts: { fields?: string
   );
 }
 
+/**
+ * Waits for the promotion's status (SUCCEEDED, RAMPING_UP, ...) and returns it (PROMOTION_FIELDS); gives
+ * up at once when it has ended otherwise.
+ */
+export function waitForPromotion(
+  hangar: TestHangar,
+  id: string,
+  status: string,
+  opts: { timeoutMs?: number } = {},
+) {
+  return waitFor(
+    async () => {
+      const promotion = await promotionOf(hangar, id);
+      if (promotion.status === status) return promotion;
+      if (TERMINAL.includes(promotion.status)) {
+        fail(`promotion ${id} ended ${promotion.status}: ${promotion.errorMessage}`);
+      }
+      return null;
+    },
+    { what: `promotion ${id} to be ${status}`, timeoutMs: opts.timeoutMs ?? 60_000 },
+  );
+}
+
 /** Waits until the ramp has reached at least `stage`. */
 export function reachedStage(hangar: TestHangar, id: string, stage: number) {
   return waitFor(
     async () => {
       const promotion = await promotionOf(hangar, id);
       if (TERMINAL.includes(promotion.status)) {
-        throw new Error(`promotion ended (${promotion.status}) before stage ${stage}`);
+        fail(`promotion ended (${promotion.status}: ${promotion.errorMessage}) before stage ${stage}`);
       }
       return (promotion.canaryStage ?? 0) >= stage ? promotion : null;
     },
