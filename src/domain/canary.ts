@@ -26,7 +26,10 @@ export interface RampClock {
   stage: number;
   /** Ramp time already spent in this stage, counted up to the last checkpoint. */
   elapsedMs: number;
-  /** When the clock last started running (ms, wall clock); null while paused or not yet running here. */
+  /**
+   * When the clock last started running (ms, wall clock); null while paused
+   * (promotion-plan.ts planIntent stops and restarts it).
+   */
   runningSince: number | null;
 }
 
@@ -60,16 +63,6 @@ export function tickRamp(
     changed: true,
     activate: false,
   };
-}
-
-/** Stops the clock (pause, shutdown checkpoint): the time spent so far is kept. */
-export function pauseRamp(clock: RampClock, now: number): RampClock {
-  return { ...clock, elapsedMs: spentInStage(clock, now), runningSince: null };
-}
-
-/** Starts the clock again, the stage keeping the time it had left. */
-export function resumeRamp(clock: RampClock, now: number): RampClock {
-  return clock.runningSince === null ? { ...clock, runningSince: now } : clock;
 }
 
 /**

@@ -3,11 +3,10 @@ import {
   errorRateBreached,
   failurePercent,
   MIN_ANSWERS_TO_JUDGE_EARLY,
-  pauseRamp,
   type RampClock,
   rampDownStepMs,
   remainingInStage,
-  resumeRamp,
+  spentInStage,
   stageLengthMs,
   stagePercent,
   stageStartMs,
@@ -62,12 +61,13 @@ describe("canary schedule", () => {
     const clock = new FakeClock();
     let ramp: RampClock = { stage: 5, elapsedMs: 0, runningSince: clock.now() };
     clock.advance(40_000);
-    ramp = pauseRamp(ramp, clock.now());
+    // A pause keeps the time spent and stops the clock (promotion-plan.ts).
+    ramp = { ...ramp, elapsedMs: spentInStage(ramp, clock.now()), runningSince: null };
     expect(ramp).toMatchObject({ stage: 5, elapsedMs: 40_000, runningSince: null });
     clock.advance(3_600_000); // paused for an hour: nothing moves
     expect(tickRamp(ramp, clock.now(), 600)).toMatchObject({ changed: false, activate: false });
     expect(remainingInStage(ramp, clock.now(), 600)).toBe(20_000);
-    ramp = resumeRamp(ramp, clock.now());
+    ramp = { ...ramp, runningSince: clock.now() };
     clock.advance(19_999);
     expect(tickRamp(ramp, clock.now(), 600).changed).toBe(false);
     clock.advance(1);
@@ -79,7 +79,8 @@ describe("canary schedule", () => {
     // The checkpoint a crashed process left: stage 7, 2.5 s of it spent.
     const persisted = { stage: 7, elapsedMs: 2_500 };
     clock.advance(120_000); // Hangar was down for two minutes
-    const ramp = resumeRamp({ ...persisted, runningSince: null }, clock.now());
+    // The stage's clock starts again from the checkpoint when the new process first sees it.
+    const ramp: RampClock = { ...persisted, runningSince: clock.now() };
     expect(remainingInStage(ramp, clock.now(), 60)).toBe(3_500);
     clock.advance(3_499);
     expect(tickRamp(ramp, clock.now(), 60).changed).toBe(false);
