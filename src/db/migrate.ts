@@ -9,11 +9,11 @@ import { createHash, randomUUID } from "node:crypto";
 import type { Dirent } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { packagePath } from "../package-root.ts";
 import type { SqlSession } from "./sql.ts";
 
-/** Resolved from this file so that starting the server from any cwd finds them. */
-export const DEFAULT_MIGRATIONS_DIR = fileURLToPath(new URL("../../prisma/migrations", import.meta.url));
+/** Inside the package, so that starting the server from any cwd finds them. */
+export const DEFAULT_MIGRATIONS_DIR = packagePath("prisma", "migrations");
 
 /** Prisma's own key: a `prisma migrate deploy` running beside us waits for us, and we for it. */
 const ADVISORY_LOCK_KEY = 72707369;

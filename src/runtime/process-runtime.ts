@@ -1,14 +1,15 @@
 import { spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { fileURLToPath } from "node:url";
 import { systemClock } from "../domain/clock.ts";
 import { newId } from "../domain/ids.ts";
 import { ReplicaOutput, type Schedule } from "../domain/log-lines.ts";
+import { packagePath } from "../package-root.ts";
 import type { ReplicaSpec } from "./build.ts";
 import { freePort } from "./ports.ts";
 import { Replica } from "./replica.ts";
 
-const MODEL_SERVER = fileURLToPath(new URL("./model-server.mjs", import.meta.url));
+// A plain script (no TypeScript): replicas start without a loader, from src/ in every mode.
+const MODEL_SERVER = packagePath("src", "runtime", "model-server.mjs");
 
 /** Facts the runtime reports; controllers decide what they mean. */
 export interface RuntimeObserver {
