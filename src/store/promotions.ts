@@ -1,6 +1,6 @@
 /**
- * The Promotion table: every write of a promotion goes through
- * recordPromotion or applyPlan (the row and its events, with the snapshot
+ * The Promotion table: it is created by insertPromotion, and every later
+ * write goes through applyPlan (the row and its events, with the snapshot
  * subscribers replay); the facts the promotion plan (domain/promotion-plan.ts)
  * reads are read here (observePromotion), and the effects it asks for inside
  * the row's transaction are carried out here, for the use cases and the
@@ -25,6 +25,7 @@ import {
   type Observations,
   type Plan,
   type PlanEvent,
+  type PromotionChange,
   type PromotionState,
 } from "../domain/promotion-plan.ts";
 import { parsePromotionSettings } from "../domain/promotion-settings.ts";
@@ -34,42 +35,9 @@ import { type Deployment, type Environment, Prisma, type Promotion } from "../ge
 import type { ModelEventType } from "../generated/prisma/enums.ts";
 import { insertDeployment, nextDeploymentName, setStatus, writeAutoscaling } from "./deployments.ts";
 
-export type PromotionChange = Partial<
-  Pick<
-    Promotion,
-    | "status"
-    | "deploymentId"
-    | "createdDeployment"
-    | "percentTraffic"
-    | "canaryStage"
-    | "canaryStages"
-    | "stageStartedAt"
-    | "stageElapsedMs"
-    | "pausedFrom"
-    | "rollForward"
-    | "rampDownStepMs"
-    | "pausedAt"
-    | "startPausedMs"
-    | "errorMessage"
-    | "finishedAt"
-    | "activeEnvironmentId"
-  >
-> & { steps?: Step[] };
-
 /** The promotion as a JSON snapshot, kept on its events so subscribers can replay every state. */
 function snapshotOf(promotion: Promotion): Prisma.InputJsonValue {
   return JSON.parse(JSON.stringify(promotion)) as Prisma.InputJsonValue;
-}
-
-/** Writes a change to a promotion and its event, in the caller's transaction. */
-export function recordPromotion(
-  tx: Tx,
-  promotion: Promotion,
-  change: PromotionChange,
-  type: ModelEventType,
-  message: string,
-): Promise<Promotion> {
-  return writePromotion(tx, promotion, change, [{ type, message }]);
 }
 
 /** Writes a change to a promotion and appends its events (none: a checkpoint nobody is told about). */
