@@ -33,6 +33,17 @@ export function isActive(status: PromotionStatus): boolean {
   return ACTIVE_PROMOTION_STATUSES.includes(status);
 }
 
+/**
+ * A promotion in these statuses may hold part of its environment's traffic on
+ * the new deployment: it does while its percentTraffic is above 0 (a pause
+ * before the ramp began holds none). The gateway's route table reads them.
+ */
+export const TRAFFIC_SPLITTING_STATUSES: readonly PromotionStatus[] = [
+  "RAMPING_UP",
+  "PAUSED",
+  "RAMPING_DOWN",
+];
+
 /** Deployments in these statuses cannot be promoted until activated (DEPLOYMENT_NOT_ACTIVE). */
 export const NOT_PROMOTABLE: ReadonlySet<DeploymentStatus> = HALTED_STATUSES;
 

@@ -1,5 +1,6 @@
 import type { Database } from "../db/client.ts";
 import { isIdOf } from "../domain/ids.ts";
+import { TRAFFIC_SPLITTING_STATUSES } from "../domain/promotion.ts";
 import type { DeploymentStatus } from "../domain/status.ts";
 import type { ChangeBus } from "../events/bus.ts";
 
@@ -106,7 +107,7 @@ export class RouteTable {
             currentDeploymentId: true,
             promotions: {
               where: {
-                status: { in: ["RAMPING_UP", "PAUSED", "RAMPING_DOWN"] },
+                status: { in: [...TRAFFIC_SPLITTING_STATUSES] },
                 activeEnvironmentId: { not: null },
               },
               select: { deploymentId: true, percentTraffic: true },
