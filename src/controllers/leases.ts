@@ -15,5 +15,22 @@ export function leasedTo(owner: string, now: Date) {
   return { leaseOwner: owner, leaseExpiresAt: new Date(now.getTime() + LEASE_MS) };
 }
 
+/**
+ * Whether `owner` holds the row's lease with more than half of it left: a move
+ * then needs no renewal first (the controllers' ticks renew it long before it
+ * lapses), which spares a write per move of a busy row.
+ */
+export function holdsFreshLease(
+  row: { leaseOwner: string | null; leaseExpiresAt: Date | null },
+  owner: string,
+  now: Date,
+): boolean {
+  return (
+    row.leaseOwner === owner &&
+    row.leaseExpiresAt !== null &&
+    row.leaseExpiresAt.getTime() - now.getTime() > LEASE_MS / 2
+  );
+}
+
 /** The lease columns of a released row. */
 export const RELEASED = { leaseOwner: null, leaseExpiresAt: null };

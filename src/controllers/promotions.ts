@@ -7,7 +7,7 @@ import type { Promotion } from "../generated/prisma/client.ts";
 import type { AnswerCounts } from "../metrics/traffic.ts";
 import type { ServiceContext } from "../services/context.ts";
 import { applyPlan, lockPromotion, observePromotion, stateOf } from "../store/promotions.ts";
-import { claimable, leasedTo, RELEASED } from "./leases.ts";
+import { claimable, holdsFreshLease, leasedTo, RELEASED } from "./leases.ts";
 import { KeyedSerializer } from "./serial.ts";
 
 /** What the gateway counted of a deployment's answers (the canary's error rate). */
@@ -117,6 +117,7 @@ export class PromotionController {
 
   private async claim(promotion: Promotion): Promise<boolean> {
     const now = new Date(this.ctx.clock.now());
+    if (holdsFreshLease(promotion, this.owner, now)) return true;
     const { count } = await this.ctx.db.prisma.promotion.updateMany({
       where: {
         id: promotion.id,
