@@ -26,6 +26,8 @@ export interface ConcurrencyReadings {
 export interface AnswerReadings {
   /** Running totals (a copy): differences between two readings give a stage's outcome. */
   answerCounts(deploymentId: string): AnswerCounts;
+  /** Requests routed to the deployment and not finished yet (held ones included): answers to come. */
+  inFlight(deploymentId: string): number;
 }
 
 /**
@@ -66,6 +68,10 @@ export class TrafficMeter implements TrafficSink, ConcurrencyReadings, AnswerRea
   answerCounts(deploymentId: string): AnswerCounts {
     const counts = this.answers.get(deploymentId);
     return counts ? { ...counts } : { answered: 0, failed: 0 };
+  }
+
+  inFlight(deploymentId: string): number {
+    return this.windows.get(deploymentId)?.inFlight ?? 0;
   }
 
   concurrency(deploymentId: string): ConcurrencyWindow | undefined {
