@@ -70,9 +70,9 @@ export async function startServer(
       log,
       clock: systemClock,
     };
-    const controller = new DeploymentController(ctx);
+    const runtime = new ProcessRuntime(runtimeOptions, systemClock);
+    const controller = new DeploymentController(ctx, runtime, systemClock);
     ctx.reloader = controller;
-    const runtime = new ProcessRuntime(controller, runtimeOptions);
     const routeTable = new RouteTable(db);
     routeTable.start(bus);
     const traffic = new TrafficMeter(systemClock);
@@ -123,7 +123,7 @@ export async function startServer(
     );
 
     const promotions = new PromotionController(ctx, controller.owner, controller, traffic);
-    await controller.start(runtime);
+    await controller.start();
     await promotions.start();
     autoscaler.start();
     // Old log lines, unreferenced artifacts and a killed process's leftovers go (services/retention.ts).

@@ -1,18 +1,20 @@
 import { decideReplicas } from "../domain/autoscaler.ts";
 import { type AutoscalingSettings, effectiveAutoscaling } from "../domain/autoscaling.ts";
 import type { Clock } from "../domain/clock.ts";
-import { type DeploymentStatus, READY_STATUSES } from "../domain/status.ts";
-import type { TrafficMeter } from "../metrics/traffic.ts";
-import type { ProcessRuntime } from "../runtime/process-runtime.ts";
+import { AWAITING_REPLICA_STATUSES, type DeploymentStatus, READY_STATUSES } from "../domain/status.ts";
+import type { ConcurrencyReadings } from "../metrics/traffic.ts";
+import type { Runtime } from "../runtime/runtime.ts";
 import type { ServiceContext } from "../services/context.ts";
-import type { DeploymentController } from "./deployments.ts";
 
-/** Still starting: only scaling up makes sense (requests are piling up while the first replica loads). */
-const STARTING: ReadonlySet<DeploymentStatus> = new Set<DeploymentStatus>([
-  "DEPLOYING",
-  "LOADING_MODEL",
-  "WAKING_UP",
-]);
+/** Where the autoscaler's decisions go (the deployment controller actuates them). */
+export interface ScaleTarget {
+  scaleTo(deploymentId: string, replicas: number, reason: string): Promise<void>;
+}
+
+/** The meter as the autoscaler uses it: it reads concurrency and drops what is no longer run here. */
+export interface ScalingMetrics extends ConcurrencyReadings {
+  retain(runHere: (deploymentId: string) => boolean): void;
+}
 
 /**
  * The autoscaler: every tick, for each deployment run by this process, reads
@@ -27,9 +29,9 @@ export class Autoscaler {
 
   constructor(
     private readonly ctx: ServiceContext,
-    private readonly controller: DeploymentController,
-    private readonly runtime: ProcessRuntime,
-    private readonly traffic: TrafficMeter,
+    private readonly controller: ScaleTarget,
+    private readonly runtime: Pick<Runtime, "deploymentIds" | "has" | "count" | "lastReadyAt">,
+    private readonly traffic: ScalingMetrics,
     private readonly clock: Clock,
     private readonly intervalMs: number,
   ) {}
@@ -47,13 +49,15 @@ export class Autoscaler {
     this.running = true;
     try {
       const ids = this.runtime.deploymentIds();
+      // Entries of deployments no longer run here (deleted, deactivated, elsewhere) go.
+      this.traffic.retain((id) => this.runtime.has(id));
+      for (const id of this.lowSince.keys()) if (!ids.includes(id)) this.lowSince.delete(id);
       if (ids.length === 0) return;
       const rows = await this.ctx.db.prisma.deployment.findMany({
         where: { id: { in: ids }, deletedAt: null },
         select: { id: true, status: true, autoscaling: true, promotionAutoscaling: true },
       });
       for (const row of rows) await this.evaluate(row.id, row.status, effectiveAutoscaling(row));
-      for (const id of this.lowSince.keys()) if (!ids.includes(id)) this.lowSince.delete(id);
     } catch (error) {
       this.ctx.log.error({ err: error }, "autoscaler tick failed");
     } finally {
@@ -62,8 +66,8 @@ export class Autoscaler {
   }
 
   private async evaluate(id: string, status: DeploymentStatus, settings: AutoscalingSettings): Promise<void> {
-    if (!READY_STATUSES.has(status) && !STARTING.has(status)) return;
-    const window = this.traffic.get(id);
+    if (!READY_STATUSES.has(status) && !AWAITING_REPLICA_STATUSES.has(status)) return;
+    const window = this.traffic.concurrency(id);
     const now = this.clock.now();
     const current = this.runtime.count(id);
     const decision = decideReplicas({

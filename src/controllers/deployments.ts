@@ -1,12 +1,21 @@
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { baselineReplicas, effectiveAutoscaling } from "../domain/autoscaling.ts";
-import { type DeploymentStatus, RUNNING_STATUSES, STOPPED_STATUSES } from "../domain/status.ts";
+import { type Clock, systemClock } from "../domain/clock.ts";
+import {
+  factReason,
+  isCrashLoop,
+  type LifecycleFact,
+  MAX_START_ATTEMPTS,
+  recentCrashes,
+  startRetry,
+} from "../domain/deployment-lifecycle.ts";
+import { type DeploymentStatus, SERVABLE_STATUSES, STOPPED_STATUSES } from "../domain/status.ts";
 import type { Change } from "../events/bus.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
 import { buildSpec, type ReplicaSpec } from "../runtime/build.ts";
-import type { ProcessRuntime, RuntimeObserver } from "../runtime/process-runtime.ts";
 import type { Replica } from "../runtime/replica.ts";
+import type { LogStream, ReplicaExit, Runtime, RuntimeFacts } from "../runtime/runtime.ts";
 import type { ServiceContext } from "../services/context.ts";
 import { modelRoot } from "../store/artifacts.ts";
 import { announceReplicas, transition } from "../store/deployments.ts";
@@ -15,7 +24,13 @@ import { KeyedSerializer } from "./serial.ts";
 
 const TICK_MS = 5_000;
 
-const STARTING_FROM: DeploymentStatus[] = ["DEPLOYING", "LOADING_MODEL", "WAKING_UP", "UPDATING"];
+/** Start failures and crashes of a deployment run here, for the retry and crash-loop policies. */
+interface Failures {
+  /** Consecutive failed starts (a ready replica resets it). */
+  starts: number;
+  /** Times of recent crashes of ready replicas. */
+  crashes: number[];
+}
 
 /**
  * Drives deployments toward their status: builds them, keeps their replicas
@@ -23,24 +38,38 @@ const STARTING_FROM: DeploymentStatus[] = ["DEPLOYING", "LOADING_MODEL", "WAKING
  * runtime reports. A deployment is run by the one Hangar process holding its
  * lease, so several processes can share a database.
  */
-export class DeploymentController implements RuntimeObserver {
-  /** This process's name on leases and replica rows: host, PID and start time. */
+export class DeploymentController implements RuntimeFacts {
   readonly owner: string;
   private readonly serial = new KeyedSerializer();
   private readonly specs = new Map<string, ReplicaSpec>();
   /** Replica counts chosen by the autoscaler, per deployment run here. */
   private readonly desired = new Map<string, number>();
+  /** The last order given to the runtime per deployment: a retried start repeats it. */
+  private readonly ordered = new Map<string, { spec: ReplicaSpec; replicas: number }>();
+  private readonly failures = new Map<string, Failures>();
+  /** Deployments given up on (DEPLOY_FAILED, UNHEALTHY) whose status is being recorded: nothing starts. */
+  private readonly givenUp = new Set<string>();
+  /** Wakes under way, so that many held requests make one. */
+  private readonly waking = new Map<string, Promise<void>>();
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private stopping = false;
-  runtime!: ProcessRuntime;
 
-  constructor(private readonly ctx: ServiceContext) {
-    this.owner = `${hostname()}:${process.pid}:${ctx.clock.now().toString(36)}`;
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly runtime: Runtime,
+    private readonly clock: Clock = systemClock,
+  ) {
+    this.owner = `${hostname()}:${process.pid}:${clock.now().toString(36)}`;
+    // The runtime reports to the one that orders it.
+    runtime.reportTo(this);
   }
 
-  async start(runtime: ProcessRuntime): Promise<void> {
-    this.runtime = runtime;
+  private now(): Date {
+    return new Date(this.clock.now());
+  }
+
+  async start(): Promise<void> {
     await this.reapOrphans();
     this.unsubscribe = this.ctx.bus.on((change) => this.onChange(change));
     await this.tick();
@@ -58,11 +87,6 @@ export class DeploymentController implements RuntimeObserver {
       where: { leaseOwner: this.owner },
       data: RELEASED,
     });
-  }
-
-  /** The time, from the context's clock (a fake one in tests). */
-  private now(): Date {
-    return new Date(this.ctx.clock.now());
   }
 
   private onError = (error: unknown) => {
@@ -84,10 +108,7 @@ export class DeploymentController implements RuntimeObserver {
       });
       const rows = await prisma.deployment.findMany({
         where: {
-          OR: [
-            { status: { in: [...RUNNING_STATUSES, "SCALED_TO_ZERO"] }, deletedAt: null },
-            { leaseOwner: this.owner },
-          ],
+          OR: [{ status: { in: [...SERVABLE_STATUSES] }, deletedAt: null }, { leaseOwner: this.owner }],
         },
         select: { id: true },
       });
@@ -108,10 +129,9 @@ export class DeploymentController implements RuntimeObserver {
     if (!deployment) return;
     if (STOPPED_STATUSES.has(deployment.status) || deployment.deletedAt) {
       if (this.runtime.has(id)) await this.runtime.stop(id, `deployment is ${deployment.status}`);
-      this.specs.delete(id);
-      this.desired.delete(id);
+      this.forget(id);
       if (deployment.status === "DEACTIVATING") {
-        await transition(this.ctx.db.prisma, id, ["DEACTIVATING"], "INACTIVE", "replicas stopped");
+        await transition(this.ctx.db.prisma, id, { kind: "replicas stopped" });
       }
       if (deployment.leaseOwner === this.owner) {
         await prisma.deployment.updateMany({
@@ -122,7 +142,7 @@ export class DeploymentController implements RuntimeObserver {
       return;
     }
     const scaledToZero = deployment.status === "SCALED_TO_ZERO";
-    if (!RUNNING_STATUSES.has(deployment.status) && !scaledToZero) return;
+    if (!SERVABLE_STATUSES.has(deployment.status) || this.givenUp.has(id)) return;
     if (!(await this.claim(deployment))) return;
     let spec = this.specs.get(id);
     if (deployment.status === "BUILDING" || !spec || spec.artifactHash !== deployment.artifactHash) {
@@ -132,9 +152,8 @@ export class DeploymentController implements RuntimeObserver {
     if (!this.runtime.has(id)) {
       // A fresh start (new, activated, woken, or Hangar restarted): the autoscaler starts over.
       this.desired.delete(id);
-      if (deployment.status === "ACTIVE" || deployment.status === "UPDATING") {
-        await transition(this.ctx.db.prisma, id, ["ACTIVE", "UPDATING"], "DEPLOYING", "starting replicas");
-      }
+      this.failures.delete(id);
+      await transition(this.ctx.db.prisma, id, { kind: "starting again" });
     }
     const settings = effectiveAutoscaling(deployment);
     const development = deployment.kind === "DEVELOPMENT";
@@ -144,14 +163,30 @@ export class DeploymentController implements RuntimeObserver {
       replicas = Math.min(Math.max(replicas, baselineReplicas(settings, development)), settings.maxReplica);
     }
     this.desired.set(id, replicas);
+    this.order(spec, replicas);
+  }
+
+  /** Orders the runtime to run `replicas` of the spec; new code starts with a clean failure record. */
+  private order(spec: ReplicaSpec, replicas: number): void {
+    const last = this.ordered.get(spec.deploymentId);
+    if (last && last.spec.artifactHash !== spec.artifactHash) this.failures.delete(spec.deploymentId);
+    this.ordered.set(spec.deploymentId, { spec, replicas });
     this.runtime.ensure(spec, replicas);
+  }
+
+  /** Drops what this process kept about a deployment it no longer runs. */
+  private forget(id: string): void {
+    this.specs.delete(id);
+    this.desired.delete(id);
+    this.ordered.delete(id);
+    this.failures.delete(id);
   }
 
   /** The autoscaler's decision: run `replicas` replicas (0: scale to zero). */
   async scaleTo(id: string, replicas: number, reason: string): Promise<void> {
     if (replicas === 0) {
       // The status moves first: from then on a request wakes it rather than waiting for a replica.
-      if (!(await transition(this.ctx.db.prisma, id, ["ACTIVE"], "SCALED_TO_ZERO", reason))) return;
+      if (!(await transition(this.ctx.db.prisma, id, { kind: "scaled to zero", reason }))) return;
       this.desired.set(id, 0);
     } else {
       this.desired.set(id, replicas);
@@ -198,6 +233,8 @@ export class DeploymentController implements RuntimeObserver {
           return;
         }
         this.specs.set(deployment.id, built.spec);
+        const last = this.ordered.get(deployment.id);
+        if (last) this.ordered.set(deployment.id, { ...last, spec: built.spec });
         await commit(result.reloaded > 0 ? "in place" : "at next start");
       },
       (error) => {
@@ -217,14 +254,35 @@ export class DeploymentController implements RuntimeObserver {
     if (!spec || !this.runtime.has(id) || this.runtime.count(id) > 0 || this.desired.get(id) !== 0)
       return false;
     this.desired.delete(id);
-    this.runtime.ensure(spec, 1);
+    this.order(spec, 1);
     return true;
   }
 
-  /** Starts a scaled-to-zero deployment (a request arrived, or /wake). Idempotent. */
+  /**
+   * The gateway's fact: a request is waiting for the deployment (it saw it in
+   * `seen`, when it looked). This decides whether that wakes it: when this
+   * process scaled it to zero, its replica starts at once (startLocally) and
+   * the status follows; when the gateway saw it asleep, or this process does
+   * not run it (yet), the wake goes through the database. Many waiting
+   * requests make one wake.
+   */
+  waiting(id: string, seen?: DeploymentStatus): Promise<void> {
+    const started = this.startLocally(id);
+    if (!started && seen !== "SCALED_TO_ZERO" && this.specs.has(id)) return Promise.resolve();
+    let wake = this.waking.get(id);
+    if (!wake) {
+      wake = this.wake(id)
+        .catch(this.onError)
+        .finally(() => this.waking.delete(id));
+      this.waking.set(id, wake);
+    }
+    return wake;
+  }
+
+  /** Starts a scaled-to-zero deployment (a request arrived, /wake, or a promotion). Idempotent. */
   async wake(id: string): Promise<void> {
     this.startLocally(id);
-    if (await transition(this.ctx.db.prisma, id, ["SCALED_TO_ZERO"], "WAKING_UP", "woken by a request")) {
+    if (await transition(this.ctx.db.prisma, id, { kind: "woken" })) {
       this.desired.delete(id);
       await this.reconcile(id);
     }
@@ -263,13 +321,13 @@ export class DeploymentController implements RuntimeObserver {
     if ("error" in result) {
       logBuild(`build failed: ${result.error}`);
       await this.ctx.logs.flush();
-      await transition(this.ctx.db.prisma, id, ["BUILDING"], "BUILD_FAILED", result.error);
+      await transition(this.ctx.db.prisma, id, { kind: "build failed", reason: result.error });
       return undefined;
     }
     this.specs.set(id, result.spec);
     if (deployment.status === "BUILDING") {
       logBuild("build succeeded");
-      await transition(this.ctx.db.prisma, id, ["BUILDING"], "DEPLOYING", "build succeeded");
+      await transition(this.ctx.db.prisma, id, { kind: "build succeeded" });
     }
     return result.spec;
   }
@@ -343,9 +401,9 @@ export class DeploymentController implements RuntimeObserver {
     }
   }
 
-  // RuntimeObserver: facts from the runtime, recorded in order per deployment.
+  // RuntimeFacts: what the runtime reports, recorded in order per deployment; the policy is decided here.
 
-  replicaStarting(replica: Replica): void {
+  replicaStarted(replica: Replica): void {
     void this.serial.run(
       replica.deploymentId,
       async () => {
@@ -359,13 +417,7 @@ export class DeploymentController implements RuntimeObserver {
             startedAt: new Date(replica.startedAt),
           },
         });
-        await transition(
-          this.ctx.db.prisma,
-          replica.deploymentId,
-          ["DEPLOYING"],
-          "LOADING_MODEL",
-          "replica process started",
-        );
+        await transition(this.ctx.db.prisma, replica.deploymentId, { kind: "replica started" });
       },
       this.onError,
     );
@@ -387,20 +439,16 @@ export class DeploymentController implements RuntimeObserver {
   }
 
   replicaReady(replica: Replica): void {
+    const failures = this.failures.get(replica.deploymentId);
+    if (failures) failures.starts = 0;
     void this.serial.run(
       replica.deploymentId,
       async () => {
         await this.recordReplica(replica.id, {
           state: "READY",
-          readyAt: new Date(replica.readyAt ?? this.ctx.clock.now()),
+          readyAt: new Date(replica.readyAt ?? this.clock.now()),
         });
-        await transition(
-          this.ctx.db.prisma,
-          replica.deploymentId,
-          STARTING_FROM,
-          "ACTIVE",
-          "a replica is ready",
-        );
+        await transition(this.ctx.db.prisma, replica.deploymentId, { kind: "replica ready" });
       },
       this.onError,
     );
@@ -414,44 +462,73 @@ export class DeploymentController implements RuntimeObserver {
     );
   }
 
-  replicaStopped(replica: Replica, reason: string): void {
+  replicaExited(replica: Replica, exit: ReplicaExit): void {
+    const { deploymentId } = replica;
+    const { reason } = exit;
     void this.serial.run(
-      replica.deploymentId,
+      deploymentId,
       async () => {
         await this.recordReplica(replica.id, { state: "STOPPED", stoppedAt: this.now(), exitReason: reason });
-        if (!this.stopping && this.runtime.has(replica.deploymentId)) {
-          if (this.runtime.ready(replica.deploymentId).length === 0) {
-            await transition(
-              this.ctx.db.prisma,
-              replica.deploymentId,
-              ["ACTIVE"],
-              "DEPLOYING",
-              `no replica is ready: ${reason}`,
-            );
-          }
+        if (
+          !this.stopping &&
+          this.runtime.has(deploymentId) &&
+          this.runtime.ready(deploymentId).length === 0
+        ) {
+          await transition(this.ctx.db.prisma, deploymentId, { kind: "no replica ready", reason });
         }
       },
       this.onError,
     );
+    if (exit.kind === "stop" || this.stopping || this.givenUp.has(deploymentId)) return;
+    // Decided at once, as the exit is reported, so that no reconcile in between restarts it uncounted.
+    const failures = this.failures.get(deploymentId) ?? { starts: 0, crashes: [] };
+    this.failures.set(deploymentId, failures);
+    if (exit.kind === "start") {
+      failures.starts++;
+      const retry = startRetry(failures.starts);
+      if (!retry.retry) {
+        this.giveUp(deploymentId, { kind: "start failed", attempts: failures.starts, reason });
+        return;
+      }
+      this.log(
+        deploymentId,
+        null,
+        "system",
+        `retrying start (attempt ${retry.nextAttempt} of ${MAX_START_ATTEMPTS})`,
+      );
+    } else {
+      const now = this.clock.now();
+      failures.crashes = [...recentCrashes(failures.crashes, now), now];
+      if (isCrashLoop(failures.crashes, now)) {
+        this.giveUp(deploymentId, { kind: "crashed", crashes: failures.crashes, now, reason });
+        return;
+      }
+      this.log(deploymentId, null, "system", "restarting crashed replica");
+    }
+    const last = this.ordered.get(deploymentId);
+    if (last && this.runtime.has(deploymentId)) this.runtime.ensure(last.spec, last.replicas);
   }
 
-  deploymentFailed(deploymentId: string, status: "DEPLOY_FAILED" | "UNHEALTHY", reason: string): void {
+  /** The policy gave up on the deployment: its replicas stop and the table records why. */
+  private giveUp(deploymentId: string, fact: LifecycleFact): void {
+    this.givenUp.add(deploymentId);
+    const reason = factReason(fact);
+    this.log(deploymentId, null, "system", reason);
+    const stopped = this.runtime.stop(deploymentId, reason);
     void this.serial.run(
       deploymentId,
       async () => {
         await this.ctx.logs.flush();
-        await transition(this.ctx.db.prisma, deploymentId, [...RUNNING_STATUSES], status, reason);
+        await transition(this.ctx.db.prisma, deploymentId, fact);
+        await stopped;
+        this.forget(deploymentId);
+        this.givenUp.delete(deploymentId);
       },
       this.onError,
     );
   }
 
-  log(
-    deploymentId: string,
-    replicaId: string | null,
-    stream: "stdout" | "stderr" | "system",
-    line: string,
-  ): void {
+  log(deploymentId: string, replicaId: string | null, stream: LogStream, line: string): void {
     this.ctx.logs.write({ deploymentId, replica: replicaId, stream, line });
   }
 }

@@ -4,16 +4,14 @@ import { type Plan, planPromotion } from "../domain/promotion-plan.ts";
 import type { Change } from "../events/bus.ts";
 import { failpoint } from "../failpoints.ts";
 import type { Promotion } from "../generated/prisma/client.ts";
-import type { AnswerCounts } from "../metrics/traffic.ts";
+import type { AnswerCounts, AnswerReadings } from "../metrics/traffic.ts";
 import type { ServiceContext } from "../services/context.ts";
 import { applyPlan, lockPromotion, observePromotion, stateOf } from "../store/promotions.ts";
 import { claimable, holdsFreshLease, leasedTo, RELEASED } from "./leases.ts";
 import { KeyedSerializer } from "./serial.ts";
 
-/** What the gateway counted of a deployment's answers (the canary's error rate). */
-export interface AnswerSource {
-  answerCounts(deploymentId: string): AnswerCounts;
-}
+/** What the gateway counted of a deployment's answers (the canary's error rate), and those to come. */
+export type AnswerSource = AnswerReadings;
 
 /** Starts a scaled-to-zero deployment (the deployment controller). */
 export interface DeploymentWaker {
@@ -176,12 +174,13 @@ export class PromotionController {
     const baseline = this.stageBaselines.get(promotionId);
     if (baseline?.stage !== stage) {
       this.beginStage(promotionId, deploymentId, stage);
-      return { answered: 0, failed: 0 };
+      return { answered: 0, failed: 0, inFlight: this.answers.inFlight(deploymentId) };
     }
     const counts = this.answers.answerCounts(deploymentId);
     return {
       answered: counts.answered - baseline.counts.answered,
       failed: counts.failed - baseline.counts.failed,
+      inFlight: this.answers.inFlight(deploymentId),
     };
   }
 }

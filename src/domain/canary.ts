@@ -102,6 +102,8 @@ export interface StageOutcome {
   answered: number;
   /** Answers with a 5xx status (the model threw, was unavailable or timed out). */
   failed: number;
+  /** Requests routed to the new deployment and not answered yet, now (0 when absent). */
+  inFlight?: number;
 }
 
 /**
@@ -114,6 +116,18 @@ export const MIN_ANSWERS_TO_JUDGE_EARLY = 20;
 /** Share of failed answers, in percent (0 without answers). */
 export function failurePercent(outcome: StageOutcome): number {
   return outcome.answered === 0 ? 0 : (outcome.failed * 100) / outcome.answered;
+}
+
+/**
+ * A stage whose time is up is judged on its answers; one that has none yet while
+ * requests to the new deployment are still under way waits for them rather than
+ * passing on no evidence: answers slower than a stage (a loaded machine, a slow
+ * model, a short ramp) would otherwise never count, and a deployment that fails
+ * every request could be promoted. The wait is bounded: the gateway answers or
+ * drops every request within its ready and predict timeouts.
+ */
+export function awaitingAnswers(outcome: StageOutcome): boolean {
+  return outcome.answered === 0 && (outcome.inFlight ?? 0) > 0;
 }
 
 /**

@@ -1,20 +1,27 @@
 /**
  * Time-weighted concurrency of one deployment: the area under its in-flight
- * request count, kept in one-second buckets so that the average over any
+ * request count, in one-second buckets so that the average over any
  * autoscaling window (1..3600 s) is a sum over buckets. Fed by the gateway,
  * read by the autoscaler.
+ *
+ * Only buckets that saw a request in flight are kept, oldest first, and none
+ * older than the longest window: an idle deployment costs nothing, a busy one
+ * at most one entry per second of the last hour.
  */
 const BUCKET_MS = 1000;
 const MAX_WINDOW_S = 3600;
+/** A window spans up to MAX_WINDOW_S + 1 buckets (its oldest one partly). */
+const KEPT_BUCKETS = MAX_WINDOW_S + 1;
 
 export class ConcurrencyWindow {
   inFlight = 0;
   /** When a request last started or finished (ms); 0 when never. */
   lastActivityAt = 0;
   private lastChangeAt: number;
-  // One more slot than the longest window: a window spans up to MAX_WINDOW_S + 1 buckets.
-  private readonly area = new Float64Array(MAX_WINDOW_S + 2);
-  private readonly bucketOf = new Float64Array(MAX_WINDOW_S + 2).fill(-1);
+  /** Bucket numbers (ms / BUCKET_MS), increasing from `head`; areas in request-ms alongside. */
+  private buckets: number[] = [];
+  private areas: number[] = [];
+  private head = 0;
 
   constructor(now: number) {
     this.lastChangeAt = now;
@@ -40,33 +47,47 @@ export class ConcurrencyWindow {
     const first = Math.floor(start / BUCKET_MS);
     const last = Math.floor(now / BUCKET_MS);
     let sum = 0;
-    for (let b = first; b <= last; b++) {
-      const slot = ((b % this.area.length) + this.area.length) % this.area.length;
-      if (this.bucketOf[slot] !== b) continue;
+    for (let i = this.buckets.length - 1; i >= this.head; i--) {
+      const b = this.buckets[i] as number;
+      if (b < first) break;
+      if (b > last) continue;
       // The oldest bucket straddles the window's start: count the part inside, assuming even spread.
       const weight = b === first ? ((b + 1) * BUCKET_MS - start) / BUCKET_MS : 1;
-      sum += (this.area[slot] as number) * weight;
+      sum += (this.areas[i] as number) * weight;
     }
     return sum / (window * BUCKET_MS);
   }
 
-  /** Adds inFlight x elapsed time to the buckets it spans. */
+  /** Adds inFlight x elapsed time to the buckets it spans, and drops buckets no window reaches. */
   private accumulate(now: number): void {
     const from = this.lastChangeAt;
     this.lastChangeAt = Math.max(from, now);
-    if (this.inFlight === 0 || now <= from) return;
-    // Only the last window's worth of buckets can ever be read.
-    let t = Math.max(from, now - MAX_WINDOW_S * BUCKET_MS);
-    while (t < now) {
-      const b = Math.floor(t / BUCKET_MS);
-      const end = Math.min(now, (b + 1) * BUCKET_MS);
-      const slot = b % this.area.length;
-      if (this.bucketOf[slot] !== b) {
-        this.bucketOf[slot] = b;
-        this.area[slot] = 0;
+    if (this.inFlight > 0 && now > from) {
+      // Only the last window's worth of buckets can ever be read.
+      let t = Math.max(from, now - MAX_WINDOW_S * BUCKET_MS);
+      while (t < now) {
+        const b = Math.floor(t / BUCKET_MS);
+        const end = Math.min(now, (b + 1) * BUCKET_MS);
+        const n = this.buckets.length;
+        if (n > this.head && this.buckets[n - 1] === b) {
+          this.areas[n - 1] = (this.areas[n - 1] as number) + this.inFlight * (end - t);
+        } else {
+          this.buckets.push(b);
+          this.areas.push(this.inFlight * (end - t));
+        }
+        t = end;
       }
-      this.area[slot] = (this.area[slot] as number) + this.inFlight * (end - t);
-      t = end;
+    }
+    this.prune(Math.floor(now / BUCKET_MS) - KEPT_BUCKETS);
+  }
+
+  private prune(oldest: number): void {
+    while (this.head < this.buckets.length && (this.buckets[this.head] as number) < oldest) this.head++;
+    // Compact now and then rather than shifting on every drop.
+    if (this.head > 0 && this.head * 2 >= this.buckets.length) {
+      this.buckets = this.buckets.slice(this.head);
+      this.areas = this.areas.slice(this.head);
+      this.head = 0;
     }
   }
 }

@@ -8,12 +8,14 @@
  * the same module, so every status a client sees is decided here.
  */
 import {
+  awaitingAnswers,
   CANARY_STAGES,
   errorRateBreached,
   failurePercent,
   rampDownStepMs,
   type StageOutcome,
   spentInStage,
+  stageLengthMs,
   stagePercent,
   tickRamp,
 } from "./canary.ts";
@@ -334,6 +336,15 @@ function planRamp(p: PromotionState, obs: Observations, now: number): Plan | "do
         "threshold; all traffic is back on the previous deployment",
       now,
     );
+  }
+  if ((tick.activate || tick.changed) && awaitingAnswers(answers)) {
+    // The stage's time is up but its verdict is not in: it stays on, its clock held at its end (no
+    // overrun is carried into the next stage, which gets its whole length).
+    return {
+      changes: { stageElapsedMs: stageLengthMs(stage, durationS), stageStartedAt: new Date(now) },
+      events: [],
+      effects: [],
+    };
   }
   if (tick.activate) return "done";
   if (tick.changed) return enterStage(tick.clock.stage, deployment.name, tick.clock.elapsedMs, now);

@@ -3,10 +3,10 @@ import type { Dispatcher } from "undici";
 import type { Config } from "../config.ts";
 import { type Access, type GatewayDecision, gatewayDecision, refusalMessage } from "../domain/access.ts";
 import { TrafficSplit } from "../domain/canary.ts";
-import { STARTING_STATUSES } from "../domain/status.ts";
-import type { TrafficMeter } from "../metrics/traffic.ts";
-import type { ProcessRuntime } from "../runtime/process-runtime.ts";
+import { type DeploymentStatus, INACTIVE_STATUSES, SERVABLE_STATUSES } from "../domain/status.ts";
+import type { TrafficSink } from "../metrics/traffic.ts";
 import type { Replica } from "../runtime/replica.ts";
+import type { ReplicaRouter } from "../runtime/runtime.ts";
 import type { RouteTable } from "./routes.ts";
 
 const DEPLOYMENT_HEADER = "x-hangar-deployment-id";
@@ -120,16 +120,23 @@ function sendError(res: ServerResponse, error: GatewayError, deploymentId?: stri
 }
 
 /**
+ * Where the gateway reports demand it cannot serve yet (the deployment
+ * controller, which decides whether that wakes the deployment, as Knative's
+ * activator pokes the autoscaler). Synchronous: the controller starts a
+ * replica it scaled to zero before any database round trip.
+ */
+export interface DemandSink {
+  /**
+   * A request is waiting for the deployment, last seen in `seen` (when the gateway has looked).
+   * Resolves once the controller has acted on it (a wake recorded): /wake answers after that.
+   */
+  waiting(deploymentId: string, seen?: DeploymentStatus): Promise<void>;
+}
+
+/**
  * The inference gateway: resolves a path to a deployment, holds the request
  * while the deployment starts, picks a ready replica and forwards the body.
  */
-/** Starts a scaled-to-zero deployment; idempotent (the deployment controller). */
-export interface Waker {
-  wake(deploymentId: string): Promise<void>;
-  /** Synchronous fast path: starts a replica of a deployment this process scaled to zero. */
-  startLocally(deploymentId: string): boolean;
-}
-
 export class Gateway {
   private rotation = 0;
   /** Per environment: the canary split's state, so shares are exact over any run of requests. */
@@ -138,9 +145,9 @@ export class Gateway {
   constructor(
     private readonly config: Config,
     private readonly routes: RouteTable,
-    private readonly runtime: ProcessRuntime,
-    private readonly traffic: TrafficMeter,
-    private readonly waker: Waker,
+    private readonly runtime: ReplicaRouter,
+    private readonly traffic: TrafficSink,
+    private readonly demand: DemandSink,
   ) {}
 
   async handle(req: IncomingMessage, res: ServerResponse, pathname: string, access: Access): Promise<void> {
@@ -289,7 +296,7 @@ export class Gateway {
       }
       throw new GatewayError(404, "deployment_does_not_exist", `deployment '${deploymentId}' does not exist`);
     }
-    if (deployment.status === "INACTIVE" || deployment.status === "DEACTIVATING") {
+    if (INACTIVE_STATUSES.has(deployment.status)) {
       throw new GatewayError(404, "deployment_inactive", `deployment '${deploymentId}' is inactive`);
     }
     return deploymentId;
@@ -341,9 +348,10 @@ export class Gateway {
     reroute: Reroute | null = null,
   ): Promise<Replica[]> {
     const deadline = Date.now() + this.config.readyTimeoutMs;
-    // Scaled to zero here: start the replica before any database round trip (for an environment,
-    // only while the environment still routes to it: a demoted deployment must stay asleep).
-    if (!reroute || (await reroute.stillRouted(deploymentId))) this.waker.startLocally(deploymentId);
+    // Report the demand before any database round trip: a deployment this process scaled to zero
+    // starts at once (for an environment, only while the environment still routes to it: a demoted
+    // deployment must stay asleep).
+    if (!reroute || (await reroute.stillRouted(deploymentId))) void this.demand.waiting(deploymentId);
     for (;;) {
       const ready = this.runtime.ready(deploymentId);
       if (ready.length > 0) return ready;
@@ -351,7 +359,7 @@ export class Gateway {
       if (
         reroute &&
         deployment &&
-        !(STARTING_STATUSES.has(deployment.status) || deployment.status === "ACTIVE")
+        (!SERVABLE_STATUSES.has(deployment.status) || deployment.status === "SCALED_TO_ZERO")
       ) {
         const current = await reroute.fresh();
         if (current !== deploymentId) throw new Rerouted(current);
@@ -364,16 +372,11 @@ export class Gateway {
         );
       }
       const { status } = deployment;
-      if (status === "INACTIVE" || status === "DEACTIVATING") {
+      if (INACTIVE_STATUSES.has(status)) {
         throw new GatewayError(404, "deployment_inactive", `deployment '${deploymentId}' is inactive`);
       }
-      if (status === "SCALED_TO_ZERO") await this.waker.wake(deploymentId);
-      const coming =
-        STARTING_STATUSES.has(status) ||
-        status === "ACTIVE" ||
-        status === "UPDATING" ||
-        status === "SCALED_TO_ZERO";
-      if (!coming) {
+      if (status === "SCALED_TO_ZERO") await this.demand.waiting(deploymentId, status);
+      if (!SERVABLE_STATUSES.has(status)) {
         throw new GatewayError(503, "model_unavailable", `deployment '${deploymentId}' is ${status}`);
       }
       if (!needReplica) return [];

@@ -1,49 +1,25 @@
 import { spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { systemClock } from "../domain/clock.ts";
+import { type Clock, systemClock } from "../domain/clock.ts";
 import { newId } from "../domain/ids.ts";
 import { ReplicaOutput, type Schedule } from "../domain/log-lines.ts";
 import { packagePath } from "../package-root.ts";
 import type { ReplicaSpec } from "./build.ts";
 import { freePort } from "./ports.ts";
 import { Replica } from "./replica.ts";
+import type { Runtime, RuntimeFacts } from "./runtime.ts";
 
 // A plain script (no TypeScript): replicas start without a loader, from src/ in every mode.
 const MODEL_SERVER = packagePath("src", "runtime", "model-server.mjs");
 
-/** Facts the runtime reports; controllers decide what they mean. */
-export interface RuntimeObserver {
-  replicaStarting(replica: Replica): void;
-  replicaReady(replica: Replica): void;
-  /** The replica takes no new requests and is finishing its in-flight ones before it stops. */
-  replicaDraining(replica: Replica): void;
-  replicaStopped(replica: Replica, reason: string): void;
-  /** The runtime gave up on a deployment; its replicas are being stopped. */
-  deploymentFailed(deploymentId: string, status: "DEPLOY_FAILED" | "UNHEALTHY", reason: string): void;
-  log(
-    deploymentId: string,
-    replicaId: string | null,
-    stream: "stdout" | "stderr" | "system",
-    line: string,
-  ): void;
-}
-
 export interface RuntimeOptions {
-  /** Start attempts before a deployment that never became ready is DEPLOY_FAILED (API.md: 1 + 2 retries). */
-  maxStartAttempts: number;
-  /** Crashes after readiness within `crashWindowMs` that make a deployment UNHEALTHY. */
-  crashLoopCount: number;
-  crashWindowMs: number;
-  /** A replica not ready this long after spawning counts as a failed start. */
+  /** A replica not ready this long after spawning is killed (and reported as a failed start). */
   startTimeoutMs: number;
   /** How long a stopping replica may take to finish its in-flight requests. */
   drainTimeoutMs: number;
 }
 
 export const DEFAULT_RUNTIME_OPTIONS: RuntimeOptions = {
-  maxStartAttempts: 3,
-  crashLoopCount: 3,
-  crashWindowMs: 5 * 60_000,
   startTimeoutMs: 10 * 60_000,
   drainTimeoutMs: 5 * 60_000,
 };
@@ -52,11 +28,19 @@ interface DeploymentEntry {
   spec: ReplicaSpec;
   desired: number;
   replicas: Set<Replica>;
-  startFailures: number;
-  crashes: number[];
-  failed: boolean;
+  /** Being stopped: no replica starts any more. */
+  stopping: boolean;
   lastReadyAt: number;
 }
+
+/** Until a sink is set, facts go nowhere (nothing runs before the first order anyway). */
+const NO_SINK: RuntimeFacts = {
+  replicaStarted() {},
+  replicaReady() {},
+  replicaDraining() {},
+  replicaExited() {},
+  log() {},
+};
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -70,19 +54,23 @@ const unrefTimer: Schedule = (ms, fn) => {
  * The embedded runtime: every replica is a child process on this machine, in
  * its own process group so that a server command's own children stop with it.
  */
-export class ProcessRuntime {
+export class ProcessRuntime implements Runtime {
   private readonly deployments = new Map<string, DeploymentEntry>();
   private readonly changes = new EventEmitter();
   private closed = false;
+  private observer: RuntimeFacts = NO_SINK;
 
   constructor(
-    private readonly observer: RuntimeObserver,
     private readonly options: RuntimeOptions = DEFAULT_RUNTIME_OPTIONS,
+    private readonly clock: Clock = systemClock,
   ) {
     this.changes.setMaxListeners(0);
   }
 
-  /** Ready replicas that may take a new request. */
+  reportTo(sink: RuntimeFacts): void {
+    this.observer = sink;
+  }
+
   ready(deploymentId: string): Replica[] {
     const entry = this.deployments.get(deploymentId);
     if (!entry) return [];
@@ -133,19 +121,9 @@ export class ProcessRuntime {
     let entry = this.deployments.get(spec.deploymentId);
     if (entry && entry.spec.artifactHash !== spec.artifactHash) {
       for (const replica of entry.replicas) void this.stopReplica(entry, replica, "replaced by new code");
-      entry.startFailures = 0;
-      entry.crashes = [];
     }
     if (!entry) {
-      entry = {
-        spec,
-        desired,
-        replicas: new Set(),
-        startFailures: 0,
-        crashes: [],
-        failed: false,
-        lastReadyAt: 0,
-      };
+      entry = { spec, desired, replicas: new Set(), stopping: false, lastReadyAt: 0 };
       this.deployments.set(spec.deploymentId, entry);
     }
     entry.spec = spec;
@@ -154,7 +132,7 @@ export class ProcessRuntime {
   }
 
   private scale(entry: DeploymentEntry): void {
-    if (entry.failed || this.closed) return;
+    if (entry.stopping || this.closed) return;
     const live = [...entry.replicas].filter((r) => r.state === "starting" || r.state === "ready");
     for (let n = live.length; n < entry.desired; n++) void this.startReplica(entry);
     // Remove not-yet-ready replicas first: they serve nobody yet.
@@ -203,7 +181,7 @@ export class ProcessRuntime {
     const entry = this.deployments.get(deploymentId);
     if (!entry) return;
     entry.desired = 0;
-    entry.failed = true;
+    entry.stopping = true;
     await Promise.all([...entry.replicas].map((r) => this.stopReplica(entry, r, reason)));
     if (this.deployments.get(deploymentId) === entry) this.deployments.delete(deploymentId);
     this.changes.emit(deploymentId);
@@ -217,13 +195,14 @@ export class ProcessRuntime {
   private async startReplica(entry: DeploymentEntry): Promise<void> {
     const { spec } = entry;
     const port = await freePort();
-    if (entry.failed || this.closed || this.deployments.get(spec.deploymentId) !== entry) return;
+    if (entry.stopping || this.closed || this.deployments.get(spec.deploymentId) !== entry) return;
     const replica = new Replica(
       newId("Replica"),
       spec.deploymentId,
       spec.artifactHash,
       port,
       spec.predictPath,
+      this.clock.now(),
     );
     entry.replicas.add(replica);
     const env: Record<string, string> = {
@@ -255,7 +234,7 @@ export class ProcessRuntime {
     // Lines are cut, rate-limited and cleaned as they are read (domain/log-lines.ts): a replica's output
     // never costs more than one capped line per stream in memory, however it is written.
     const output = new ReplicaOutput(
-      systemClock,
+      this.clock,
       (stream, line) => this.observer.log(spec.deploymentId, replica.id, stream, line),
       unrefTimer,
     );
@@ -274,7 +253,7 @@ export class ProcessRuntime {
     child.once("exit", (code, signal) => {
       exitReason ||= signal ? `killed by ${signal}` : `exited with code ${code}`;
     });
-    this.observer.replicaStarting(replica);
+    this.observer.replicaStarted(replica);
     this.observer.log(
       spec.deploymentId,
       replica.id,
@@ -286,10 +265,10 @@ export class ProcessRuntime {
   }
 
   private async probe(entry: DeploymentEntry, replica: Replica, readinessPath: string): Promise<void> {
-    const deadline = Date.now() + this.options.startTimeoutMs;
-    const spawnedAt = Date.now();
+    const deadline = this.clock.now() + this.options.startTimeoutMs;
+    const spawnedAt = this.clock.now();
     while (replica.state === "starting") {
-      if (Date.now() > deadline) {
+      if (this.clock.now() > deadline) {
         this.observer.log(
           replica.deploymentId,
           replica.id,
@@ -309,9 +288,8 @@ export class ProcessRuntime {
         await response.body.dump();
         if (response.statusCode === 200 && replica.state === "starting") {
           replica.state = "ready";
-          replica.readyAt = Date.now();
+          replica.readyAt = this.clock.now();
           entry.lastReadyAt = replica.readyAt;
-          entry.startFailures = 0;
           // Held requests go first; recording the fact (database work) comes after them.
           this.changes.emit(replica.deploymentId);
           setImmediate(() => {
@@ -325,59 +303,24 @@ export class ProcessRuntime {
       }
       // Probe tightly at first: a request waiting on a wake-up pays for every millisecond between the
       // replica becoming ready and us noticing. Loopback probes are cheap; slow loaders get fewer.
-      const age = Date.now() - spawnedAt;
+      const age = this.clock.now() - spawnedAt;
       await sleep(age < 5_000 ? 5 : age < 60_000 ? 50 : 250);
     }
   }
 
+  /** Reports the exit and forgets the replica; whether to start another is the sink's decision. */
   private onExit(entry: DeploymentEntry, replica: Replica, reason: string): void {
     const wasState = replica.state;
     replica.state = "stopped";
     entry.replicas.delete(replica);
     void replica.pool.destroy().catch(() => {});
-    this.observer.replicaStopped(replica, reason);
+    const ordered = wasState === "draining" || entry.stopping || this.closed;
+    if (!ordered) this.observer.log(replica.deploymentId, replica.id, "system", `replica ${reason}`);
+    this.observer.replicaExited(replica, {
+      reason,
+      kind: ordered ? "stop" : wasState === "starting" ? "start" : "crash",
+    });
     this.changes.emit(replica.deploymentId);
-    if (wasState === "draining" || entry.failed || this.closed) return;
-    const { deploymentId } = replica;
-    this.observer.log(deploymentId, replica.id, "system", `replica ${reason}`);
-    if (wasState === "starting") {
-      entry.startFailures++;
-      if (entry.startFailures >= this.options.maxStartAttempts) {
-        this.fail(
-          entry,
-          "DEPLOY_FAILED",
-          `replica failed to start ${entry.startFailures} times (last: ${reason})`,
-        );
-        return;
-      }
-      this.observer.log(
-        deploymentId,
-        null,
-        "system",
-        `retrying start (attempt ${entry.startFailures + 1} of ${this.options.maxStartAttempts})`,
-      );
-      this.scale(entry);
-      return;
-    }
-    const now = Date.now();
-    entry.crashes = [...entry.crashes.filter((t) => now - t < this.options.crashWindowMs), now];
-    if (entry.crashes.length >= this.options.crashLoopCount) {
-      this.fail(
-        entry,
-        "UNHEALTHY",
-        `replica crashed ${entry.crashes.length} times in a row (last: ${reason})`,
-      );
-      return;
-    }
-    this.observer.log(deploymentId, null, "system", "restarting crashed replica");
-    this.scale(entry);
-  }
-
-  private fail(entry: DeploymentEntry, status: "DEPLOY_FAILED" | "UNHEALTHY", reason: string): void {
-    entry.failed = true;
-    this.observer.log(entry.spec.deploymentId, null, "system", reason);
-    this.observer.deploymentFailed(entry.spec.deploymentId, status, reason);
-    void this.stop(entry.spec.deploymentId, reason);
   }
 
   /** Takes the replica out of rotation, lets in-flight requests finish, then stops it. */
@@ -388,8 +331,8 @@ export class ProcessRuntime {
       replica.state = "draining";
       if (wasReady) this.observer.replicaDraining(replica);
       this.changes.emit(entry.spec.deploymentId);
-      const deadline = Date.now() + this.options.drainTimeoutMs;
-      while (replica.inFlight > 0 && Date.now() < deadline) await sleep(10);
+      const deadline = this.clock.now() + this.options.drainTimeoutMs;
+      while (replica.inFlight > 0 && this.clock.now() < deadline) await sleep(10);
       this.observer.log(replica.deploymentId, replica.id, "system", `stopping replica: ${reason}`);
       this.kill(replica, "SIGTERM");
       const timer = setTimeout(() => this.kill(replica, "SIGKILL"), 10_000);

@@ -11,7 +11,6 @@ export class Replica {
   state: ReplicaState = "starting";
   inFlight = 0;
   readonly pool: Pool;
-  readonly startedAt = Date.now();
   readyAt: number | null = null;
   child: ChildProcess | null = null;
   /** Resolves when the process has exited. */
@@ -23,6 +22,8 @@ export class Replica {
     readonly artifactHash: string,
     readonly port: number,
     readonly predictPath: string,
+    /** When it was spawned (ms, by the runtime's clock). */
+    readonly startedAt: number,
   ) {
     // Keep-alive connections to the replica: one socket per concurrent request.
     this.pool = new Pool(`http://127.0.0.1:${port}`, {

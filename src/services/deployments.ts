@@ -2,15 +2,14 @@ import type { Tx } from "../db/client.ts";
 import { type AutoscalingPatch, mergeAutoscaling, parseAutoscaling } from "../domain/autoscaling.ts";
 import { notFound, UserError } from "../domain/errors.ts";
 import { checkModelName, DEVELOPMENT_DEPLOYMENT_NAME, nameProblem } from "../domain/names.ts";
-import { HALTED_STATUSES } from "../domain/status.ts";
 import { appendEvent } from "../events/log.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
 import { storeUpload } from "../store/artifacts.ts";
 import {
+  applyFact,
   insertDeployment,
   lockDeployment,
   nextDeploymentName,
-  setStatus,
   writeAutoscaling,
 } from "../store/deployments.ts";
 import { findEnvironment } from "../store/environments.ts";
@@ -148,7 +147,7 @@ async function writePush(
       // Same ID, new code: the replica restarts on the new artifact.
       const locked = await lockDeployment(tx, existing.id);
       await tx.deployment.update({ where: { id: locked.id }, data: { artifactHash } });
-      await setStatus(tx, locked, "BUILDING", "new code pushed");
+      await applyFact(tx, locked, { kind: "new code pushed" });
       return tx.deployment.findUniqueOrThrow({ where: { id: locked.id } });
     }
   }
@@ -192,11 +191,8 @@ export async function activateDeployment(ctx: RequestContext, id: string): Promi
     const deployment = await lockDeployment(tx, id);
     requireVisible(ctx, deployment.modelId, () => notFound("deployment", id));
     await requireDeploymentActions(tx, ctx, deployment, "activate");
-    if (HALTED_STATUSES.has(deployment.status)) {
-      // A failed build is retried from the start; anything else just starts again.
-      const to = deployment.status === "BUILD_FAILED" ? "BUILDING" : "DEPLOYING";
-      await setStatus(tx, deployment, to, "activated");
-    }
+    // Only a halted deployment moves (a failed build starts from the build): the lifecycle table's rule.
+    await applyFact(tx, deployment, { kind: "activated" });
     return tx.deployment.findUniqueOrThrow({ where: { id } });
   });
 }
@@ -206,9 +202,7 @@ export async function deactivateDeployment(ctx: RequestContext, id: string): Pro
     const deployment = await lockDeployment(tx, id);
     requireVisible(ctx, deployment.modelId, () => notFound("deployment", id));
     await requireDeploymentActions(tx, ctx, deployment, "deactivate");
-    if (deployment.status !== "INACTIVE" && deployment.status !== "DEACTIVATING") {
-      await setStatus(tx, deployment, "DEACTIVATING", "deactivated");
-    }
+    await applyFact(tx, deployment, { kind: "deactivated" });
     return tx.deployment.findUniqueOrThrow({ where: { id } });
   });
 }

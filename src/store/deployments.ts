@@ -6,6 +6,7 @@
  */
 import type { PrismaClient, Tx } from "../db/client.ts";
 import { type AutoscalingSettings, DEFAULT_AUTOSCALING } from "../domain/autoscaling.ts";
+import { factReason, type LifecycleFact, nextStatus } from "../domain/deployment-lifecycle.ts";
 import { notFound } from "../domain/errors.ts";
 import { newId } from "../domain/ids.ts";
 import type { DeploymentStatus } from "../domain/status.ts";
@@ -45,25 +46,38 @@ export async function setStatus(
 }
 
 /**
- * A status change decided by a controller: applied only if the deployment is
- * still live and in one of `from`, so a stale decision never overrides a newer
- * one. Returns whether it applied.
+ * Applies a lifecycle fact to a locked deployment in the caller's transaction:
+ * the transition table (domain/deployment-lifecycle.ts) says which status
+ * follows; nothing is written when the fact changes nothing. Returns the new
+ * status, or null.
+ */
+export async function applyFact(
+  tx: Tx,
+  deployment: Pick<Deployment, "id" | "modelId" | "status">,
+  fact: LifecycleFact,
+): Promise<DeploymentStatus | null> {
+  const to = nextStatus(deployment.status, fact);
+  if (to === null) return null;
+  await setStatus(tx, deployment, to, factReason(fact));
+  return to;
+}
+
+/**
+ * A fact reported to a controller, applied to the deployment as it is now
+ * (locked, live): a stale report changes nothing, since the table answers null
+ * for it in the status a newer one moved to. Returns the new status, or null.
  */
 export async function transition(
   prisma: PrismaClient,
   id: string,
-  from: readonly DeploymentStatus[],
-  to: DeploymentStatus,
-  reason?: string,
-): Promise<boolean> {
+  fact: LifecycleFact,
+): Promise<DeploymentStatus | null> {
   return prisma.$transaction(async (tx) => {
     const rows = await tx.$queryRaw<{ id: string; modelId: string; status: DeploymentStatus }[]>`
       SELECT id, "modelId", status::text AS status FROM "Deployment"
       WHERE id = ${id} AND "deletedAt" IS NULL FOR UPDATE`;
     const row = rows[0];
-    if (!row || !from.includes(row.status) || row.status === to) return false;
-    await setStatus(tx, row, to, reason);
-    return true;
+    return row ? applyFact(tx, row, fact) : null;
   });
 }
 

@@ -41,8 +41,13 @@ vi.spyOn(log, "error");
 
 class Answers implements AnswerSource {
   counts: AnswerCounts = { answered: 0, failed: 0 };
+  /** Requests to the new deployment under way (routed, not answered yet). */
+  pending = 0;
   answerCounts(): AnswerCounts {
     return { ...this.counts };
+  }
+  inFlight(): number {
+    return this.pending;
   }
 }
 
@@ -233,6 +238,72 @@ describe("the promotion controller", () => {
     expect(environment.currentDeploymentId).toBe(w.previous.id);
     const next = await db.prisma.deployment.findUniqueOrThrow({ where: { id: w.next.id } });
     expect(next.promotionAutoscaling).toBeNull();
+  }, 30_000);
+
+  it("holds a stage whose time is up while the new deployment's answers are still on their way, then judges them", async () => {
+    // Answers slower than a stage (a loaded machine): every request routed to the new deployment is
+    // still under way when the stage's time is up. Judged on no answers, each stage would pass and a
+    // deployment failing every request would be promoted.
+    const clock = new FakeClock(Date.parse("2026-12-05T10:00:00Z"));
+    const w = await world("canary-slow-answers", {
+      rampUpWhilePromoting: true,
+      rampUpDurationSeconds: 10,
+      errorRateThresholdPercent: 20,
+    });
+    await readyReplicas(w.next.id, 2);
+    const answers = new Answers();
+    const promotion = await promote(w, clock);
+    const { promotions } = controller(clock, answers);
+    await promotions.advance(promotion.id);
+    expect((await row(promotion.id)).canaryStage).toBe(1);
+
+    answers.pending = 2;
+    clock.advance(5_000); // five stages' worth of time: stage 1 is over, its answers are not in
+    await promotions.advance(promotion.id);
+    expect(await row(promotion.id)).toMatchObject({
+      status: "RAMPING_UP",
+      canaryStage: 1,
+      percentTraffic: 10,
+    });
+    clock.advance(2_000);
+    await promotions.advance(promotion.id);
+    expect((await row(promotion.id)).canaryStage).toBe(1);
+
+    // The answers come: both cut (5xx). Stage 1 is judged on them.
+    answers.pending = 0;
+    answers.counts = { answered: 2, failed: 2 };
+    await promotions.advance(promotion.id);
+    expect(await row(promotion.id)).toMatchObject({
+      status: "FAILED",
+      errorMessage:
+        "canary stage 1 (10% of traffic): 100.0% of the new deployment's requests failed (2 of 2), " +
+        "over the 20% threshold; all traffic is back on the previous deployment",
+    });
+  }, 30_000);
+
+  it("passes a stage with no requests to the new deployment, and the held stage's successor gets its whole length", async () => {
+    const clock = new FakeClock(Date.parse("2026-12-06T10:00:00Z"));
+    const w = await world("canary-held-then-ok", { rampUpWhilePromoting: true, rampUpDurationSeconds: 10 });
+    await readyReplicas(w.next.id, 2);
+    const answers = new Answers();
+    const promotion = await promote(w, clock);
+    const { promotions } = controller(clock, answers);
+    await promotions.advance(promotion.id);
+    answers.pending = 1;
+    clock.advance(3_000);
+    await promotions.advance(promotion.id);
+    expect((await row(promotion.id)).canaryStage).toBe(1);
+    answers.pending = 0;
+    answers.counts = { answered: 1, failed: 0 };
+    await promotions.advance(promotion.id);
+    // No overrun carried: stage 2 has its full second, and nothing routed to it holds it.
+    expect((await row(promotion.id)).canaryStage).toBe(2);
+    clock.advance(999);
+    await promotions.advance(promotion.id);
+    expect((await row(promotion.id)).canaryStage).toBe(2);
+    clock.advance(1);
+    await promotions.advance(promotion.id);
+    expect((await row(promotion.id)).canaryStage).toBe(3);
   }, 30_000);
 
   it("fails a deployment that is not ready by the progress deadline, and wakes one at zero", async () => {

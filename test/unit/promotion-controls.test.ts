@@ -62,7 +62,7 @@ beforeEach(() => {
     ctx,
     "test-owner",
     { wake: async (id) => void woken.push(id) },
-    { answerCounts: (id) => ({ ...(answers.get(id) ?? { answered: 0, failed: 0 }) }) },
+    { answerCounts: (id) => ({ ...(answers.get(id) ?? { answered: 0, failed: 0 }) }), inFlight: () => 0 },
   );
 });
 

@@ -567,6 +567,25 @@ describe("automatic rollback", () => {
     ).toBe("FAILED");
   });
 
+  it("not on no evidence: a stage over with no answer yet and requests to the new deployment under way is held", () => {
+    const clock = new FakeClock(T0);
+    const p = drive(readyToRamp({ errorRateThresholdPercent: 10 }), world(), clock).state;
+    clock.advance(60_000); // stage 1 (10 s) is long over
+    const pending = { answered: 0, failed: 0, inFlight: 3 };
+    const held = planPromotion(p, world({ stageAnswers: pending }), clock.now());
+    expect(held.events).toEqual([]);
+    // Its clock stays at the stage's end: no overrun is carried into stage 2.
+    expect(held.changes).toEqual({ stageElapsedMs: 10_000, stageStartedAt: new Date(clock.now()) });
+    // The answers come: judged on them.
+    const answered = { answered: 3, failed: 3, inFlight: 0 };
+    expect(planPromotion(p, world({ stageAnswers: answered }), clock.now()).changes?.status).toBe("FAILED");
+    // Nothing under way: the stage passes as before.
+    const idle = { answered: 0, failed: 0, inFlight: 0 };
+    expect(planPromotion(p, world({ stageAnswers: idle }), clock.now()).changes).toMatchObject({
+      canaryStage: 2,
+    });
+  });
+
   it("never on the error rate without a threshold", () => {
     const clock = new FakeClock(T0);
     const p = drive(readyToRamp(), world(), clock).state;
