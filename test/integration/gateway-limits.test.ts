@@ -192,9 +192,10 @@ describe("answers over the limit", () => {
     await client.stop();
     expect(ended.status).toBe("FAILED");
     expect(ended.errorMessage).toMatch(/of the new deployment's requests failed/);
-    // The candidate's answers were cut (a reset, status 0 here), never passed as whole answers.
+    // The candidate's answers began and were cut (status 0 here), never passed as whole answers.
     const candidates = client.answers.filter((a) => a.deploymentId === candidate.id);
-    expect(candidates.every((a) => a.status === 0)).toBe(true);
+    expect(candidates.length).toBeGreaterThan(0);
+    expect(candidates.filter((a) => a.status !== 0)).toEqual([]);
   });
 });
 

@@ -173,18 +173,31 @@ export async function predict(hangar: TestHangar, urlPath: string, body: unknown
     headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
-  const text = await response.text();
+  const deploymentId = response.headers.get("x-hangar-deployment-id");
+  let text: string;
+  try {
+    text = await response.text();
+  } catch (error) {
+    // The answer began (status and headers sent) and was cut: say whose it was.
+    throw new CutAnswer(deploymentId, error);
+  }
   let json: Json = null;
   try {
     json = JSON.parse(text);
   } catch {
     json = text;
   }
-  return {
-    status: response.status,
-    body: json,
-    deploymentId: response.headers.get("x-hangar-deployment-id"),
-  };
+  return { status: response.status, body: json, deploymentId };
+}
+
+/** A predict answer whose body broke off after its headers came. */
+export class CutAnswer extends Error {
+  constructor(
+    readonly deploymentId: string | null,
+    cause: unknown,
+  ) {
+    super(`the answer was cut: ${(cause as Error).message}`, { cause });
+  }
 }
 
 export function wsClient(hangar: TestHangar, authorization = `Bearer ${hangar.key}`): Client {

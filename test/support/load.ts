@@ -1,10 +1,11 @@
-import { predict } from "./client.ts";
+import { CutAnswer, predict } from "./client.ts";
 import type { TestHangar } from "./hangar.ts";
 import { waitFor } from "./wait.ts";
 
 export interface Answer {
-  /** HTTP status; 0 when the request itself failed (connection refused or reset). */
+  /** HTTP status; 0 when the request itself failed (connection refused or reset) or its answer was cut. */
   status: number;
+  /** Whose answer it was (a cut answer's too, from its headers); null when none began. */
   deploymentId: string | null;
   errorCode: string | null;
 }
@@ -26,7 +27,8 @@ export function steadyClient(hangar: TestHangar, path: string, concurrency = 4) 
           errorCode: typeof body?.error_code === "string" ? body.error_code : null,
         });
       } catch (error) {
-        answers.push({ status: 0, deploymentId: null, errorCode: (error as Error).message });
+        const deploymentId = error instanceof CutAnswer ? error.deploymentId : null;
+        answers.push({ status: 0, deploymentId, errorCode: (error as Error).message });
       }
     }
   });
