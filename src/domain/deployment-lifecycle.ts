@@ -31,6 +31,10 @@ export type LifecycleFact =
   | { kind: "scaled to zero"; reason: string }
   | { kind: "woken" }
   | { kind: "new code pushed" }
+  /** A promotion switched its environment away from the deployment: it is scaled to zero or deactivated. */
+  | { kind: "demoted"; to: "SCALED_TO_ZERO" | "DEACTIVATING" }
+  /** A promotion that created the deployment ended without ACTIVATE: the copy stays, scaled to zero. */
+  | { kind: "released"; outcome: "FAILED" | "CANCELED" }
   | { kind: "deleted" };
 
 export type FactKind = LifecycleFact["kind"];
@@ -64,6 +68,9 @@ const only = (from: Iterable<DeploymentStatus>, to: DeploymentStatus) => {
 /** Statuses a deployment that is brought up again (or deleted) may leave: every one but DELETED. */
 const LIVE = (status: DeploymentStatus) => status !== "DELETED";
 
+const deactivate = (from: DeploymentStatus): DeploymentStatus | null =>
+  LIVE(from) && from !== "INACTIVE" && from !== "DEACTIVATING" ? "DEACTIVATING" : null;
+
 /**
  * The table. A rule answers the next status, or null when the fact changes
  * nothing in that status (a stale or repeated report): nothing is written then.
@@ -87,8 +94,10 @@ const TABLE: {
   // A failed build is retried from the start; anything else just starts again.
   activated: (from) =>
     from === "BUILD_FAILED" ? "BUILDING" : HALTED_STATUSES.has(from) ? "DEPLOYING" : null,
-  deactivated: (from) =>
-    LIVE(from) && from !== "INACTIVE" && from !== "DEACTIVATING" ? "DEACTIVATING" : null,
+  deactivated: (from) => deactivate(from),
+  demoted: (from, fact) =>
+    fact.to === "DEACTIVATING" ? deactivate(from) : RUNNING_STATUSES.has(from) ? "SCALED_TO_ZERO" : null,
+  released: (from) => (RUNNING_STATUSES.has(from) ? "SCALED_TO_ZERO" : null),
   "replicas stopped": only(["DEACTIVATING"], "INACTIVE"),
   // The status moves before the replicas stop: from then on a request wakes it.
   "scaled to zero": only(["ACTIVE"], "SCALED_TO_ZERO"),
@@ -125,6 +134,10 @@ export function factReason(fact: LifecycleFact): string {
       return fact.reason;
     case "woken":
       return "woken by a request";
+    case "demoted":
+      return "demoted by a promotion";
+    case "released":
+      return `promotion ${fact.outcome.toLowerCase()}`;
     default:
       return fact.kind;
   }

@@ -9,6 +9,7 @@ import {
   applyFact,
   insertDeployment,
   lockDeployment,
+  markDeleted,
   nextDeploymentName,
   writeAutoscaling,
 } from "../store/deployments.ts";
@@ -234,18 +235,8 @@ export async function deleteDeployment(ctx: RequestContext, id: string): Promise
         "id",
       );
     }
-    const deleted = await tx.deployment.update({
-      where: { id },
-      data: { status: "DELETED", deletedAt: new Date(), liveName: null },
-    });
-    await appendEvent(tx, {
-      modelId: deployment.modelId,
-      type: "DEPLOYMENT_DELETED",
-      deploymentStatus: "DELETED",
-      deploymentId: id,
-      message: `deployment '${deployment.name}' deleted (was ${deployment.status})`,
-    });
-    return deleted;
+    const message = `deployment '${deployment.name}' deleted (was ${deployment.status})`;
+    return (await markDeleted(tx, deployment, message, new Date(ctx.clock.now()))) ?? deployment;
   });
 }
 

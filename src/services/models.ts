@@ -2,6 +2,7 @@ import { notFound, UserError } from "../domain/errors.ts";
 import { checkModelName } from "../domain/names.ts";
 import { appendEvent } from "../events/log.ts";
 import type { Model } from "../generated/prisma/client.ts";
+import { markDeleted } from "../store/deployments.ts";
 import { isUniqueViolation } from "../store/errors.ts";
 import { insertModel } from "../store/models.ts";
 import { endPromotion, lockPromotion } from "../store/promotions.ts";
@@ -34,20 +35,10 @@ export async function deleteModel(ctx: RequestContext, id: string): Promise<Mode
       if (promotion?.activeEnvironmentId)
         await endPromotion(tx, promotion, "CANCELED", "the model was deleted", ctx.clock.now());
     }
-    const now = new Date();
+    const now = new Date(ctx.clock.now());
     const deployments = await tx.deployment.findMany({ where: { modelId: id, deletedAt: null } });
     for (const deployment of deployments) {
-      await tx.deployment.update({
-        where: { id: deployment.id },
-        data: { status: "DELETED", deletedAt: now, liveName: null },
-      });
-      await appendEvent(tx, {
-        modelId: id,
-        type: "DEPLOYMENT_DELETED",
-        deploymentStatus: "DELETED",
-        deploymentId: deployment.id,
-        message: `deployment '${deployment.name}' deleted with its model`,
-      });
+      await markDeleted(tx, deployment, `deployment '${deployment.name}' deleted with its model`, now);
     }
     const environments = await tx.environment.findMany({ where: { modelId: id, deletedAt: null } });
     for (const environment of environments) {

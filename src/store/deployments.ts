@@ -63,6 +63,33 @@ export async function applyFact(
 }
 
 /**
+ * Deletes a deployment (soft: the row stays, its live name is freed) with its
+ * DEPLOYMENT_DELETED event, in the caller's transaction; the transition table
+ * decides that it may go (a deleted one stays as it is).
+ */
+export async function markDeleted(
+  tx: Tx,
+  deployment: Pick<Deployment, "id" | "modelId" | "status">,
+  message: string,
+  at: Date,
+): Promise<Deployment | null> {
+  const to = nextStatus(deployment.status, { kind: "deleted" });
+  if (to === null) return null;
+  const deleted = await tx.deployment.update({
+    where: { id: deployment.id },
+    data: { status: to, deletedAt: at, liveName: null },
+  });
+  await appendEvent(tx, {
+    modelId: deployment.modelId,
+    type: "DEPLOYMENT_DELETED",
+    deploymentStatus: to,
+    deploymentId: deployment.id,
+    message,
+  });
+  return deleted;
+}
+
+/**
  * A fact reported to a controller, applied to the deployment as it is now
  * (locked, live): a stale report changes nothing, since the table answers null
  * for it in the status a newer one moved to. Returns the new status, or null.

@@ -29,11 +29,10 @@ import {
   type PromotionState,
 } from "../domain/promotion-plan.ts";
 import { parsePromotionSettings } from "../domain/promotion-settings.ts";
-import { RUNNING_STATUSES } from "../domain/status.ts";
 import { appendEvent } from "../events/log.ts";
 import { type Deployment, type Environment, Prisma, type Promotion } from "../generated/prisma/client.ts";
 import type { ModelEventType } from "../generated/prisma/enums.ts";
-import { insertDeployment, nextDeploymentName, setStatus, writeAutoscaling } from "./deployments.ts";
+import { applyFact, insertDeployment, nextDeploymentName, writeAutoscaling } from "./deployments.ts";
 
 /** The promotion as a JSON snapshot, kept on its events so subscribers can replay every state. */
 function snapshotOf(promotion: Promotion): Prisma.InputJsonValue {
@@ -170,7 +169,7 @@ async function applyEffect(tx: Tx, promotion: Promotion, effect: Effect): Promis
       return null;
     case "demote": {
       const previous = await tx.deployment.findUniqueOrThrow({ where: { id: effect.deploymentId } });
-      await setStatus(tx, previous, effect.to, "demoted by a promotion");
+      await applyFact(tx, previous, { kind: "demoted", to: effect.to });
       return null;
     }
     case "release":
@@ -325,9 +324,7 @@ async function releaseDeployment(tx: Tx, promotion: Promotion, outcome: "FAILED"
   const deployment = await tx.deployment.findUnique({ where: { id: promotion.deploymentId } });
   if (!deployment || deployment.deletedAt) return;
   await tx.deployment.update({ where: { id: deployment.id }, data: { promotionAutoscaling: Prisma.DbNull } });
-  if (promotion.createdDeployment && RUNNING_STATUSES.has(deployment.status)) {
-    await setStatus(tx, deployment, "SCALED_TO_ZERO", `promotion ${outcome.toLowerCase()}`);
-  }
+  if (promotion.createdDeployment) await applyFact(tx, deployment, { kind: "released", outcome });
 }
 
 /** The autoscaling settings a promoted deployment runs with during the promotion (API.md, Autoscaling on promotion). */

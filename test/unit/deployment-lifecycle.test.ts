@@ -33,6 +33,9 @@ const facts: LifecycleFact[] = [
   { kind: "scaled to zero", reason: "idle" },
   { kind: "woken" },
   { kind: "new code pushed" },
+  { kind: "demoted", to: "SCALED_TO_ZERO" },
+  { kind: "demoted", to: "DEACTIVATING" },
+  { kind: "released", outcome: "FAILED" },
   { kind: "deleted" },
 ];
 
@@ -68,6 +71,15 @@ describe("the deployment lifecycle table", () => {
     ["UNHEALTHY", { kind: "activated" }, "DEPLOYING"],
     ["DEPLOY_FAILED", { kind: "activated" }, "DEPLOYING"],
     ["ACTIVE", { kind: "activated" }, null],
+    // a promotion demotes the previous deployment, or releases the copy it made
+    ["ACTIVE", { kind: "demoted", to: "SCALED_TO_ZERO" }, "SCALED_TO_ZERO"],
+    ["WAKING_UP", { kind: "demoted", to: "SCALED_TO_ZERO" }, "SCALED_TO_ZERO"],
+    ["INACTIVE", { kind: "demoted", to: "SCALED_TO_ZERO" }, null],
+    ["ACTIVE", { kind: "demoted", to: "DEACTIVATING" }, "DEACTIVATING"],
+    ["UNHEALTHY", { kind: "demoted", to: "DEACTIVATING" }, "DEACTIVATING"],
+    ["INACTIVE", { kind: "demoted", to: "DEACTIVATING" }, null],
+    ["LOADING_MODEL", { kind: "released", outcome: "CANCELED" }, "SCALED_TO_ZERO"],
+    ["DEPLOY_FAILED", { kind: "released", outcome: "FAILED" }, null],
     // re-push of the development deployment, and delete
     ["ACTIVE", { kind: "new code pushed" }, "BUILDING"],
     ["BUILDING", { kind: "new code pushed" }, "BUILDING"],
@@ -86,6 +98,7 @@ describe("the deployment lifecycle table", () => {
     expect(nextStatus("ACTIVE", failed(3))).toBe("DEPLOY_FAILED");
     expect(nextStatus("INACTIVE", failed(3))).toBeNull();
     expect(factReason(failed(3))).toBe("replica failed to start 3 times (last: exit 1)");
+    expect(factReason({ kind: "released", outcome: "CANCELED" })).toBe("promotion canceled");
   });
 
   it("crashes: three inside five minutes make it UNHEALTHY, spread-out ones do not", () => {
