@@ -7,6 +7,7 @@ import { EventEmitter } from "node:events";
 import { type Clock, systemClock } from "../domain/clock.ts";
 import { newId } from "../domain/ids.ts";
 import type { ReplicaSpec } from "./build.ts";
+import { nextEmit } from "./changes.ts";
 import { Replica } from "./replica.ts";
 import type { ReplicaExit, Runtime, RuntimeFacts } from "./runtime.ts";
 
@@ -89,15 +90,7 @@ export class FakeRuntime implements Runtime {
   }
 
   nextChange(deploymentId: string, ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.changes.off(deploymentId, done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.changes.on(deploymentId, done);
-    });
+    return nextEmit(this.changes, deploymentId, ms);
   }
 
   has(deploymentId: string): boolean {

@@ -5,6 +5,7 @@ import { newId } from "../domain/ids.ts";
 import { ReplicaOutput, type Schedule } from "../domain/log-lines.ts";
 import { packagePath } from "../package-root.ts";
 import type { ReplicaSpec } from "./build.ts";
+import { nextEmit } from "./changes.ts";
 import { freePort } from "./ports.ts";
 import { Replica } from "./replica.ts";
 import type { Runtime, RuntimeFacts } from "./runtime.ts";
@@ -104,15 +105,7 @@ export class ProcessRuntime implements Runtime {
 
   /** Resolves on the next replica change of the deployment (or after `ms`). */
   nextChange(deploymentId: string, ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.changes.off(deploymentId, done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.changes.on(deploymentId, done);
-    });
+    return nextEmit(this.changes, deploymentId, ms);
   }
 
   /** Makes `desired` replicas of the spec run; replicas of other code are replaced. */
