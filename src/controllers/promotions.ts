@@ -10,9 +10,6 @@ import { applyPlan, lockPromotion, observePromotion, stateOf } from "../store/pr
 import { claimable, holdsFreshLease, leasedTo, RELEASED } from "./leases.ts";
 import { KeyedSerializer } from "./serial.ts";
 
-/** What the gateway counted of a deployment's answers (the canary's error rate), and those to come. */
-export type AnswerSource = AnswerReadings;
-
 /** Starts a scaled-to-zero deployment (the deployment controller). */
 export interface DeploymentWaker {
   wake(deploymentId: string): Promise<void>;
@@ -41,7 +38,7 @@ export class PromotionController {
     private readonly ctx: ServiceContext,
     private readonly owner: string,
     private readonly waker: DeploymentWaker,
-    private readonly answers: AnswerSource,
+    private readonly answers: AnswerReadings,
     private readonly intervalMs = 250,
   ) {}
 
@@ -172,15 +169,16 @@ export class PromotionController {
    */
   private stageOutcome(promotionId: string, deploymentId: string, stage: number): StageOutcome {
     const baseline = this.stageBaselines.get(promotionId);
+    const inFlight = this.answers.inFlight(deploymentId);
     if (baseline?.stage !== stage) {
       this.beginStage(promotionId, deploymentId, stage);
-      return { answered: 0, failed: 0, inFlight: this.answers.inFlight(deploymentId) };
+      return { answered: 0, failed: 0, inFlight };
     }
     const counts = this.answers.answerCounts(deploymentId);
     return {
       answered: counts.answered - baseline.counts.answered,
       failed: counts.failed - baseline.counts.failed,
-      inFlight: this.answers.inFlight(deploymentId),
+      inFlight,
     };
   }
 }

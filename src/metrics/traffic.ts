@@ -22,7 +22,7 @@ export interface ConcurrencyReadings {
   concurrency(deploymentId: string): ConcurrencyWindow | undefined;
 }
 
-/** What the canary reads (controllers/promotions.ts AnswerSource). */
+/** What the canary reads (controllers/promotions.ts). */
 export interface AnswerReadings {
   /** Running totals (a copy): differences between two readings give a stage's outcome. */
   answerCounts(deploymentId: string): AnswerCounts;

@@ -4,7 +4,7 @@
  * mid-stage, and rollbacks, each in moves the test makes by advancing the clock.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { type AnswerSource, PromotionController } from "../../src/controllers/promotions.ts";
+import { PromotionController } from "../../src/controllers/promotions.ts";
 import type { Database } from "../../src/db/client.ts";
 import { DEFAULT_AUTOSCALING } from "../../src/domain/autoscaling.ts";
 import { FakeClock } from "../../src/domain/clock.ts";
@@ -14,7 +14,7 @@ import type { PromotionSettings } from "../../src/domain/promotion-settings.ts";
 import type { DeploymentStatus } from "../../src/domain/status.ts";
 import { ChangeBus } from "../../src/events/bus.ts";
 import { createLogger } from "../../src/logger.ts";
-import type { AnswerCounts } from "../../src/metrics/traffic.ts";
+import type { AnswerCounts, AnswerReadings } from "../../src/metrics/traffic.ts";
 import type { ServiceContext } from "../../src/services/context.ts";
 import { insertPromotion } from "../../src/store/promotions.ts";
 import { scratchDatabase } from "../support/scratch-database.ts";
@@ -39,7 +39,7 @@ afterEach(() => {
 });
 vi.spyOn(log, "error");
 
-class Answers implements AnswerSource {
+class Answers implements AnswerReadings {
   counts: AnswerCounts = { answered: 0, failed: 0 };
   /** Requests to the new deployment under way (routed, not answered yet). */
   pending = 0;
@@ -103,7 +103,7 @@ async function readyReplicas(deploymentId: string, count: number) {
   }
 }
 
-function controller(clock: FakeClock, answers: AnswerSource = new Answers(), owner = "owner-1") {
+function controller(clock: FakeClock, answers: AnswerReadings = new Answers(), owner = "owner-1") {
   const wakes: string[] = [];
   const ctx = { db, bus: new ChangeBus(), log, clock } as unknown as ServiceContext;
   const promotions = new PromotionController(
