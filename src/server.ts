@@ -19,7 +19,10 @@ import { BrowserSignIn } from "./http/sign-in.ts";
 import type { Logger } from "./logger.ts";
 import { installMemoryProbe } from "./memory-probe.ts";
 import { TrafficMeter } from "./metrics/traffic.ts";
-import { DEFAULT_RUNTIME_OPTIONS, ProcessRuntime, type RuntimeOptions } from "./runtime/process-runtime.ts";
+import { freePort } from "./runtime/ports.ts";
+import { DEFAULT_TIMEOUTS, ProcessRuntime, type RuntimeOptions } from "./runtime/process-runtime.ts";
+import { Unfenced } from "./runtime/sandbox.ts";
+import { Workspace } from "./runtime/workspace.ts";
 import { resolveAdminKey } from "./services/bootstrap-key.ts";
 import type { ServiceContext } from "./services/context.ts";
 import { installationId } from "./services/installation.ts";
@@ -46,7 +49,7 @@ export interface RunningServer {
 export async function startServer(
   config: Config,
   log: Logger,
-  runtimeOptions: RuntimeOptions = DEFAULT_RUNTIME_OPTIONS,
+  timeouts: Pick<RuntimeOptions, "startTimeoutMs" | "drainTimeoutMs"> = DEFAULT_TIMEOUTS,
 ): Promise<RunningServer> {
   const admin = await resolveAdminKey(config.dataDir, config.adminKey);
   const listener = new HttpListener(log);
@@ -70,7 +73,9 @@ export async function startServer(
       log,
       clock: systemClock,
     };
-    const runtime = new ProcessRuntime(runtimeOptions, systemClock);
+    const workspace = await Workspace.open(config.dataDir);
+    const sandbox = new Unfenced("UNAVAILABLE", "the sandbox is not built yet", freePort);
+    const runtime = new ProcessRuntime({ ...timeouts, workspace, sandbox }, systemClock);
     const controller = new DeploymentController(ctx, runtime, systemClock);
     ctx.reloader = controller;
     const routeTable = new RouteTable(db);

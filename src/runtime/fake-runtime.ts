@@ -3,7 +3,9 @@
  * and then wait; they become ready, fail to start or crash when the test
  * says, and the facts go to the sink as a real runtime would report them.
  */
+
 import { EventEmitter } from "node:events";
+import { Pool } from "undici";
 import { type Clock, systemClock } from "../domain/clock.ts";
 import { newId } from "../domain/ids.ts";
 import type { ReplicaSpec } from "./build.ts";
@@ -153,9 +155,10 @@ export class FakeRuntime implements Runtime {
       newId("Replica"),
       spec.deploymentId,
       spec.artifactHash,
-      1,
       spec.predictPath,
       this.clock.now(),
+      // Never connected: the fake's replicas are not called over HTTP.
+      new Pool("http://127.0.0.1:1"),
     );
     entry.replicas.add(replica);
     this.started.set(spec.deploymentId, (this.started.get(spec.deploymentId) ?? 0) + 1);

@@ -1,15 +1,24 @@
 // @ts-check
-// Hangar's JavaScript model server: the program one replica process runs for a model folder that has
-// model.mjs / model.js. It is spawned directly with `node` (no TypeScript loader) so that replicas start
-// fast, and it has no dependencies so that it runs from any checkout or artifact as is.
+// Hangar's replica runner: the one program of Hangar's that a replica process runs. It is spawned directly
+// with `node` (no TypeScript loader) so that replicas start fast, and it has no dependencies so that it
+// runs from any checkout, inside a sandbox that shows it only this file and the model folder.
 //
-// Environment: PORT (listen on 127.0.0.1:PORT), HANGAR_MODEL_DIR (the model folder),
+// Settings: the first line of stdin is JSON {"socket": path, "secret": 64 hex digits, "codeRoot": path or
+// null, "command": string or null, "port": number or null}. Stdin then stays open: its end (Hangar closed
+// it, or Hangar died) means stop, as SIGTERM does. Environment: HANGAR_MODEL_DIR (the model folder),
 // HANGAR_ENVIRONMENT (environment name, empty = null), HANGAR_MODEL_CONFIG (JSON, default {}).
 //
-// HTTP: GET /health -> 200 {"status":"ok"} (the server only listens once load() finished);
-// POST /predict with a JSON body -> 200 with the JSON of model.predict(input);
-// errors are {"error","error_code"}: 400 client_error, 500 application_error, 404 not_found,
-// 405 method_not_allowed, 413 payload_too_large.
+// The channel (runtime/replica-channel.ts): the runner listens on the Unix socket `socket` only, and a
+// connection must open with "HANGAR-REPLICA <secret>\n" before anything else; any other opening is
+// answered 403 and closed. So only the Hangar process that started the replica can call it.
+//
+// With `command` (hangar.json server.command) the runner is a relay: it runs the command with PORT=`port`
+// and passes each accepted connection through to 127.0.0.1:port; the command's exit is the runner's.
+//
+// Without, it serves model.mjs / model.js. HTTP: GET /health -> 200 {"status":"ok"} (the server only
+// listens once load() finished); POST /predict with a JSON body -> 200 with the JSON of
+// model.predict(input); errors are {"error","error_code"}: 400 client_error, 500 application_error,
+// 404 not_found, 405 method_not_allowed, 413 payload_too_large.
 //
 // Live reload (the development deployment's patches, API.md section 6): POST /_hangar/reload with
 // {"dir": "<absolute path of the new model folder>", "config": <optional JSON>} imports the model from
@@ -17,9 +26,9 @@
 // awaits load(), and only then swaps it in: a request uses the model that was current when it arrived,
 // so requests in flight finish on the old instance and every later one uses the new one. Same process.
 // -> 200 {"status":"reloaded","loadMs":N}; 422 load_failed when import, constructor or load() throws
-// (the old model keeps serving); 400 client_error for a bad body or a dir that is not an absolute path
-// of an existing directory. Reloads run one at a time, in the order they arrive. The server listens on
-// 127.0.0.1 only and the gateway forwards only to /predict, so only Hangar itself reaches this path.
+// (the old model keeps serving); 400 client_error for a bad body, or a dir that is not an existing
+// directory inside `codeRoot` (where Hangar stages the code; any absolute path when it is null).
+// Reloads run one at a time, in the order they arrive. The gateway forwards only to /predict.
 //
 // Node's ESM cache is keyed by URL: a new folder (uploads are stored by content hash, each in its own
 // folder) gives fresh modules for the model and everything it imports relatively. When a folder is
@@ -27,9 +36,12 @@
 // imports from that folder are then the cached ones (same folder, same content). Old modules stay in
 // the cache for the life of the process: a development replica restarts often enough for that.
 
+import { spawn } from "node:child_process";
+import { timingSafeEqual } from "node:crypto";
 import { existsSync, realpathSync } from "node:fs";
-import { stat } from "node:fs/promises";
+import { stat, unlink } from "node:fs/promises";
 import http from "node:http";
+import net from "node:net";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
@@ -74,7 +86,7 @@ const RELOAD_BODY_SHAPE = 'expected a JSON object {"dir": "<absolute path>", "co
 
 /** Set once the model is loaded and the server is listening. */
 let ready = false;
-/** Set by SIGTERM/SIGINT: answers from then on close their connection so that the server can drain. */
+/** Set by SIGTERM/SIGINT or the end of stdin: answers from then on close their connection so that the server can drain. */
 let stopping = false;
 /** @type {http.Server | undefined} */
 let server;
@@ -86,6 +98,8 @@ let modelDir = "";
 let modelConfig = {};
 /** @type {string | null} */
 let environment = null;
+/** Where Hangar stages code for this replica: reloads load only from inside it (null: anywhere). @type {string | null} */
+let codeRoot = null;
 /** Entry module URLs imported so far: importing one again needs a query to be evaluated again. */
 const importedEntries = new Set();
 let reloadCount = 0;
@@ -313,6 +327,10 @@ function onReload(req, res) {
       sendError(res, 400, `dir is not an existing directory: ${dir}`, "client_error");
       return;
     }
+    if (codeRoot !== null && !isInside(codeRoot, path.resolve(dir))) {
+      sendError(res, 400, `dir is outside the code Hangar staged for this replica: ${dir}`, "client_error");
+      return;
+    }
     const hasConfig = Object.hasOwn(body, "config");
     const config = hasConfig ? /** @type {{ config: unknown }} */ (body).config : undefined;
     const turn = reloadQueue.then(() => reload(path.resolve(dir), hasConfig, config));
@@ -324,6 +342,15 @@ function onReload(req, res) {
     const outcome = await turn;
     send(res, outcome.status, JSON.stringify(outcome.body));
   });
+}
+
+/**
+ * @param {string} root absolute
+ * @param {string} dir absolute
+ */
+function isInside(root, dir) {
+  const relative = path.relative(realpathOrSelf(root), realpathOrSelf(dir));
+  return relative === "" || (!relative.startsWith("..") && !path.isAbsolute(relative));
 }
 
 /**
@@ -406,23 +433,32 @@ async function loadModel(dir, config) {
   return instance;
 }
 
-/** @param {NodeJS.Signals} signal */
-function stop(signal) {
+/**
+ * Stops serving: new connections are refused, idle ones dropped, busy ones closed after their answer
+ * (see `stopping` in send); the process exits when the last one is gone.
+ * @param {string} why
+ */
+function stop(why) {
   if (stopping) return;
   stopping = true;
-  if (server === undefined || !server.listening) {
+  if (relayed !== undefined) {
+    // The command decides how it drains; its exit ends the runner (see relay).
+    relayed.kill("SIGTERM");
+    return;
+  }
+  if (channel === undefined || !channel.listening) {
     // Still loading: there is nothing in flight to finish.
     process.exit(0);
   }
   setTimeout(() => {
     process.stderr.write(
-      `model server: requests still in flight ${FORCE_EXIT_AFTER_MS} ms after ${signal}, exiting\n`,
+      `model server: requests still in flight ${FORCE_EXIT_AFTER_MS} ms after ${why}, exiting\n`,
     );
     process.exit(1);
   }, FORCE_EXIT_AFTER_MS).unref();
-  // close() stops accepting and drops idle keep-alive connections; busy ones close after their answer
-  // (see `stopping` in send), and the callback runs when the last one is gone.
-  server.close(() => process.exit(0));
+  server?.closeIdleConnections();
+  // The channel's close callback runs once every connection it accepted has ended.
+  channel.close(() => process.exit(0));
 }
 
 /**
@@ -438,14 +474,180 @@ function onStrayError(err) {
   );
 }
 
+/** @typedef {{ socket: string, secret: string, codeRoot: string | null, command: string | null, port: number | null }} Settings */
+
+const MAX_SETTINGS_BYTES = 64 * 1024;
+
+/**
+ * Reads the settings line from stdin, then keeps reading: the end of stdin means stop.
+ * @returns {Promise<Settings>}
+ */
+function readSettings() {
+  return new Promise((resolve) => {
+    let text = "";
+    let done = false;
+    process.stdin.setEncoding("utf8");
+    process.stdin.on("data", (/** @type {string} */ chunk) => {
+      if (done) return;
+      text += chunk;
+      const newline = text.indexOf("\n");
+      if (newline === -1) {
+        if (text.length > MAX_SETTINGS_BYTES) failToLoad(new Error("runner settings line is too long"));
+        return;
+      }
+      done = true;
+      /** @type {any} */
+      let value;
+      try {
+        value = JSON.parse(text.slice(0, newline));
+      } catch (err) {
+        failToLoad(new Error(`runner settings are not JSON: ${messageOf(err)}`));
+      }
+      if (typeof value?.socket !== "string" || !/^[0-9a-f]{64}$/.test(String(value?.secret))) {
+        failToLoad(new Error("runner settings need a socket path and a 64-hex-digit secret"));
+      }
+      resolve({
+        socket: value.socket,
+        secret: value.secret,
+        codeRoot: typeof value.codeRoot === "string" ? path.resolve(value.codeRoot) : null,
+        command: typeof value.command === "string" ? value.command : null,
+        port: Number.isInteger(value.port) ? value.port : null,
+      });
+    });
+    process.stdin.on("end", () => {
+      if (!done) failToLoad(new Error("stdin ended before the runner settings"));
+      stop("the end of stdin");
+    });
+    process.stdin.on("error", () => stop("an error on stdin"));
+  });
+}
+
+const PREAMBLE_PREFIX = "HANGAR-REPLICA ";
+const PREAMBLE_BYTES = PREAMBLE_PREFIX.length + 64 + 1;
+/** A connection that has not said who it is by then is dropped. */
+const PREAMBLE_TIMEOUT_MS = 10_000;
+const REFUSED_BODY = fixedBody({
+  error: "only Hangar's gateway may call a replica",
+  error_code: "forbidden",
+});
+const REFUSED = Buffer.concat([
+  Buffer.from(
+    `HTTP/1.1 403 Forbidden\r\ncontent-type: ${JSON_TYPE}\r\ncontent-length: ${REFUSED_BODY.length}\r\nconnection: close\r\n\r\n`,
+  ),
+  REFUSED_BODY,
+]);
+
+/**
+ * Listens on the Unix socket; a connection that opens with the secret is handed to `accept` (with any
+ * bytes that came after the opening), any other is answered 403 and closed.
+ * @param {Settings} settings
+ * @param {(socket: net.Socket, rest: Buffer) => void} accept
+ * @returns {Promise<net.Server>}
+ */
+async function listenOnChannel(settings, accept) {
+  const expected = Buffer.from(`${PREAMBLE_PREFIX}${settings.secret}\n`);
+  const listener = net.createServer((socket) => {
+    /** @type {Buffer[]} */
+    const chunks = [];
+    let size = 0;
+    socket.setTimeout(PREAMBLE_TIMEOUT_MS, () => socket.destroy());
+    socket.on("error", () => {});
+    const onData = (/** @type {Buffer} */ chunk) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      const head = Buffer.concat(chunks);
+      const seen = head.subarray(0, PREAMBLE_BYTES);
+      // Refuse as soon as the bytes so far cannot be the opening: a plain HTTP request is answered at once.
+      if (!expected.subarray(0, Math.min(seen.length, PREFIX_BYTES)).equals(seen.subarray(0, PREFIX_BYTES))) {
+        refuse(socket);
+        return;
+      }
+      if (size < PREAMBLE_BYTES) return;
+      socket.off("data", onData);
+      socket.setTimeout(0);
+      if (!timingSafeEqual(seen, expected)) {
+        refuse(socket);
+        return;
+      }
+      socket.pause();
+      accept(socket, head.subarray(PREAMBLE_BYTES));
+    };
+    socket.on("data", onData);
+  });
+  // A socket file left by an earlier replica of the same folder would make listen fail.
+  await unlink(settings.socket).catch(() => {});
+  await new Promise((resolve, reject) => {
+    listener.once("error", reject);
+    listener.listen(settings.socket, () => {
+      listener.off("error", reject);
+      resolve(undefined);
+    });
+  });
+  listener.on("error", (err) => process.stderr.write(`runner: ${err.stack ?? err.message}\n`));
+  return listener;
+}
+const PREFIX_BYTES = PREAMBLE_PREFIX.length;
+
+/** @param {net.Socket} socket */
+function refuse(socket) {
+  socket.removeAllListeners("data");
+  socket.end(REFUSED);
+}
+
+/** @type {net.Server | undefined} */
+let channel;
+/** The server command, when this runner is a relay. @type {import("node:child_process").ChildProcess | undefined} */
+let relayed;
+
+/**
+ * Runs the server command and passes connections through to its port: Hangar's gateway speaks to the
+ * channel only, and the command's port is private (in the replica's own network namespace when fenced).
+ * @param {Settings} settings
+ * @param {string} command
+ */
+async function relay(settings, command) {
+  const port = settings.port;
+  if (port === null || port < 1 || port > 65535) failToLoad(new Error("the relay needs a port"));
+  const child = spawn("/bin/sh", ["-c", `exec ${command}`], {
+    env: { ...process.env, PORT: String(port) },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  relayed = child;
+  child.once("error", (err) => failToLoad(new Error(`could not start the server command: ${err.message}`)));
+  child.once("exit", (code, signal) => {
+    // The runner ends the way the command did, so that Hangar reports the command's own exit.
+    if (signal) {
+      process.removeAllListeners("SIGTERM");
+      process.removeAllListeners("SIGINT");
+      process.kill(process.pid, signal);
+    }
+    process.exit(code ?? 1);
+  });
+  channel = await listenOnChannel(settings, (socket, rest) => {
+    const upstream = net.connect(port, "127.0.0.1");
+    upstream.setNoDelay(true);
+    // Not listening yet (or gone): the caller sees the connection close and tries again later.
+    upstream.on("error", () => socket.destroy());
+    socket.on("error", () => upstream.destroy());
+    upstream.once("connect", () => {
+      if (rest.length > 0) upstream.write(rest);
+      socket.pipe(upstream);
+      upstream.pipe(socket);
+      socket.resume();
+    });
+  });
+}
+
 async function main() {
-  const port = Number(process.env.PORT);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    failToLoad(new Error(`PORT must be a port number, got ${JSON.stringify(process.env.PORT ?? "")}`));
-  }
+  const settings = await readSettings();
   const dirSetting = process.env.HANGAR_MODEL_DIR;
   if (!dirSetting) failToLoad(new Error("HANGAR_MODEL_DIR is not set"));
   const dir = path.resolve(dirSetting);
+  codeRoot = settings.codeRoot;
+  if (settings.command !== null) {
+    await relay(settings, settings.command);
+    return;
+  }
   environment = process.env.HANGAR_ENVIRONMENT || null;
   /** @type {unknown} */
   let config = {};
@@ -467,24 +669,32 @@ async function main() {
   modelDir = dir;
   modelConfig = config;
   const loadedIn = Math.round(performance.now() - started);
+  if (stopping) process.exit(0);
 
   const httpServer = http.createServer({ noDelay: true }, onRequest);
   httpServer.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   // Must outlast keepAliveTimeout, else a slow first byte on a reused connection is cut off first.
   httpServer.headersTimeout = KEEP_ALIVE_TIMEOUT_MS + 1_000;
-  httpServer.on("error", (err) => {
-    if (!ready) failToLoad(new Error(`cannot listen on 127.0.0.1:${port}: ${err.message}`));
-    process.stderr.write(`model server: ${err.stack ?? err.message}\n`);
-  });
+  httpServer.on("error", (err) => process.stderr.write(`model server: ${err.stack ?? err.message}\n`));
   server = httpServer;
-  httpServer.listen(port, "127.0.0.1", () => {
-    ready = true;
-    process.stdout.write(`model loaded in ${loadedIn} ms\n`);
-  });
+  // The HTTP server gets its connections from the channel, not from a listen() of its own; 'listening' is
+  // what starts its connection tracking (header and request timeouts, closeIdleConnections on stop).
+  httpServer.emit("listening");
+  try {
+    channel = await listenOnChannel(settings, (socket, rest) => {
+      if (rest.length > 0) socket.unshift(rest);
+      httpServer.emit("connection", socket);
+      socket.resume();
+    });
+  } catch (err) {
+    failToLoad(new Error(`cannot listen on ${settings.socket}: ${messageOf(err)}`));
+  }
+  ready = true;
+  process.stdout.write(`model loaded in ${loadedIn} ms\n`);
 }
 
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);
+process.on("SIGTERM", () => stop("SIGTERM"));
+process.on("SIGINT", () => stop("SIGINT"));
 process.on("uncaughtException", onStrayError);
 process.on("unhandledRejection", onStrayError);
 

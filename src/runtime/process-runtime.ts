@@ -6,21 +6,27 @@ import { ReplicaOutput, type Schedule } from "../domain/log-lines.ts";
 import { packagePath } from "../package-root.ts";
 import type { ReplicaSpec } from "./build.ts";
 import { nextEmit } from "./changes.ts";
-import { freePort } from "./ports.ts";
 import { Replica } from "./replica.ts";
+import { newReplicaSecret, replicaPool } from "./replica-channel.ts";
 import type { Runtime, RuntimeFacts } from "./runtime.ts";
+import type { ReplicaLaunch, Sandbox } from "./sandbox.ts";
+import type { Workspace } from "./workspace.ts";
 
 // A plain script (no TypeScript): replicas start without a loader, from src/ in every mode.
 const MODEL_SERVER = packagePath("src", "runtime", "model-server.mjs");
 
 export interface RuntimeOptions {
+  /** Where replicas' private files live on the host (sockets, HOME, TMPDIR). */
+  workspace: Workspace;
+  /** How replicas are launched: fenced or not. */
+  sandbox: Sandbox;
   /** A replica not ready this long after spawning is killed (and reported as a failed start). */
   startTimeoutMs: number;
   /** How long a stopping replica may take to finish its in-flight requests. */
   drainTimeoutMs: number;
 }
 
-export const DEFAULT_RUNTIME_OPTIONS: RuntimeOptions = {
+export const DEFAULT_TIMEOUTS: Pick<RuntimeOptions, "startTimeoutMs" | "drainTimeoutMs"> = {
   startTimeoutMs: 10 * 60_000,
   drainTimeoutMs: 5 * 60_000,
 };
@@ -29,6 +35,8 @@ interface DeploymentEntry {
   spec: ReplicaSpec;
   desired: number;
   replicas: Set<Replica>;
+  /** Starts ordered whose replica is not in `replicas` yet (its folders are being made). */
+  pending: number;
   /** Being stopped: no replica starts any more. */
   stopping: boolean;
   lastReadyAt: number;
@@ -60,12 +68,18 @@ export class ProcessRuntime implements Runtime {
   private readonly changes = new EventEmitter();
   private closed = false;
   private observer: RuntimeFacts = NO_SINK;
+  /** How each live replica was launched (for reloads and the clean-up after its exit). */
+  private readonly launches = new Map<Replica, ReplicaLaunch>();
+  private readonly workspace: Workspace;
+  private readonly sandbox: Sandbox;
 
   constructor(
-    private readonly options: RuntimeOptions = DEFAULT_RUNTIME_OPTIONS,
+    private readonly options: RuntimeOptions,
     private readonly clock: Clock = systemClock,
   ) {
     this.changes.setMaxListeners(0);
+    this.workspace = options.workspace;
+    this.sandbox = options.sandbox;
   }
 
   reportTo(sink: RuntimeFacts): void {
@@ -116,7 +130,7 @@ export class ProcessRuntime implements Runtime {
       for (const replica of entry.replicas) void this.stopReplica(entry, replica, "replaced by new code");
     }
     if (!entry) {
-      entry = { spec, desired, replicas: new Set(), stopping: false, lastReadyAt: 0 };
+      entry = { spec, desired, replicas: new Set(), pending: 0, stopping: false, lastReadyAt: 0 };
       this.deployments.set(spec.deploymentId, entry);
     }
     entry.spec = spec;
@@ -127,7 +141,11 @@ export class ProcessRuntime implements Runtime {
   private scale(entry: DeploymentEntry): void {
     if (entry.stopping || this.closed) return;
     const live = [...entry.replicas].filter((r) => r.state === "starting" || r.state === "ready");
-    for (let n = live.length; n < entry.desired; n++) void this.startReplica(entry);
+    // Starts under way count, or two orders in a row would start twice as many.
+    for (let n = live.length + entry.pending; n < entry.desired; n++) {
+      entry.pending++;
+      void this.startReplica(entry);
+    }
     // Remove not-yet-ready replicas first: they serve nobody yet.
     const surplus = live
       .sort((a, b) => Number(a.state === "ready") - Number(b.state === "ready") || b.startedAt - a.startedAt)
@@ -146,11 +164,14 @@ export class ProcessRuntime implements Runtime {
     const ready = this.ready(spec.deploymentId);
     if (!entry || ready.length === 0) return { reloaded: 0 };
     for (const replica of ready) {
+      const launch = this.launches.get(replica);
+      if (!launch) continue;
+      const dir = await launch.stage(spec);
       const response = await replica.pool.request({
         method: "POST",
         path: "/_hangar/reload",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ dir: spec.dir, config: spec.config ?? {} }),
+        body: JSON.stringify({ dir, config: spec.config ?? {} }),
         headersTimeout: this.options.startTimeoutMs,
         bodyTimeout: this.options.startTimeoutMs,
       });
@@ -183,46 +204,65 @@ export class ProcessRuntime implements Runtime {
   async stopAll(reason: string): Promise<void> {
     this.closed = true;
     await Promise.all([...this.deployments.keys()].map((id) => this.stop(id, reason)));
+    await this.workspace.close();
   }
 
   private async startReplica(entry: DeploymentEntry): Promise<void> {
     const { spec } = entry;
-    const port = await freePort();
-    if (entry.stopping || this.closed || this.deployments.get(spec.deploymentId) !== entry) return;
+    const id = newId("Replica");
+    const dirs = await this.workspace.forReplica(id).finally(() => {
+      entry.pending--;
+    });
+    // Stopped meanwhile, or scaled down below what is already running.
+    if (
+      entry.stopping ||
+      this.closed ||
+      this.deployments.get(spec.deploymentId) !== entry ||
+      this.count(spec.deploymentId) >= entry.desired
+    ) {
+      await this.workspace.removeReplica(id);
+      return;
+    }
+    const secret = newReplicaSecret();
     const replica = new Replica(
-      newId("Replica"),
+      id,
       spec.deploymentId,
       spec.artifactHash,
-      port,
       spec.predictPath,
       this.clock.now(),
+      replicaPool(dirs.socket, secret),
     );
     entry.replicas.add(replica);
-    const env: Record<string, string> = {
-      // Models get a clean environment: Hangar's own secrets never reach them.
-      PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
-      HOME: process.env.HOME ?? "/tmp",
-      LANG: process.env.LANG ?? "C.UTF-8",
-      ...spec.env,
-      PORT: String(port),
-      HANGAR_ENVIRONMENT: spec.environmentName ?? "",
-      HANGAR_REPLICA_ID: replica.id,
-      HANGAR_DEPLOYMENT_ID: spec.deploymentId,
-    };
-    const [file, args] = spec.command
-      ? ["/bin/sh", ["-c", `exec ${spec.command}`]]
-      : [process.execPath, [MODEL_SERVER]];
-    if (!spec.command) {
-      env.HANGAR_MODEL_DIR = spec.dir;
-      env.HANGAR_MODEL_CONFIG = JSON.stringify(spec.config ?? {});
+    let launch: ReplicaLaunch;
+    try {
+      launch = await this.sandbox.prepare({ id, spec, dirs, runner: MODEL_SERVER });
+    } catch (error) {
+      // A start that failed before any process existed: reported as one that exited at once.
+      this.observer.replicaStarted(replica);
+      await this.workspace.removeReplica(id).catch(() => {});
+      this.onExit(entry, replica, `could not start: ${(error as Error).message}`);
+      return;
     }
-    const child = spawn(file, args, {
-      cwd: spec.dir,
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
+    if (entry.stopping || this.closed) {
+      entry.replicas.delete(replica);
+      await launch.release().catch(() => {});
+      await this.workspace.removeReplica(id).catch(() => {});
+      return;
+    }
+    replica.port = launch.settings.port;
+    this.launches.set(replica, launch);
+    entry.replicas.add(replica);
+    const child = spawn(launch.file, launch.args, {
+      cwd: launch.cwd,
+      env: launch.env,
+      // stdin carries the runner's settings and then stays open: its end tells the replica to stop, and
+      // it ends by itself when this process dies.
+      stdio: ["pipe", "pipe", "pipe"],
       detached: true,
     });
     replica.child = child;
+    child.stdin.on("error", () => {});
+    child.stdin.write(`${JSON.stringify({ ...launch.settings, secret })}\n`);
     replica.exited = new Promise((resolve) => child.once("close", () => resolve()));
     // Lines are cut, rate-limited and cleaned as they are read (domain/log-lines.ts): a replica's output
     // never costs more than one capped line per stream in memory, however it is written.
@@ -251,9 +291,14 @@ export class ProcessRuntime implements Runtime {
       spec.deploymentId,
       replica.id,
       "system",
-      `replica started (pid ${child.pid}, port ${port})`,
+      `replica started (pid ${child.pid}${launch.settings.port === null ? "" : `, port ${launch.settings.port}`})`,
     );
-    void replica.exited.then(() => this.onExit(entry, replica, exitReason || "exited"));
+    void replica.exited.then(async () => {
+      this.launches.delete(replica);
+      await launch.release().catch(() => {});
+      await this.workspace.removeReplica(replica.id).catch(() => {});
+      this.onExit(entry, replica, exitReason || "exited");
+    });
     await this.probe(entry, replica, spec.readinessPath);
   }
 
@@ -327,7 +372,8 @@ export class ProcessRuntime implements Runtime {
       const deadline = this.clock.now() + this.options.drainTimeoutMs;
       while (replica.inFlight > 0 && this.clock.now() < deadline) await sleep(10);
       this.observer.log(replica.deploymentId, replica.id, "system", `stopping replica: ${reason}`);
-      this.kill(replica, "SIGTERM");
+      // The end of stdin is the runner's stop order (as SIGTERM is), fenced or not.
+      replica.child?.stdin?.end();
       const timer = setTimeout(() => this.kill(replica, "SIGKILL"), 10_000);
       await replica.exited;
       clearTimeout(timer);

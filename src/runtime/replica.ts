@@ -1,5 +1,5 @@
 import type { ChildProcess } from "node:child_process";
-import { Pool } from "undici";
+import type { Dispatcher } from "undici";
 
 export type ReplicaState = "starting" | "ready" | "draining" | "stopped";
 
@@ -10,7 +10,6 @@ export type ReplicaState = "starting" | "ready" | "draining" | "stopped";
 export class Replica {
   state: ReplicaState = "starting";
   inFlight = 0;
-  readonly pool: Pool;
   readyAt: number | null = null;
   child: ChildProcess | null = null;
   /** Resolves when the process has exited. */
@@ -20,18 +19,15 @@ export class Replica {
     readonly id: string,
     readonly deploymentId: string,
     readonly artifactHash: string,
-    readonly port: number,
     readonly predictPath: string,
     /** When it was spawned (ms, by the runtime's clock). */
     readonly startedAt: number,
-  ) {
-    // Keep-alive connections to the replica: one socket per concurrent request.
-    this.pool = new Pool(`http://127.0.0.1:${port}`, {
-      connections: 256,
-      pipelining: 1,
-      keepAliveTimeout: 60_000,
-    });
-  }
+    /** Keep-alive connections to the replica (runtime/replica-channel.ts). */
+    readonly pool: Dispatcher & { destroy(): Promise<void> },
+  ) {}
+
+  /** The TCP port a server command listens on (private to the replica when fenced); null for Hangar's model server. */
+  port: number | null = null;
 
   get pid(): number | null {
     return this.child?.pid ?? null;

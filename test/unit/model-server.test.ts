@@ -1,5 +1,6 @@
-// The JavaScript model server (src/runtime/model-server.mjs) and the python-echo example, each run as a
-// real child process on a free port, the way the runtime runs a replica.
+// The replica runner (src/runtime/model-server.mjs) serving a model folder, and relaying to the python-echo
+// example's server command, each run as a real child process reached through its channel (a Unix socket
+// whose connections open with the replica's secret), the way the runtime runs a replica.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { realpathSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -7,7 +8,9 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { Agent, type Response as UndiciResponse, fetch as undiciFetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { newReplicaSecret, replicaConnector } from "../../src/runtime/replica-channel.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const modelServer = path.join(repoRoot, "src/runtime/model-server.mjs");
@@ -200,20 +203,28 @@ function freePort(): Promise<number> {
 
 interface Replica {
   child: ChildProcess;
-  port: number;
-  url: (pathname: string) => string;
+  socket: string;
+  /** fetch() through the replica's channel. */
+  fetch: (pathname: string, init?: Parameters<typeof undiciFetch>[1]) => ReturnType<typeof undiciFetch>;
   stdout: () => string;
   stderr: () => string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-async function spawnReplica(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv) {
-  const port = await freePort();
-  const child = spawn(command, args, {
+let sockets = 0;
+
+/** Starts the runner with its settings on stdin: serving the model in env's folder, or relaying to `command`. */
+async function spawnReplica(cwd: string, env: NodeJS.ProcessEnv, command: string | null = null) {
+  const socket = path.join(fixturesRoot, `replica-${++sockets}.sock`);
+  const secret = newReplicaSecret();
+  const port = command === null ? null : await freePort();
+  const child = spawn(process.execPath, [modelServer], {
     cwd,
-    env: { ...process.env, ...env, PORT: String(port) },
-    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+    stdio: ["pipe", "pipe", "pipe"],
   });
+  child.stdin?.on("error", () => {});
+  child.stdin?.write(`${JSON.stringify({ socket, secret, codeRoot: null, command, port })}\n`);
   running.add(child);
   let out = "";
   let err = "";
@@ -229,10 +240,12 @@ async function spawnReplica(command: string, args: string[], cwd: string, env: N
       resolve({ code, signal });
     });
   });
+  const dispatcher = new Agent({ connect: replicaConnector(socket, secret) });
+  void exited.then(() => dispatcher.close());
   const replica: Replica = {
     child,
-    port,
-    url: (pathname) => `http://127.0.0.1:${port}${pathname}`,
+    socket,
+    fetch: (pathname, init) => undiciFetch(`http://replica${pathname}`, { ...init, dispatcher }),
     stdout: () => out,
     stderr: () => err,
     exited,
@@ -254,7 +267,7 @@ function startModelServer(dir: string, options: StartOptions = {}) {
   };
   if (options.config !== undefined) env.HANGAR_MODEL_CONFIG = options.config;
   else env.HANGAR_MODEL_CONFIG = "";
-  return spawnReplica(process.execPath, [modelServer], options.cwd ?? repoRoot, env);
+  return spawnReplica(options.cwd ?? repoRoot, env);
 }
 
 async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
@@ -274,7 +287,7 @@ async function waitForHealth(replica: Replica) {
   await waitFor("/health", async () => {
     if (exited) throw new Error(`replica exited before it was healthy; stderr:\n${replica.stderr()}`);
     try {
-      const res = await fetch(replica.url("/health"));
+      const res = await replica.fetch("/health");
       await res.arrayBuffer();
       return res.status === 200;
     } catch {
@@ -290,7 +303,7 @@ async function startHealthy(dir: string, options: StartOptions = {}) {
 }
 
 function post(replica: Replica, body: string, pathname = "/predict", signal?: AbortSignal) {
-  return fetch(replica.url(pathname), {
+  return replica.fetch(pathname, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body,
@@ -298,7 +311,7 @@ function post(replica: Replica, body: string, pathname = "/predict", signal?: Ab
   });
 }
 
-async function answer(res: Response) {
+async function answer(res: UndiciResponse) {
   return { status: res.status, type: res.headers.get("content-type"), body: (await res.json()) as unknown };
 }
 
@@ -315,7 +328,7 @@ describe("model server: a working model", () => {
   });
 
   it("reports health and logs the load time", async () => {
-    const res = await fetch(replica.url("/health"));
+    const res = await replica.fetch("/health");
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("application/json");
     expect(res.headers.get("content-length")).toBe('{"status":"ok"}'.length.toString());
@@ -336,7 +349,7 @@ describe("model server: a working model", () => {
 
   it("takes any JSON value as input, whatever the content-type, and ignores a query string", async () => {
     for (const input of [null, 42, "text", [1, 2], true]) {
-      const res = await fetch(replica.url("/predict?trace=1"), {
+      const res = await replica.fetch("/predict?trace=1", {
         method: "POST",
         headers: { "content-type": "text/plain" },
         body: JSON.stringify(input),
@@ -380,12 +393,12 @@ describe("model server: a working model", () => {
       type: "application/json",
       body: { error: "not found", error_code: "not_found" },
     });
-    expect(await answer(await fetch(replica.url("/")))).toEqual({
+    expect(await answer(await replica.fetch("/"))).toEqual({
       status: 404,
       type: "application/json",
       body: { error: "not found", error_code: "not_found" },
     });
-    const res = await fetch(replica.url("/predict"));
+    const res = await replica.fetch("/predict");
     expect(res.status).toBe(405);
     expect(res.headers.get("allow")).toBe("POST");
     expect(await res.json()).toEqual({ error: "use POST for /predict", error_code: "method_not_allowed" });
@@ -398,7 +411,7 @@ describe("model server: a working model", () => {
       return err.includes("stray callback error") && err.includes("stray rejection");
     });
     expect(replica.stderr()).toContain("uncaught error in model");
-    expect((await fetch(replica.url("/health"))).status).toBe(200);
+    expect((await replica.fetch("/health")).status).toBe(200);
   });
 
   it("survives a client that goes away mid-request", async () => {
@@ -410,7 +423,7 @@ describe("model server: a working model", () => {
     await expect(pending).rejects.toThrow();
     // The model answers after the client left: the write into the closed socket must be harmless.
     await waitFor("predict to finish", () => replica.stdout().includes("predict finished"));
-    expect((await fetch(replica.url("/health"))).status).toBe(200);
+    expect((await replica.fetch("/health")).status).toBe(200);
     expect(replica.child.exitCode).toBeNull();
   });
 });
@@ -442,7 +455,7 @@ describe("model server: predict errors", () => {
     });
     // The stack is logged for the deployment's logs, the caller gets only the message.
     expect(replica.stderr()).toContain("predict failed: Error: async failure");
-    expect((await fetch(replica.url("/health"))).status).toBe(200);
+    expect((await replica.fetch("/health")).status).toBe(200);
   });
 });
 
@@ -465,7 +478,7 @@ describe("model server: live reload", () => {
     expect(res.status).toBe(200);
     return (await res.json()) as Prediction;
   };
-  const expectReloaded = async (res: Response) => {
+  const expectReloaded = async (res: UndiciResponse) => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("application/json");
     const body = (await res.json()) as { status: string; loadMs: number };
@@ -497,7 +510,7 @@ describe("model server: live reload", () => {
     await expectReloaded(await reload(replica, { dir: fixture("reload-v1"), config: null }));
     expect(await predictNow(replica)).toMatchObject({ version: "v1", config: null });
     expect(replica.child.exitCode).toBeNull();
-    expect((await fetch(replica.url("/health"))).status).toBe(200);
+    expect((await replica.fetch("/health")).status).toBe(200);
   });
 
   it("gives fresh modules for what model.mjs imports relatively, and evaluates a folder again", async () => {
@@ -621,7 +634,7 @@ describe("model server: live reload", () => {
     expect(big.status).toBe(413);
     expect(((await big.json()) as { error_code: string }).error_code).toBe("payload_too_large");
 
-    const get = await fetch(replica.url("/_hangar/reload"));
+    const get = await replica.fetch("/_hangar/reload");
     expect(get.status).toBe(405);
     expect(get.headers.get("allow")).toBe("POST");
     expect(await get.json()).toEqual({
@@ -682,6 +695,81 @@ describe("model server: start-up", () => {
   });
 });
 
+describe("the replica channel", () => {
+  /** What a process that found the socket gets when it speaks HTTP without the secret. */
+  async function rawExchange(socket: string, bytes: string): Promise<string> {
+    const connection = net.connect(socket);
+    let received = "";
+    connection.on("data", (chunk: Buffer) => {
+      received += chunk.toString();
+    });
+    connection.write(bytes);
+    await new Promise((resolve) => connection.once("close", resolve));
+    return received;
+  }
+
+  it("answers 403 and closes a connection that does not open with the secret", async () => {
+    const replica = await startHealthy(path.join(fixturesRoot, "working"));
+    const plain = await rawExchange(
+      replica.socket,
+      "POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+    );
+    expect(plain.split("\r\n")[0]).toBe("HTTP/1.1 403 Forbidden");
+    expect(plain).toContain('"error_code":"forbidden"');
+    // The right opening with another secret is refused the same way, and the model never ran.
+    const guessed = await rawExchange(
+      replica.socket,
+      `HANGAR-REPLICA ${newReplicaSecret()}\nGET /health HTTP/1.1\r\nhost: x\r\n\r\n`,
+    );
+    expect(guessed.split("\r\n")[0]).toBe("HTTP/1.1 403 Forbidden");
+    expect(replica.stdout()).not.toContain("predict started");
+    // The replica itself goes on serving Hangar.
+    expect((await replica.fetch("/health")).status).toBe(200);
+  });
+
+  it("stops when its stdin ends, as when Hangar goes away", async () => {
+    const replica = await startHealthy(path.join(fixturesRoot, "working"));
+    replica.child.stdin?.end();
+    expect(await replica.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it("reloads only code inside the folder Hangar staged for it", async () => {
+    const staged = path.join(fixturesRoot, "staged");
+    await mkdir(staged, { recursive: true });
+    const socket = path.join(fixturesRoot, `replica-${++sockets}.sock`);
+    const secret = newReplicaSecret();
+    const child = spawn(process.execPath, [modelServer], {
+      env: { ...process.env, HANGAR_MODEL_DIR: path.join(fixturesRoot, "working"), HANGAR_MODEL_CONFIG: "" },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    running.add(child);
+    child.stdin?.write(
+      `${JSON.stringify({ socket, secret, codeRoot: staged, command: null, port: null })}\n`,
+    );
+    const dispatcher = new Agent({ connect: replicaConnector(socket, secret) });
+    try {
+      await waitFor("/health", async () => {
+        try {
+          return (await undiciFetch("http://replica/health", { dispatcher })).status === 200;
+        } catch {
+          return false;
+        }
+      });
+      const outside = await undiciFetch("http://replica/_hangar/reload", {
+        dispatcher,
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ dir: path.join(fixturesRoot, "reload-v2") }),
+      });
+      expect(outside.status).toBe(400);
+      expect(((await outside.json()) as { error: string }).error).toContain("outside the code Hangar staged");
+    } finally {
+      child.kill("SIGKILL");
+      await dispatcher.close();
+    }
+  });
+});
+
 describe("model server: graceful stop", () => {
   it("on SIGTERM stops accepting, finishes the request in flight, then exits 0", async () => {
     const replica = await startHealthy(path.join(fixturesRoot, "working"));
@@ -697,7 +785,7 @@ describe("model server: graceful stop", () => {
     replica.child.kill("SIGTERM");
     await waitFor("the server to stop accepting", async () => {
       try {
-        await (await fetch(replica.url("/health"))).arrayBuffer();
+        await (await replica.fetch("/health")).arrayBuffer();
         return false;
       } catch {
         return true;
@@ -762,12 +850,14 @@ describe("examples/sentiment", () => {
 });
 
 describe.skipIf(!hasPython)("examples/python-echo", () => {
-  it("serves /health and /predict with python3, and exits 0 on SIGTERM", async () => {
-    const replica = await spawnReplica("python3", ["server.py"], pythonEchoDir, {
-      HANGAR_ENVIRONMENT: "staging",
-    });
+  it("serves /health and /predict with python3 through the relay, and exits 0 on SIGTERM", async () => {
+    const replica = await spawnReplica(
+      pythonEchoDir,
+      { HANGAR_ENVIRONMENT: "staging", HANGAR_MODEL_DIR: pythonEchoDir },
+      "python3 server.py",
+    );
     await waitForHealth(replica);
-    expect(await answer(await fetch(replica.url("/health")))).toEqual({
+    expect(await answer(await replica.fetch("/health"))).toEqual({
       status: 200,
       type: "application/json",
       body: { status: "ok" },
@@ -775,7 +865,8 @@ describe.skipIf(!hasPython)("examples/python-echo", () => {
     expect(await answer(await post(replica, '{"a":[1,"é"]}'))).toEqual({
       status: 200,
       type: "application/json",
-      body: { echo: { a: [1, "é"] }, environment: "staging", pid: replica.child.pid },
+      // The command is the runner's child: the pid it reports is not the runner's.
+      body: { echo: { a: [1, "é"] }, environment: "staging", pid: expect.any(Number) },
     });
     expect(await answer(await post(replica, "{nope"))).toEqual({
       status: 400,
