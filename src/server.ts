@@ -1,6 +1,7 @@
 import type { Config } from "./config.ts";
 import { Autoscaler } from "./controllers/autoscaler.ts";
 import { DeploymentController } from "./controllers/deployments.ts";
+import { leaseOwnerName } from "./controllers/leases.ts";
 import { PromotionController } from "./controllers/promotions.ts";
 import { openDatabase } from "./db/client.ts";
 import { systemClock } from "./domain/clock.ts";
@@ -19,6 +20,7 @@ import { BrowserSignIn } from "./http/sign-in.ts";
 import type { Logger } from "./logger.ts";
 import { installMemoryProbe } from "./memory-probe.ts";
 import { TrafficMeter } from "./metrics/traffic.ts";
+import type { IsolationReport } from "./runtime/isolation.ts";
 import { DEFAULT_RUNTIME_OPTIONS, ProcessRuntime, type RuntimeOptions } from "./runtime/process-runtime.ts";
 import { resolveAdminKey } from "./services/bootstrap-key.ts";
 import type { ServiceContext } from "./services/context.ts";
@@ -40,6 +42,14 @@ export interface RunningServer {
 }
 
 /**
+ * INTERIM, the one place that says it: until the runtime decides at start what it can enforce
+ * (runtime/isolation.ts), replicas run neither fenced nor limited. Replaced by that report.
+ */
+function interimIsolation(): IsolationReport {
+  return { sandbox: "OFF", limits: false, reasons: ["the sandbox is not built yet"] };
+}
+
+/**
  * Starts Hangar: listens first (so /healthz can say 503 while starting), then
  * opens the database, applies migrations, and starts the controllers.
  */
@@ -47,6 +57,7 @@ export async function startServer(
   config: Config,
   log: Logger,
   runtimeOptions: RuntimeOptions = DEFAULT_RUNTIME_OPTIONS,
+  isolation: IsolationReport = interimIsolation(),
 ): Promise<RunningServer> {
   const admin = await resolveAdminKey(config.dataDir, config.adminKey);
   const listener = new HttpListener(log);
@@ -69,9 +80,11 @@ export async function startServer(
       logs: new LogWriter(db, (error) => log.error({ err: error }, "writing logs failed")),
       log,
       clock: systemClock,
+      member: leaseOwnerName(systemClock.now()),
+      isolation,
     };
     const runtime = new ProcessRuntime(runtimeOptions, systemClock);
-    const controller = new DeploymentController(ctx, runtime, systemClock);
+    const controller = new DeploymentController(ctx, runtime, systemClock, ctx.member);
     ctx.reloader = controller;
     const routeTable = new RouteTable(db);
     routeTable.start(bus);
