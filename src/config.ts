@@ -1,5 +1,6 @@
 import path from "node:path";
 import { API_KEY_PATTERN } from "./domain/access.ts";
+import { DEFAULT_RESOURCES, type ResourceName, type Resources, resourceProblem } from "./domain/resources.ts";
 
 /** Server settings (API.md section 1 and the additions documented in the README). */
 export interface Config {
@@ -37,6 +38,11 @@ export interface Config {
    * (HANGAR_CORS_ORIGINS, API.md section 7); never with the browser session.
    */
   corsOrigins: string[];
+  /**
+   * What a replica runs with when its hangar.json's `resources` does not say (HANGAR_REPLICA_CPU,
+   * HANGAR_REPLICA_MEMORY_MB), and the process cap, which only this sets (HANGAR_REPLICA_PIDS).
+   */
+  replicaResources: Resources;
 }
 
 type Env = Record<string, string | undefined>;
@@ -57,6 +63,16 @@ function positiveNumber(env: Env, name: string, fallback: number): number {
   if (raw === undefined || raw === "") return fallback;
   const value = Number(raw);
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a number > 0, got '${raw}'`);
+  return value;
+}
+
+/** A replica resource's default, within the bounds hangar.json's `resources` has (domain/resources.ts). */
+function resource(env: Env, name: string, resource: ResourceName): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return DEFAULT_RESOURCES[resource];
+  const value = Number(raw);
+  const problem = resourceProblem(resource, value, `'${raw}'`);
+  if (problem) throw new Error(`${name} ${problem}`);
   return value;
 }
 
@@ -136,5 +152,10 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     graphqlMaxAliases: overrides.graphqlMaxAliases ?? integer(env, "HANGAR_GRAPHQL_MAX_ALIASES", 50, 0),
     graphqlMaxCost: overrides.graphqlMaxCost ?? integer(env, "HANGAR_GRAPHQL_MAX_COST", 50_000, 1),
     corsOrigins: overrides.corsOrigins ?? parseCorsOrigins(env.HANGAR_CORS_ORIGINS),
+    replicaResources: overrides.replicaResources ?? {
+      cpu: resource(env, "HANGAR_REPLICA_CPU", "cpu"),
+      memoryMb: resource(env, "HANGAR_REPLICA_MEMORY_MB", "memoryMb"),
+      pids: resource(env, "HANGAR_REPLICA_PIDS", "pids"),
+    },
   };
 }

@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -19,4 +19,14 @@ export const PACKAGE_ROOT = findPackageRoot(path.dirname(fileURLToPath(import.me
 /** A path inside the package (its migrations, the model server script). */
 export function packagePath(...parts: string[]): string {
   return path.join(PACKAGE_ROOT, ...parts);
+}
+
+let version: string | undefined;
+
+/** Hangar's version: its package.json's, read once. */
+export function packageVersion(): string {
+  version ??= String(
+    (JSON.parse(readFileSync(packagePath("package.json"), "utf8")) as { version?: unknown }).version,
+  );
+  return version;
 }

@@ -1,6 +1,7 @@
 import type { Config } from "./config.ts";
 import { Autoscaler } from "./controllers/autoscaler.ts";
 import { DeploymentController } from "./controllers/deployments.ts";
+import { leaseOwnerName } from "./controllers/leases.ts";
 import { PromotionController } from "./controllers/promotions.ts";
 import { openDatabase } from "./db/client.ts";
 import { systemClock } from "./domain/clock.ts";
@@ -19,6 +20,7 @@ import { BrowserSignIn } from "./http/sign-in.ts";
 import type { Logger } from "./logger.ts";
 import { installMemoryProbe } from "./memory-probe.ts";
 import { TrafficMeter } from "./metrics/traffic.ts";
+import type { IsolationReport } from "./runtime/isolation.ts";
 import { freePort } from "./runtime/ports.ts";
 import { DEFAULT_TIMEOUTS, ProcessRuntime, type RuntimeOptions } from "./runtime/process-runtime.ts";
 import { Unfenced } from "./runtime/sandbox.ts";
@@ -61,6 +63,13 @@ export async function startServer(
     const bus = new ChangeBus();
     await bus.start(db);
     const bootstrapKey = await registerBootstrapKey(db.prisma, admin.key);
+    const workspace = await Workspace.open(config.dataDir);
+    const sandbox = new Unfenced("UNAVAILABLE", "the sandbox is not built yet", freePort);
+    const isolation: IsolationReport = {
+      sandbox: sandbox.state,
+      limits: false,
+      reasons: sandbox.reason ? [sandbox.reason] : [],
+    };
     const ctx: ServiceContext = {
       config: effective,
       db,
@@ -72,11 +81,11 @@ export async function startServer(
       logs: new LogWriter(db, (error) => log.error({ err: error }, "writing logs failed")),
       log,
       clock: systemClock,
+      member: leaseOwnerName(systemClock.now()),
+      isolation,
     };
-    const workspace = await Workspace.open(config.dataDir);
-    const sandbox = new Unfenced("UNAVAILABLE", "the sandbox is not built yet", freePort);
     const runtime = new ProcessRuntime({ ...timeouts, workspace, sandbox }, systemClock);
-    const controller = new DeploymentController(ctx, runtime, systemClock);
+    const controller = new DeploymentController(ctx, runtime, systemClock, ctx.member);
     ctx.reloader = controller;
     const routeTable = new RouteTable(db);
     routeTable.start(bus);

@@ -10,6 +10,7 @@ import {
   recentCrashes,
   startRetry,
 } from "../domain/deployment-lifecycle.ts";
+import { storedResources } from "../domain/resources.ts";
 import { type DeploymentStatus, SERVABLE_STATUSES, STOPPED_STATUSES } from "../domain/status.ts";
 import type { Change } from "../events/bus.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
@@ -18,8 +19,8 @@ import type { Replica } from "../runtime/replica.ts";
 import type { LogStream, ReplicaExit, Runtime, RuntimeFacts } from "../runtime/runtime.ts";
 import type { ServiceContext } from "../services/context.ts";
 import { modelRoot } from "../store/artifacts.ts";
-import { announceReplicas, transition } from "../store/deployments.ts";
-import { claimable, leasedTo, RELEASED } from "./leases.ts";
+import { announceReplicas, keepResources, transition } from "../store/deployments.ts";
+import { claimable, leasedTo, leaseOwnerName, RELEASED } from "./leases.ts";
 import { KeyedSerializer } from "./serial.ts";
 
 const TICK_MS = 5_000;
@@ -59,8 +60,10 @@ export class DeploymentController implements RuntimeFacts {
     private readonly ctx: ServiceContext,
     private readonly runtime: Runtime,
     private readonly clock: Clock = systemClock,
+    /** The lease owner name it acts as: the server passes its member name (ServiceContext.member). */
+    owner: string = leaseOwnerName(clock.now()),
   ) {
-    this.owner = `${hostname()}:${process.pid}:${clock.now().toString(36)}`;
+    this.owner = owner;
     // The runtime reports to the one that orders it.
     runtime.reportTo(this);
   }
@@ -222,19 +225,23 @@ export class DeploymentController implements RuntimeFacts {
           artifactHash,
           dir,
           environmentName: deployment.environmentName,
+          resourceDefaults: this.ctx.config.replicaResources,
         });
         if ("error" in built) {
           outcome = { applied: false, error: built.error };
           return;
         }
-        const result = await this.runtime.reload(built.spec);
+        // A patch that changes `resources` needs a full deploy (domain/patch.ts): the running ones stay.
+        const resources = storedResources(deployment.resources) ?? built.spec.resources;
+        const spec = { ...built.spec, resources };
+        const result = await this.runtime.reload(spec);
         if ("error" in result) {
           outcome = { applied: false, error: result.error };
           return;
         }
-        this.specs.set(deployment.id, built.spec);
+        this.specs.set(deployment.id, spec);
         const last = this.ordered.get(deployment.id);
-        if (last) this.ordered.set(deployment.id, { ...last, spec: built.spec });
+        if (last) this.ordered.set(deployment.id, { ...last, spec });
         await commit(result.reloaded > 0 ? "in place" : "at next start");
       },
       (error) => {
@@ -315,6 +322,7 @@ export class DeploymentController implements RuntimeFacts {
         artifactHash: deployment.artifactHash,
         dir,
         environmentName: deployment.environmentName,
+        resourceDefaults: this.ctx.config.replicaResources,
       });
     }
     if (deployment.status === "BUILDING") for (const line of result.log) logBuild(line);
@@ -324,12 +332,18 @@ export class DeploymentController implements RuntimeFacts {
       await transition(this.ctx.db.prisma, id, { kind: "build failed", reason: result.error });
       return undefined;
     }
-    this.specs.set(id, result.spec);
+    // Resolved once and kept on the row (store/deployments.ts keepResources): what Deployment.resources says.
+    const resources = await keepResources(this.ctx.db.prisma, id, result.spec.resources);
+    const spec: ReplicaSpec = { ...result.spec, resources };
+    this.specs.set(id, spec);
     if (deployment.status === "BUILDING") {
+      logBuild(
+        `resources: ${resources.cpu} cpu, ${resources.memoryMb} MB of memory, ${resources.pids} processes`,
+      );
       logBuild("build succeeded");
       await transition(this.ctx.db.prisma, id, { kind: "build succeeded" });
     }
-    return result.spec;
+    return spec;
   }
 
   /**

@@ -1,9 +1,20 @@
+import { hostname } from "node:os";
+
 /**
  * Leases on rows a controller works on (deployments, promotions): the one
  * Hangar process holding a row's lease acts on it; a lease that is not
  * renewed lapses, and another process may take it over.
  */
 export const LEASE_MS = 30_000;
+
+/**
+ * A Hangar process's name as the owner of leases and of the replicas it runs (its member name,
+ * serverInfo's `member`): host, PID and the time it started, so that a restarted Hangar is another
+ * owner. `host:pid` is how the deployment controller tells that an owner on this host is gone.
+ */
+export function leaseOwnerName(startedAt: number): string {
+  return `${hostname()}:${process.pid}:${startedAt.toString(36)}`;
+}
 
 /** Rows `owner` may claim now: unclaimed, its own, or with a lapsed lease. */
 export function claimable(owner: string, now: Date) {

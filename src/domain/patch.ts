@@ -4,8 +4,8 @@
  *
  * - "identical": the two file trees are the same (relative paths, file contents by sha256, symbolic
  *   links by target, directories; nothing is ignored).
- * - "full": the change needs a new build and new replicas: hangar.json's `server` or `env` changed
- *   (as parsed JSON values), hangar.json started or stopped being a valid JSON object, a dependency
+ * - "full": the change needs a new build and new replicas: hangar.json's `server`, `env` or
+ *   `resources` changed (as parsed JSON values), hangar.json started or stopped being a valid JSON object, a dependency
  *   manifest or lockfile changed anywhere in the tree, anything under a node_modules/ changed, or the
  *   model is served by its own `server.command` (in either version), which cannot swap code in place.
  * - "code": anything else; Hangar's JavaScript model server loads it in the same process.
@@ -39,8 +39,11 @@ export const DEPENDENCY_FILES: ReadonlySet<string> = new Set([
 
 export const OWN_COMMAND_REASON = "models served by their own command restart to pick up changes";
 
-/** hangar.json keys whose change needs a full deploy; the others (name, config, ...) are code. */
-const FULL_DEPLOY_KEYS = ["server", "env"] as const;
+/**
+ * hangar.json keys whose change needs a full deploy; the others (name, config, ...) are code.
+ * `resources` are a running replica's limits, set when it starts.
+ */
+const FULL_DEPLOY_KEYS = ["server", "env", "resources"] as const;
 const MAX_LISTED_CHANGES = 20;
 
 export type Entry =

@@ -2,6 +2,7 @@ import { GraphQLError } from "graphql";
 import { parseAutoscaling } from "../domain/autoscaling.ts";
 import { notFound } from "../domain/errors.ts";
 import { isIdOf } from "../domain/ids.ts";
+import { deploymentResources } from "../domain/resources.ts";
 import { followEvents, readAtCursor } from "../events/reader.ts";
 import { watch } from "../events/watch.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
@@ -19,6 +20,7 @@ import { AutoscalingSettingsInput, AutoscalingSettingsRef } from "./autoscaling.
 import { builder, type GraphQLContext, MAX_PAGE } from "./builder.ts";
 import { resultUnion, userErrors } from "./errors.ts";
 import { pageSize } from "./limits.ts";
+import { ResourcesRef } from "./resources.ts";
 import { ifVisible, inVisibleModels } from "./scope.ts";
 import { SHARING, type SharingRule } from "./sharing.ts";
 
@@ -83,6 +85,13 @@ export const DeploymentRef = builder.prismaNode("Deployment", {
       type: AutoscalingSettingsRef,
       select: { autoscaling: true },
       resolve: (d) => parseAutoscaling(d.autoscaling),
+    }),
+    resources: t.field({
+      type: ResourcesRef,
+      description:
+        "What its replicas run with: resolved by its build and kept (a promotion's copy has its source's); the server's defaults until then",
+      select: { resources: true },
+      resolve: (d, _args, ctx) => deploymentResources(d.resources, ctx.services.config.replicaResources),
     }),
     // Counted in the query that loads the deployment (one for a whole list of them).
     activeReplicaCount: t.relationCount("replicas", { where: { state: "READY" } }),

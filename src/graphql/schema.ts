@@ -3,6 +3,7 @@ import "./scalars.ts";
 import "./errors.ts";
 import "./node.ts";
 import "./autoscaling.ts";
+import "./resources.ts";
 import "./event.ts";
 import "./model.ts";
 import "./environment.ts";
@@ -10,5 +11,6 @@ import "./deployment.ts";
 import "./usage.ts";
 import "./promotion.ts";
 import "./api-key.ts";
+import "./server-info.ts";
 
 export const schema = builder.toSchema({ sortSchema: false });

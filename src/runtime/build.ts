@@ -1,5 +1,6 @@
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
+import { type Resources, resolveResources } from "../domain/resources.ts";
 
 /** What a replica process needs, derived from the model folder. */
 export interface ReplicaSpec {
@@ -14,6 +15,8 @@ export interface ReplicaSpec {
   readinessPath: string;
   environmentName: string | null;
   config: unknown;
+  /** What each replica may use (cores, memory, processes): hangar.json's `resources` over the defaults. */
+  resources: Resources;
 }
 
 export type BuildResult = { spec: ReplicaSpec; log: string[] } | { error: string; log: string[] };
@@ -23,6 +26,7 @@ interface HangarJson {
   env?: unknown;
   config?: unknown;
   server?: { command?: unknown; predictPath?: unknown; readinessPath?: unknown } | unknown;
+  resources?: unknown;
 }
 
 async function exists(file: string): Promise<boolean> {
@@ -49,6 +53,8 @@ export async function buildSpec(opts: {
   artifactHash: string;
   dir: string;
   environmentName: string | null;
+  /** The server's replica resources, for what hangar.json's `resources` leaves out (and the process cap). */
+  resourceDefaults: Resources;
 }): Promise<BuildResult> {
   const log: string[] = [];
   const { dir } = opts;
@@ -79,6 +85,9 @@ export async function buildSpec(opts: {
       env[key] = String(value);
     }
   }
+  const resolved = resolveResources(manifest.resources, opts.resourceDefaults);
+  if ("problem" in resolved) return { error: `hangar.json: ${resolved.problem}`, log };
+  const { resources } = resolved;
   const base = {
     deploymentId: opts.deploymentId,
     artifactHash: opts.artifactHash,
@@ -86,6 +95,7 @@ export async function buildSpec(opts: {
     env,
     environmentName: opts.environmentName,
     config: manifest.config ?? {},
+    resources,
   };
   if (manifest.server !== undefined) {
     const server = manifest.server as { command?: unknown; predictPath?: unknown; readinessPath?: unknown };

@@ -1,6 +1,7 @@
-import { constants, readFileSync, readlinkSync } from "node:fs";
+import { constants, readFileSync } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
+import { ownerIsAlive, ownerOf } from "./process-identity.ts";
 
 /**
  * Resource limits for replicas through cgroups, v1 (one hierarchy per controller) or v2 (one tree).
@@ -119,59 +120,6 @@ const GROUPS_DIR = "hangar";
 const PROBE = "probe";
 const POLL_MS = 20;
 const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-
-// ---------------------------------------------------------------------------------------------
-// Owners: a pid alone is reused; with its start time (clock ticks since boot) it names one process.
-
-const OWNER = /^p(\d+)-s(\d+)-n(\d+)$/;
-
-interface ProcStat {
-  state: string;
-  startTime: string;
-}
-
-function readProcStat(pid: number | "self"): ProcStat | null {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, "utf8");
-  } catch {
-    return null;
-  }
-  // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
-  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  const state = rest[0];
-  const startTime = rest[19]; // field 22
-  return state && startTime ? { state, startTime } : null;
-}
-
-function pidNamespace(pid: number | "self"): string | null {
-  try {
-    return /\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/pid`))?.[1] ?? null;
-  } catch {
-    return null;
-  }
-}
-
-/** The group name of a process: `p<pid>-s<start time>-n<PID namespace inode>`; null without /proc. */
-export function ownerOf(pid: number): string | null {
-  const stat = readProcStat(pid);
-  const ns = pidNamespace(pid);
-  return stat && ns ? `p${pid}-s${stat.startTime}-n${ns}` : null;
-}
-
-/**
- * Whether the process an owner name stands for still runs (a zombie does not). Names it cannot
- * judge count as alive, so they are never touched: another format, or another PID namespace (where
- * the pid means some other process).
- */
-export function ownerIsAlive(owner: string): boolean {
-  const m = OWNER.exec(owner);
-  if (!m) return true;
-  const [, pid, startTime, ns] = m;
-  if (ns !== pidNamespace("self")) return true;
-  const stat = readProcStat(Number(pid));
-  return stat !== null && stat.startTime === startTime && stat.state !== "Z" && stat.state !== "X";
-}
 
 // ---------------------------------------------------------------------------------------------
 // Errors: every cgroupfs operation says what it did to which file.

@@ -95,6 +95,11 @@ export class FakeRuntime implements Runtime {
     return nextEmit(this.changes, deploymentId, ms);
   }
 
+  /** The spec last ordered for the deployment (for assertions), while it runs here. */
+  specOf(deploymentId: string): ReplicaSpec | undefined {
+    return this.deployments.get(deploymentId)?.spec;
+  }
+
   has(deploymentId: string): boolean {
     return this.deployments.has(deploymentId);
   }

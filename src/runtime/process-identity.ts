@@ -1,36 +1,58 @@
 /**
- * A name for this Hangar process that a later process can check for life:
- * its PID and the kernel's start time of that PID, so that a PID reused by
- * another program is not mistaken for a Hangar process that is still running.
- * Leftovers (replica work dirs, cgroups) are filed under it and reaped by it.
+ * A name for a Hangar process that a later process can check for life: its
+ * PID, the kernel's start time of that PID (a PID alone is reused) and its PID
+ * namespace (where the PID means something). Leftovers of a process (replica
+ * folders, cgroups) are filed under its name and reaped by whoever finds the
+ * name dead.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
 
-/** Field 22 of /proc/<pid>/stat (clock ticks after boot), null when the process does not exist. */
-export function processStartTime(pid: number): string | null {
+const OWNER = /^p(\d+)-s(\d+)-n(\d+)$/;
+
+interface ProcStat {
+  state: string;
+  startTime: string;
+}
+
+function readProcStat(pid: number | "self"): ProcStat | null {
+  let text: string;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
-    // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return fields[19] ?? null;
+    text = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return null;
+  }
+  // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
+  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  const state = rest[0];
+  const startTime = rest[19]; // field 22
+  return state && startTime ? { state, startTime } : null;
+}
+
+function pidNamespace(pid: number | "self"): string | null {
+  try {
+    return /\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/pid`))?.[1] ?? null;
   } catch {
     return null;
   }
 }
 
-const OWNER_PATTERN = /^p(\d+)-(\d+)$/;
-
-export function ownerName(pid: number = process.pid): string {
-  return `p${pid}-${processStartTime(pid) ?? "0"}`;
+/** The group name of a process: `p<pid>-s<start time>-n<PID namespace inode>`; null without /proc. */
+export function ownerOf(pid: number): string | null {
+  const stat = readProcStat(pid);
+  const ns = pidNamespace(pid);
+  return stat && ns ? `p${pid}-s${stat.startTime}-n${ns}` : null;
 }
 
-/** Whether a name from ownerName() names a process alive now; anything else is not an owner. */
-export function isOwnerAlive(name: string): boolean {
-  const match = OWNER_PATTERN.exec(name);
-  if (!match) return false;
-  return processStartTime(Number(match[1])) === match[2];
-}
-
-export function isOwnerName(name: string): boolean {
-  return OWNER_PATTERN.test(name);
+/**
+ * Whether the process an owner name stands for still runs (a zombie does not). Names it cannot
+ * judge count as alive, so they are never touched: another format, or another PID namespace (where
+ * the pid means some other process).
+ */
+export function ownerIsAlive(owner: string): boolean {
+  const m = OWNER.exec(owner);
+  if (!m) return true;
+  const [, pid, startTime, ns] = m;
+  if (ns !== pidNamespace("self")) return true;
+  const stat = readProcStat(Number(pid));
+  return stat !== null && stat.startTime === startTime && stat.state !== "Z" && stat.state !== "X";
 }

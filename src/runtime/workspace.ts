@@ -7,7 +7,7 @@
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { isOwnerAlive, isOwnerName, ownerName } from "./process-identity.ts";
+import { ownerIsAlive, ownerOf } from "./process-identity.ts";
 import { MAX_SOCKET_PATH_BYTES } from "./replica-channel.ts";
 
 export interface ReplicaDirs {
@@ -31,7 +31,10 @@ export class Workspace {
    * temporary folder when that path is too long for a socket, and removes the
    * folders of Hangar processes that are gone.
    */
-  static async open(dataDir: string, owner: string = ownerName()): Promise<Workspace> {
+  static async open(
+    dataDir: string,
+    owner: string = ownerOf(process.pid) ?? `p${process.pid}`,
+  ): Promise<Workspace> {
     let base = path.join(dataDir, "run");
     if (Buffer.byteLength(path.join(base, owner)) + TAIL_BYTES > MAX_SOCKET_PATH_BYTES) {
       base = path.join(tmpdir(), `hangar-run-${process.getuid?.() ?? 0}`);
@@ -69,7 +72,7 @@ export class Workspace {
 async function reapDeadOwners(base: string): Promise<void> {
   const entries = await readdir(base).catch(() => [] as string[]);
   for (const name of entries) {
-    if (isOwnerName(name) && !isOwnerAlive(name)) {
+    if (!ownerIsAlive(name)) {
       await rm(path.join(base, name), { recursive: true, force: true });
     }
   }

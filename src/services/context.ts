@@ -6,6 +6,7 @@ import type { ChangeBus } from "../events/bus.ts";
 import { withActor } from "../events/log.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
 import type { Logger } from "../logger.ts";
+import type { IsolationReport } from "../runtime/isolation.ts";
 import type { ArtifactStore } from "../store/artifacts.ts";
 import type { LogWriter } from "../store/logs.ts";
 
@@ -28,6 +29,10 @@ export interface ServiceContext {
   log: Logger;
   /** Every rule that reads the time reads it here (a fake clock in controller tests). */
   clock: Clock;
+  /** This process's member name: the owner of the leases its controllers hold (serverInfo's `member`). */
+  member: string;
+  /** What the runtime can enforce on replicas, decided at start (serverInfo's `sandbox` and `limits`). */
+  isolation: IsolationReport;
   /** Set once the deployment controller exists (it is built from this context). */
   reloader?: CodeReloader;
 }

@@ -11,6 +11,7 @@ import {
   lockDeployment,
   markDeleted,
   nextDeploymentName,
+  replaceCode,
   writeAutoscaling,
 } from "../store/deployments.ts";
 import { findEnvironment } from "../store/environments.ts";
@@ -147,7 +148,7 @@ async function writePush(
     if (existing) {
       // Same ID, new code: the replica restarts on the new artifact.
       const locked = await lockDeployment(tx, existing.id);
-      await tx.deployment.update({ where: { id: locked.id }, data: { artifactHash } });
+      await replaceCode(tx, locked.id, artifactHash);
       await applyFact(tx, locked, { kind: "new code pushed" });
       return tx.deployment.findUniqueOrThrow({ where: { id: locked.id } });
     }

@@ -9,10 +9,11 @@ import { type AutoscalingSettings, DEFAULT_AUTOSCALING } from "../domain/autosca
 import { factReason, type LifecycleFact, nextStatus } from "../domain/deployment-lifecycle.ts";
 import { notFound } from "../domain/errors.ts";
 import { newId } from "../domain/ids.ts";
+import { type Resources, storedResources } from "../domain/resources.ts";
 import type { DeploymentStatus } from "../domain/status.ts";
 import { announce } from "../events/bus.ts";
 import { appendEvent } from "../events/log.ts";
-import type { Deployment } from "../generated/prisma/client.ts";
+import { type Deployment, Prisma } from "../generated/prisma/client.ts";
 import type { DeploymentStatus as StoredStatus } from "../generated/prisma/enums.ts";
 
 /** Compile-time proof that domain/status.ts lists exactly the database's statuses. */
@@ -118,7 +119,10 @@ export async function nextDeploymentName(tx: Tx, modelId: string): Promise<strin
   }
 }
 
-/** A new deployment (pushed, or copied by a promotion), BUILDING with default autoscaling, and its event. */
+/**
+ * A new deployment (pushed, or copied by a promotion), BUILDING with default autoscaling, and its
+ * event. A copy passes its source's resources and keeps them; a push has none until its build.
+ */
 export async function insertDeployment(
   tx: Tx,
   input: {
@@ -128,6 +132,7 @@ export async function insertDeployment(
     artifactHash: string;
     environmentName: string | null;
     promotionId?: string;
+    resources?: Resources | null;
     message: string;
   },
 ): Promise<Deployment> {
@@ -142,6 +147,7 @@ export async function insertDeployment(
       artifactHash: input.artifactHash,
       environmentName: input.environmentName,
       autoscaling: { ...DEFAULT_AUTOSCALING },
+      ...(input.resources ? { resources: { ...input.resources } } : {}),
     },
   });
   await appendEvent(tx, {
@@ -152,6 +158,39 @@ export async function insertDeployment(
     message: input.message,
   });
   return deployment;
+}
+
+/**
+ * New code for a deployment (a push to the development deployment): its resources go with the old
+ * code, and the build that follows resolves them again from the new hangar.json.
+ */
+export async function replaceCode(tx: Tx, deploymentId: string, artifactHash: string): Promise<void> {
+  await tx.deployment.update({
+    where: { id: deploymentId },
+    data: { artifactHash, resources: Prisma.DbNull },
+  });
+}
+
+/**
+ * What a deployment runs with, once its build has resolved `built`: the resources its row holds (a
+ * promotion's copy has its source's; a deployment keeps its own through rebuilds, whatever the
+ * server's defaults have become), else `built`, which the row holds from then on.
+ */
+export async function keepResources(
+  prisma: PrismaClient,
+  deploymentId: string,
+  built: Resources,
+): Promise<Resources> {
+  const { count } = await prisma.deployment.updateMany({
+    where: { id: deploymentId, resources: { equals: Prisma.DbNull } },
+    data: { resources: { ...built } },
+  });
+  if (count === 1) return built;
+  const row = await prisma.deployment.findUnique({
+    where: { id: deploymentId },
+    select: { resources: true },
+  });
+  return storedResources(row?.resources) ?? built;
 }
 
 /**

@@ -15,7 +15,6 @@ import {
   NOT_PROMOTABLE,
   type PromotionStatus,
   parseSteps,
-  type Step,
   stepOf,
   withStep,
 } from "../domain/promotion.ts";
@@ -29,6 +28,7 @@ import {
   type PromotionState,
 } from "../domain/promotion-plan.ts";
 import { parsePromotionSettings } from "../domain/promotion-settings.ts";
+import { storedResources } from "../domain/resources.ts";
 import { appendEvent } from "../events/log.ts";
 import { type Deployment, type Environment, Prisma, type Promotion } from "../generated/prisma/client.ts";
 import type { ModelEventType } from "../generated/prisma/enums.ts";
@@ -152,6 +152,8 @@ async function applyEffect(tx: Tx, promotion: Promotion, effect: Effect): Promis
         artifactHash: source.artifactHash,
         environmentName: environment.name,
         promotionId: promotion.id,
+        // The copy runs with what its source runs with (API.md section 9), whatever the defaults are now.
+        resources: storedResources(source.resources),
         message: effect.message,
       });
       return copy.id;

@@ -171,6 +171,8 @@ const OPERATIONS: Record<string, Operation> = {
     outcome((await gqlRaw(h, "{ apiKeys { edges { node { name } } } }")).body, "apiKeys"),
   viewer: async (h) =>
     outcome((await gqlRaw(h, "{ viewer { role } }")).body, "viewer", (value) => value.role),
+  "server info": async (h) =>
+    outcome((await gqlRaw(h, "{ serverInfo { version member } }")).body, "serverInfo"),
   "subscribe to beta's deployment": (h) =>
     firstMessage(h, "subscription($id: ID!) { deploymentStatus(deploymentId: $id) { id status } }", {
       id: beta.deploymentId,
@@ -222,6 +224,7 @@ const MATRIX: Record<string, string[]> = {
     "INFERENCE",
     "INFERENCE",
   ],
+  "server info": ["data", "data", "data", "data", "data", "data", "data", "data", "data"],
   "subscribe to beta's deployment": ["data", "data", "error", "data", "data", "error", F, F, F],
   "gateway alpha production": ["200", "200", "200", "200", G403, G403, "200", "200", "200"],
   "gateway alpha staging": [NODEP, NODEP, NODEP, NODEP, G403, G403, NODEP, G403, NODEP],

@@ -80,6 +80,9 @@ export function useControllerWorld(): ControllerWorld {
       log,
       // The use cases' clock is the test's fake one too (each test makes its own).
       clock: { now: () => clock.now() },
+      // Each controller names itself (a restart is another owner); nothing here reads these two.
+      member: "controller-world",
+      isolation: { sandbox: "OFF", limits: false, reasons: [] },
     };
     modelId = newId("Model");
     await db.prisma.model.create({ data: { id: modelId, name: "lifecycle" } });

@@ -7,13 +7,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import {
-  type Cgroups,
-  joinCommand,
-  openCgroups,
-  ownerOf,
-  type ReplicaCgroup,
-} from "../../src/runtime/cgroups.ts";
+import { type Cgroups, joinCommand, openCgroups, type ReplicaCgroup } from "../../src/runtime/cgroups.ts";
+import { ownerOf } from "../../src/runtime/process-identity.ts";
 
 const isRoot = process.getuid?.() === 0;
 const main = isRoot ? await openCgroups() : null;

@@ -16,11 +16,10 @@ import {
   nodeCgroupFs,
   oomKills,
   openCgroups,
-  ownerIsAlive,
-  ownerOf,
   parseMountinfo,
   parseSelfCgroup,
 } from "../../src/runtime/cgroups.ts";
+import { ownerIsAlive, ownerOf } from "../../src/runtime/process-identity.ts";
 
 const errno = (code: string, what: string) => Object.assign(new Error(`${code}: ${what}`), { code });
 

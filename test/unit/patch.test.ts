@@ -176,6 +176,26 @@ describe("planPatch: full", () => {
     expect(await plan(base, bare)).toEqual({ kind: "full", reasons: ["hangar.json: env removed"] });
   });
 
+  it("needs a full deploy when hangar.json's resources change (a replica's limits are set at its start)", async () => {
+    const withResources = (resources: unknown) =>
+      JSON.stringify({ name: "iris", env: { MODE: "fast" }, config: { t: 0.5 }, resources });
+    expect(await plan(base, { ...base, "hangar.json": withResources({ cpu: 2 }) })).toEqual({
+      kind: "full",
+      reasons: ["hangar.json: resources added"],
+    });
+    const before = { ...base, "hangar.json": withResources({ cpu: 2 }) };
+    expect(await plan(before, { ...base, "hangar.json": withResources({ cpu: 2, memoryMb: 512 }) })).toEqual({
+      kind: "full",
+      reasons: ["hangar.json: resources changed"],
+    });
+    // The same resources, written otherwise, are no change of them.
+    const spaced = `{"name":"iris","env":{"MODE":"fast"},"config":{"t":0.5},"resources":{ "cpu": 2 },"extra":1}`;
+    expect(await plan(before, { ...base, "hangar.json": spaced })).toEqual({
+      kind: "code",
+      reasons: ["hangar.json: extra added"],
+    });
+  });
+
   it("needs a full deploy when hangar.json stops or starts being valid JSON", async () => {
     expect(await plan(base, { ...base, "hangar.json": "{ nope" })).toEqual({
       kind: "full",

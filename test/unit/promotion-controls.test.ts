@@ -57,6 +57,8 @@ beforeEach(() => {
     logs: {} as LogWriter,
     log: silent,
     clock,
+    member: "test-owner",
+    isolation: { sandbox: "OFF", limits: false, reasons: [] },
   };
   controller = new PromotionController(
     ctx,
