@@ -294,10 +294,11 @@ export class ProcessRuntime implements Runtime {
       `replica started (pid ${child.pid}${launch.settings.port === null ? "" : `, port ${launch.settings.port}`})`,
     );
     void replica.exited.then(async () => {
+      // The exit is reported first: whoever waits for the replica to stop must find it recorded.
+      this.onExit(entry, replica, exitReason || "exited");
       this.launches.delete(replica);
       await launch.release().catch(() => {});
       await this.workspace.removeReplica(replica.id).catch(() => {});
-      this.onExit(entry, replica, exitReason || "exited");
     });
     await this.probe(entry, replica, spec.readinessPath);
   }
