@@ -43,9 +43,22 @@ export interface Config {
    * HANGAR_REPLICA_MEMORY_MB), and the process cap, which only this sets (HANGAR_REPLICA_PIDS).
    */
   replicaResources: Resources;
+  /** HANGAR_SANDBOX (API.md section 9): fence replicas when the machine allows it, always, or never. */
+  sandbox: SandboxMode;
+  /** As root, replicas run as uids from here on (HANGAR_SANDBOX_UID_BASE). */
+  sandboxUidBase: number;
 }
 
 type Env = Record<string, string | undefined>;
+
+export type SandboxMode = "auto" | "required" | "off";
+const SANDBOX_MODES: readonly SandboxMode[] = ["auto", "required", "off"];
+
+function sandboxMode(raw: string | undefined): SandboxMode {
+  if (raw === undefined || raw === "") return "auto";
+  if ((SANDBOX_MODES as readonly string[]).includes(raw)) return raw as SandboxMode;
+  throw new Error(`HANGAR_SANDBOX must be one of ${SANDBOX_MODES.join(", ")}, got '${raw}'`);
+}
 
 function integer(env: Env, name: string, fallback: number, min = 0): number {
   const raw = env[name];
@@ -157,5 +170,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
       memoryMb: resource(env, "HANGAR_REPLICA_MEMORY_MB", "memoryMb"),
       pids: resource(env, "HANGAR_REPLICA_PIDS", "pids"),
     },
+    sandbox: overrides.sandbox ?? sandboxMode(env.HANGAR_SANDBOX),
+    // Below 1000 are the system's own users; the range must fit below 2^32 - 1 with room for 65536.
+    sandboxUidBase: overrides.sandboxUidBase ?? integer(env, "HANGAR_SANDBOX_UID_BASE", 200_000, 1000),
   };
 }

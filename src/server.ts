@@ -20,10 +20,8 @@ import { BrowserSignIn } from "./http/sign-in.ts";
 import type { Logger } from "./logger.ts";
 import { installMemoryProbe } from "./memory-probe.ts";
 import { TrafficMeter } from "./metrics/traffic.ts";
-import type { IsolationReport } from "./runtime/isolation.ts";
-import { freePort } from "./runtime/ports.ts";
+import { openFence } from "./runtime/fence.ts";
 import { DEFAULT_TIMEOUTS, ProcessRuntime, type RuntimeOptions } from "./runtime/process-runtime.ts";
-import { Unfenced } from "./runtime/sandbox.ts";
 import { Workspace } from "./runtime/workspace.ts";
 import { resolveAdminKey } from "./services/bootstrap-key.ts";
 import type { ServiceContext } from "./services/context.ts";
@@ -64,12 +62,9 @@ export async function startServer(
     await bus.start(db);
     const bootstrapKey = await registerBootstrapKey(db.prisma, admin.key);
     const workspace = await Workspace.open(config.dataDir);
-    const sandbox = new Unfenced("UNAVAILABLE", "the sandbox is not built yet", freePort);
-    const isolation: IsolationReport = {
-      sandbox: sandbox.state,
-      limits: false,
-      reasons: sandbox.reason ? [sandbox.reason] : [],
-    };
+    const fence = await openFence({ mode: config.sandbox, uidBase: config.sandboxUidBase });
+    const { sandbox, report: isolation } = fence;
+    for (const reason of isolation.reasons) log.warn(`replicas: ${reason}`);
     const ctx: ServiceContext = {
       config: effective,
       db,
@@ -173,6 +168,7 @@ export async function startServer(
         await promotions.stop();
         const closed = listener.stopListening();
         await controller.stop();
+        await fence.close();
         listener.closeAllConnections();
         await closed;
         routeTable.stop();

@@ -377,8 +377,13 @@ async function reload(dir, hasConfig, config) {
   const nextConfig = hasConfig ? config : modelConfig;
   // The runtime starts a replica in its model folder; a model that reads files relative to the working
   // directory must find its new folder's, in load() already. Put back if the reload fails.
-  const previousCwd = process.cwd();
-  const followCwd = realpathOrSelf(previousCwd) === realpathOrSelf(modelDir);
+  let previousCwd = "";
+  try {
+    previousCwd = process.cwd();
+  } catch {
+    // The working directory was removed: nothing to follow or to go back to.
+  }
+  const followCwd = previousCwd !== "" && realpathOrSelf(previousCwd) === realpathOrSelf(modelDir);
   const previousDirSetting = process.env.HANGAR_MODEL_DIR;
   try {
     if (followCwd) process.chdir(dir);

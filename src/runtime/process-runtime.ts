@@ -257,13 +257,21 @@ export class ProcessRuntime implements Runtime {
       env: launch.env,
       // stdin carries the runner's settings and then stays open: its end tells the replica to stop, and
       // it ends by itself when this process dies.
-      stdio: ["pipe", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe", ...Array.from({ length: launch.extraPipes }, () => "pipe" as const)],
       detached: true,
     });
     replica.child = child;
-    child.stdin.on("error", () => {});
-    child.stdin.write(`${JSON.stringify({ ...launch.settings, secret })}\n`);
-    replica.exited = new Promise((resolve) => child.once("close", () => resolve()));
+    child.stdin?.on("error", () => {});
+    child.stdin?.write(`${JSON.stringify({ ...launch.settings, secret })}\n`);
+    let exitReason = "";
+    let exitCode: number | null = null;
+    let exitSignal: NodeJS.Signals | null = null;
+    const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+    // Resolves once the exit is reported: whoever waits for the replica to stop finds it recorded.
+    replica.exited = closed.then(async () => {
+      const explained = await launch.explainExit(exitCode, exitSignal).catch(() => null);
+      this.onExit(entry, replica, explained ?? (exitReason || "exited"));
+    });
     // Lines are cut, rate-limited and cleaned as they are read (domain/log-lines.ts): a replica's output
     // never costs more than one capped line per stream in memory, however it is written.
     const output = new ReplicaOutput(
@@ -279,11 +287,12 @@ export class ProcessRuntime implements Runtime {
       source.once("end", () => output.end(stream));
     }
     child.once("close", () => output.close());
-    let exitReason = "";
     child.once("error", (error) => {
       exitReason = `could not start: ${error.message}`;
     });
     child.once("exit", (code, signal) => {
+      exitCode = code;
+      exitSignal = signal;
       exitReason ||= signal ? `killed by ${signal}` : `exited with code ${code}`;
     });
     this.observer.replicaStarted(replica);
@@ -294,12 +303,12 @@ export class ProcessRuntime implements Runtime {
       `replica started (pid ${child.pid}${launch.settings.port === null ? "" : `, port ${launch.settings.port}`})`,
     );
     void replica.exited.then(async () => {
-      // The exit is reported first: whoever waits for the replica to stop must find it recorded.
-      this.onExit(entry, replica, exitReason || "exited");
       this.launches.delete(replica);
       await launch.release().catch(() => {});
       await this.workspace.removeReplica(replica.id).catch(() => {});
     });
+    const note = await launch.attach(child).catch((error: Error) => error.message);
+    if (note) this.observer.log(spec.deploymentId, replica.id, "system", note);
     await this.probe(entry, replica, spec.readinessPath);
   }
 

@@ -3,7 +3,7 @@
  * runner settings for one replica, fenced (runtime/bubblewrap.ts) or not.
  * ProcessRuntime spawns what a Sandbox prepares and knows nothing of fences.
  */
-import { spawnSync } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
 import type { ReplicaSpec } from "./build.ts";
 import type { SandboxState } from "./isolation.ts";
 import type { ReplicaDirs } from "./workspace.ts";
@@ -29,6 +29,14 @@ export interface ReplicaLaunch {
   stage(spec: ReplicaSpec): Promise<string>;
   /** Removes what prepare() made beyond the replica's dirs, once the replica has exited. */
   release(): Promise<void>;
+  /** Why the replica ended, when the launch knows better than its exit status (killed for memory). */
+  explainExit(code: number | null, signal: NodeJS.Signals | null): Promise<string | null>;
+  /**
+   * Pipes beyond stdin, stdout and stderr that the process gets (fd 3 on), and what to do with them
+   * once it is spawned; answers a line for the replica's log when something did not work out.
+   */
+  extraPipes: number;
+  attach(child: ChildProcess): Promise<string | null>;
 }
 
 export interface ReplicaToLaunch {
@@ -106,6 +114,9 @@ export class Unfenced implements Sandbox {
       settings: { socket: dirs.socket, codeRoot: null, command: spec.command, port },
       stage: async (next) => next.dir,
       release: async () => {},
+      explainExit: async () => null,
+      extraPipes: 0,
+      attach: async () => null,
     };
   }
 }

@@ -22,7 +22,7 @@ afterAll(async () => {
 
 const version = (v: number, load = "") => `export default class M {
   async load() { ${load} }
-  predict() { return { version: ${v}, pid: process.pid }; }
+  predict() { return { version: ${v}, replica: process.env.HANGAR_REPLICA_ID }; }
 }`;
 
 function start(args: string[]): CliProcess {
@@ -69,7 +69,7 @@ describe("hangar watch", () => {
 
     await writeFile(path.join(dir, "model.mjs"), version(2));
     const after = await developmentAnswers(id, 2);
-    expect(after.pid).toBe(before.pid); // in place: the same process
+    expect(after.replica).toBe(before.replica); // in place: the same process
     await cli.waitForOutput("applied in place");
 
     cli.signal("SIGINT");

@@ -16,7 +16,7 @@ import { waitFor } from "../support/wait.ts";
 
 const EXAMPLES = fileURLToPath(new URL("../../examples/", import.meta.url));
 
-/** A model whose answers tell the tests what they need: its pid, and a chosen delay. */
+/** A model whose answers tell the tests what they need: which replica answered, and a chosen delay. */
 const PROBE_MODEL = `
 export default class Model {
   constructor({ environment }) { this.environment = environment; }
@@ -28,7 +28,7 @@ export default class Model {
       console.log("sleeping " + (input.tag || ""));
       await new Promise((r) => setTimeout(r, input.sleepMs));
     }
-    return { pid: process.pid, input, environment: this.environment };
+    return { replica: process.env.HANGAR_REPLICA_ID, input, environment: this.environment };
   }
 }
 `;
@@ -158,7 +158,7 @@ describe("lifecycle", () => {
       },
       { what: "the restarted replica" },
     );
-    expect(after.body.pid).not.toBe(before.body.pid);
+    expect(after.body.replica).not.toBe(before.body.replica);
     await waitForStatus(hangar, crashy.id, "ACTIVE");
   });
 
@@ -200,7 +200,7 @@ describe("lifecycle", () => {
     const answers = await Promise.all(
       Array.from({ length: 20 }, () => predict(hangar, urlPath, { sleepMs: 50 })),
     );
-    expect(new Set(answers.map((a) => a.body.pid)).size).toBe(2);
+    expect(new Set(answers.map((a) => a.body.replica)).size).toBe(2);
   });
 
   it("answers 202 on wake for a running deployment", async () => {

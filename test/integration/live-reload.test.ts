@@ -6,7 +6,7 @@ const version = (v: number, extra = "") => ({
   "model.mjs": `import { label } from "./lib.mjs";
 export default class M {
   async load() { ${extra} }
-  predict() { return { version: ${v}, label, pid: process.pid }; }
+  predict() { return { version: ${v}, label, replica: process.env.HANGAR_REPLICA_ID }; }
 }`,
   "lib.mjs": `export const label = "v${v}";`,
   "hangar.json": JSON.stringify({ name: "live" }),
@@ -34,7 +34,7 @@ async function answer() {
   const result = await predict(hangar, devPath, {});
   expect(result.status).toBe(200);
   expect(result.deploymentId).toBe(deploymentId);
-  return result.body as { version: number; label: string; pid: number };
+  return result.body as { version: number; label: string; replica: string };
 }
 
 describe("live reload of the development deployment", () => {
@@ -49,7 +49,7 @@ describe("live reload of the development deployment", () => {
       deployment: { id: deploymentId },
     });
     const after = await answer();
-    expect(after).toEqual({ version: 2, label: "v2", pid: before.pid });
+    expect(after).toEqual({ version: 2, label: "v2", replica: before.replica });
   });
 
   it("does nothing for identical code", async () => {
@@ -110,6 +110,6 @@ describe("live reload of the development deployment", () => {
     expect(result).toMatchObject({ applied: true, needsFullDeploy: false });
     const after = await answer();
     expect(after).toMatchObject({ version: 6, label: "v6" });
-    expect(after.pid).not.toBe(before.pid);
+    expect(after.replica).not.toBe(before.replica);
   });
 });

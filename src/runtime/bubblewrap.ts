@@ -1,0 +1,311 @@
+/**
+ * The fence (API.md section 9), made with bubblewrap: each replica gets its
+ * own mount, PID, IPC, UTS and network namespaces, a view of the machine in
+ * which only the system's programs, its code (read-only) and Hangar's runner
+ * file exist, private tmpfs HOME and TMPDIR, and the one folder its channel
+ * socket lives in. As root it also runs as a user of its own (setpriv drops
+ * to a uid from HANGAR_SANDBOX_UID_BASE, with no capabilities); not root,
+ * bubblewrap maps Hangar's uid in a user namespace. slirp4netns gives the
+ * private network a way out, with the host's loopback closed to it.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { once } from "node:events";
+import { existsSync, lstatSync, readlinkSync } from "node:fs";
+import { chmod, chown, mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { Readable, Writable } from "node:stream";
+import type { ReplicaSpec } from "./build.ts";
+import { type ReplicaLaunch, type ReplicaToLaunch, replicaEnvironment, type Sandbox } from "./sandbox.ts";
+import { isDirectory, stageTree } from "./staging.ts";
+
+/** Paths as a fenced replica sees them. */
+const INSIDE = {
+  code: "/code",
+  runner: "/hangar/runner.mjs",
+  socketDir: "/run/hangar",
+  home: "/home/replica",
+  tmp: "/tmp",
+} as const;
+
+/** A server command's port: private to the replica's network namespace, so any fixed port will do. */
+const COMMAND_PORT = 8080;
+
+/** How long slirp4netns may take to bring the replica's network up. */
+const SLIRP_READY_MS = 10_000;
+
+/** How many uids one process cycles through from the base. */
+const UID_RANGE = 65_536;
+
+export interface FenceOptions {
+  uidBase: number;
+  /** Whether Hangar runs as root (then each replica gets a uid of its own). */
+  root: boolean;
+  /** slirp4netns, for the replicas' connections out; null: replicas have no network beyond themselves. */
+  slirp4netns: string | null;
+}
+
+/** The system folders a replica sees, read-only: the programs and libraries, and what they read in /etc. */
+function systemMounts(): string[] {
+  const args = ["--ro-bind", "/usr", "/usr"];
+  for (const top of ["/bin", "/sbin", "/lib", "/lib32", "/lib64"]) {
+    if (!existsSync(top)) continue;
+    // Merged /usr (Debian 12): these are links into /usr, and stay links.
+    if (lstatSync(top).isSymbolicLink()) args.push("--symlink", readlinkSync(top), top);
+    else args.push("--ro-bind", top, top);
+  }
+  for (const file of [
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/localtime",
+    "/etc/nsswitch.conf",
+    "/etc/mime.types",
+  ]) {
+    if (existsSync(file)) args.push("--ro-bind", file, file);
+  }
+  // Node itself, when it is not a system program (nvm, a tarball in /opt).
+  const nodeHome = path.dirname(path.dirname(process.execPath));
+  if (!process.execPath.startsWith("/usr/")) args.push("--ro-bind", nodeHome, nodeHome);
+  return args;
+}
+
+const NAMESPACES = [
+  "--unshare-pid",
+  "--unshare-ipc",
+  "--unshare-uts",
+  "--unshare-net",
+  "--unshare-cgroup-try",
+];
+
+function dropPrivileges(uid: number): string[] {
+  return [
+    "setpriv",
+    `--reuid=${uid}`,
+    `--regid=${uid}`,
+    "--clear-groups",
+    "--inh-caps=-all",
+    "--bounding-set=-all",
+    "--no-new-privs",
+    "--",
+  ];
+}
+
+/**
+ * Whether the fence can be put up here: bubblewrap runs a trial command with
+ * every namespace and mount a replica gets. Null when it can, else why not.
+ */
+export function fenceProblem(options: FenceOptions): string | null {
+  const version = spawnSync("bwrap", ["--version"], { encoding: "utf8" });
+  if (version.error || version.status !== 0) return "bubblewrap (bwrap) is not installed";
+  if (options.root && spawnSync("setpriv", ["--version"]).status !== 0) {
+    return "setpriv (util-linux) is not installed";
+  }
+  const trial = spawnSync(
+    "bwrap",
+    [
+      "--die-with-parent",
+      ...NAMESPACES,
+      ...(options.root ? [] : ["--unshare-user"]),
+      "--perms",
+      "0755",
+      "--dir",
+      "/etc",
+      ...systemMounts(),
+      "--proc",
+      "/proc",
+      "--dev",
+      "/dev",
+      "--",
+      ...(options.root ? dropPrivileges(options.uidBase) : []),
+      process.execPath,
+      "-e",
+      "",
+    ],
+    { encoding: "utf8", timeout: 30_000 },
+  );
+  if (trial.status === 0) return null;
+  const said = (trial.stderr || trial.error?.message || `exit ${trial.status}`).trim().split("\n")[0];
+  return `bubblewrap cannot make a sandbox here: ${said}`;
+}
+
+export class Bubblewrap implements Sandbox {
+  readonly state = "FENCED" as const;
+  readonly reason: string | null;
+  private nextUid = Math.floor(Math.random() * UID_RANGE);
+
+  constructor(private readonly options: FenceOptions) {
+    this.reason = options.slirp4netns
+      ? null
+      : "slirp4netns is not installed: replicas cannot open connections out";
+  }
+
+  async prepare(replica: ReplicaToLaunch): Promise<ReplicaLaunch> {
+    const { spec, dirs } = replica;
+    const uid = this.options.root ? this.options.uidBase + (this.nextUid++ % UID_RANGE) : null;
+    // The code root on the host: the deployment's folder is mounted at /code/<hash>, and a reload's code is
+    // staged next to it. Only the socket folder is writable, and only by the replica's uid.
+    const codeRoot = path.join(dirs.root, "code");
+    await mkdir(path.join(codeRoot, spec.artifactHash), { recursive: true, mode: 0o755 });
+    await chmod(codeRoot, 0o755);
+    if (uid !== null) await chown(dirs.socketDir, uid, uid);
+    const etc = path.join(dirs.root, "etc");
+    await mkdir(etc, { recursive: true });
+    const replicaUid = uid ?? process.getuid?.() ?? 0;
+    await writeFile(
+      path.join(etc, "passwd"),
+      `replica:x:${replicaUid}:${replicaUid}::${INSIDE.home}:/usr/sbin/nologin\n`,
+    );
+    await writeFile(path.join(etc, "group"), `replica:x:${replicaUid}:\n`);
+    await writeFile(path.join(etc, "hosts"), "127.0.0.1 localhost\n::1 localhost\n");
+    // slirp4netns answers DNS at 10.0.2.3.
+    await writeFile(path.join(etc, "resolv.conf"), "nameserver 10.0.2.3\n");
+
+    const modelDir = `${INSIDE.code}/${spec.artifactHash}`;
+    const port = spec.command ? COMMAND_PORT : null;
+    const env = replicaEnvironment(replica, { home: INSIDE.home, tmp: INSIDE.tmp, modelDir }, port);
+    const network = this.options.slirp4netns;
+    const args = [
+      "--die-with-parent",
+      "--new-session",
+      ...NAMESPACES,
+      ...(this.options.root ? [] : ["--unshare-user"]),
+      // Folders bubblewrap would otherwise make owner-only, which a replica's own uid could not enter.
+      ...["/etc", "/run", "/home", "/hangar"].flatMap((dir) => ["--perms", "0755", "--dir", dir]),
+      ...systemMounts(),
+      ...["passwd", "group", "hosts", "resolv.conf"].flatMap((name) => [
+        "--ro-bind",
+        path.join(etc, name),
+        `/etc/${name}`,
+      ]),
+      "--proc",
+      "/proc",
+      "--dev",
+      "/dev",
+      "--perms",
+      "1777",
+      "--tmpfs",
+      INSIDE.tmp,
+      "--perms",
+      "1777",
+      "--tmpfs",
+      INSIDE.home,
+      "--ro-bind",
+      codeRoot,
+      INSIDE.code,
+      "--ro-bind",
+      spec.dir,
+      modelDir,
+      "--ro-bind",
+      replica.runner,
+      INSIDE.runner,
+      "--bind",
+      dirs.socketDir,
+      INSIDE.socketDir,
+      "--chdir",
+      modelDir,
+      ...(network ? ["--info-fd", "3", "--block-fd", "4"] : []),
+      "--",
+      ...(uid !== null ? dropPrivileges(uid) : []),
+      process.execPath,
+      INSIDE.runner,
+    ];
+
+    let slirp: ChildProcess | null = null;
+    return {
+      file: "bwrap",
+      args,
+      env,
+      cwd: "/",
+      settings: {
+        socket: `${INSIDE.socketDir}/${path.basename(dirs.socket)}`,
+        codeRoot: INSIDE.code,
+        command: spec.command,
+        port,
+      },
+      stage: async (next: ReplicaSpec) => {
+        if (next.artifactHash === spec.artifactHash) return modelDir;
+        // Hard links cost no space; stages stay until the replica ends, since the code in use (and the
+        // replica's working directory) may be any of them.
+        const target = path.join(codeRoot, next.artifactHash);
+        if (!(await isDirectory(target))) await stageTree(next.dir, target);
+        return `${INSIDE.code}/${next.artifactHash}`;
+      },
+      release: async () => {
+        slirp?.kill("SIGKILL");
+      },
+      explainExit: async () => null,
+      extraPipes: network ? 2 : 0,
+      attach: async (child) => {
+        if (!network) return null;
+        const info = child.stdio[3] as Readable;
+        const block = child.stdio[4] as Writable;
+        try {
+          const pid = await sandboxPid(info);
+          slirp = await startSlirp(network, pid);
+          return null;
+        } catch (error) {
+          return `the replica has no network out: ${(error as Error).message}`;
+        } finally {
+          // The replica's command runs only now: with its network up, or without one.
+          block.end("1");
+        }
+      },
+    };
+  }
+}
+
+/** bubblewrap writes {"child-pid": N, ...} on its info fd once the namespaces exist. */
+async function sandboxPid(info: Readable): Promise<number> {
+  let text = "";
+  info.setEncoding("utf8");
+  info.on("data", (chunk: string) => {
+    text += chunk;
+  });
+  await once(info, "end");
+  const pid = (JSON.parse(text) as { "child-pid"?: unknown })["child-pid"];
+  if (typeof pid !== "number") throw new Error("bubblewrap did not say which process is the sandbox");
+  return pid;
+}
+
+/**
+ * Gives the sandbox's network namespace a way out through slirp4netns. It
+ * exits when its exit pipe closes: when this process stops it, or dies.
+ */
+async function startSlirp(file: string, pid: number): Promise<ChildProcess> {
+  const slirp = spawn(
+    file,
+    [
+      "--configure",
+      "--mtu=65520",
+      "--disable-host-loopback",
+      "--ready-fd=3",
+      "--exit-fd=4",
+      String(pid),
+      "tap0",
+    ],
+    { stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] },
+  );
+  let said = "";
+  slirp.stderr?.on("data", (chunk: Buffer) => {
+    said = (said + chunk.toString()).slice(-500);
+  });
+  const ready = slirp.stdio[3] as Readable;
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    once(ready, "data").then(() => "ready" as const),
+    once(slirp, "exit").then(() => "exited" as const),
+    once(slirp, "error").then(([error]) => `could not start: ${(error as Error).message}`),
+    new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve(`not ready after ${SLIRP_READY_MS} ms`), SLIRP_READY_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (outcome !== "ready") {
+    slirp.kill("SIGKILL");
+    throw new Error(`slirp4netns ${outcome === "exited" ? `exited: ${said.trim()}` : outcome}`);
+  }
+  return slirp;
+}
