@@ -1,0 +1,192 @@
+// The replica fence (API.md section 9), tried as the author of a pushed model would: each test's model
+// attempts something a replica must not be able to do, and the test asserts the refusal. Runs where
+// the fence can be put up (CI as root installs bubblewrap and slirp4netns: .ci/run).
+import { spawnSync } from "node:child_process";
+import { readdir } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { gql, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
+import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { waitFor } from "../support/wait.ts";
+
+const fenceable = spawnSync("bwrap", ["--version"]).status === 0;
+const asRoot = process.getuid?.() === 0;
+
+/** Everything a hostile model tries; it reports what happened instead of failing. */
+const HOSTILE = `
+import { spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+
+const attempt = (fn) => { try { return { ok: true, value: fn() }; } catch (e) { return { ok: false, code: e.code ?? String(e) }; } };
+const connect = (host, port) => new Promise((resolve) => {
+  const socket = net.connect(port, host);
+  const done = (outcome) => { socket.destroy(); resolve(outcome); };
+  socket.once("connect", () => done("connected"));
+  socket.once("error", (e) => done(e.code));
+  setTimeout(() => done("timeout"), 3000);
+});
+
+export default class M {
+  constructor({ config }) { this.config = config; }
+  async predict(input) {
+    const { dataDir, hangarPort } = this.config;
+    if (input.action === "probe") {
+      const secrets = [];
+      const pids = readdirSync("/proc").filter((p) => /^\\d+$/.test(p));
+      for (const pid of pids) {
+        for (const file of ["environ", "cmdline"]) {
+          const text = attempt(() => readFileSync("/proc/" + pid + "/" + file, "latin1"));
+          if (text.ok && /HANGAR_ADMIN_KEY|DATABASE_URL|hk_test_/.test(text.value)) secrets.push(pid + "/" + file);
+        }
+      }
+      return {
+        uid: process.getuid(),
+        dataDir: existsSync(dataDir),
+        processes: pids.length,
+        secrets,
+        env: Object.keys(process.env).sort(),
+        writeOwnCode: attempt(() => writeFileSync(new URL("./model.mjs", import.meta.url), "export default 1")),
+        writeTmp: attempt(() => writeFileSync(os.tmpdir() + "/x", "x")),
+        writeHome: attempt(() => writeFileSync(process.env.HOME + "/x", "x")),
+        runFolder: attempt(() => readdirSync("/run/hangar")),
+        hangarOnLoopback: await connect("127.0.0.1", hangarPort),
+        hangarThroughGateway: await connect("10.0.2.2", hangarPort),
+      };
+    }
+    if (input.action === "fork") {
+      const children = [];
+      let refused = 0;
+      for (let i = 0; i < input.count; i++) {
+        const child = spawn("sleep", ["30"], { stdio: "ignore" });
+        child.once("error", () => { refused++; });
+        children.push(child);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const running = children.filter((c) => c.pid !== undefined && c.exitCode === null).length;
+      for (const c of children) c.kill("SIGKILL");
+      return { running, refused };
+    }
+    if (input.action === "hog") {
+      const hold = [];
+      for (let i = 0; i < 64; i++) hold.push(Buffer.alloc(16 * 1024 * 1024, 1));
+      return { held: hold.length };
+    }
+    return {};
+  }
+}
+`;
+
+let hangar: TestHangar;
+let modelId = "";
+let deploymentId = "";
+
+async function logsOf(id: string): Promise<string> {
+  const data = await gql(hangar, "query($id: ID!) { deployment(id: $id) { logs(last: 500) { line } } }", { id });
+  return data.deployment.logs.map((l: { line: string }) => l.line).join("\n");
+}
+
+async function hostile(name: string, manifest: Record<string, unknown> = {}) {
+  // What an attacker could know; never the key itself (the model looks for any key's shape instead).
+  const config = { dataDir: hangar.dataDir, hangarPort: Number(new URL(hangar.url).port) };
+  const dep = await pushFolder(
+    hangar,
+    name,
+    await modelFolder({ "model.mjs": HOSTILE, "hangar.json": JSON.stringify({ ...manifest, config }) }),
+  );
+  await waitForStatus(hangar, dep.id, "ACTIVE");
+  return dep;
+}
+
+describe.skipIf(!fenceable)("the replica fence", () => {
+  beforeAll(async () => {
+    // A low process cap so that a fork loop meets it quickly.
+    hangar = await startHangar({ env: { HANGAR_REPLICA_PIDS: "48" } });
+    const dep = await hostile("hostile");
+    modelId = dep.model.id;
+    deploymentId = dep.id;
+  });
+
+  afterAll(async () => {
+    await hangar?.dispose();
+  });
+
+  const path_ = () => `/models/${modelId}/deployments/${deploymentId}/predict`;
+
+  it("says in serverInfo that replicas are fenced and limited", async () => {
+    const { serverInfo } = await gql(hangar, "{ serverInfo { sandbox limits } }");
+    expect(serverInfo).toEqual({ sandbox: "FENCED", limits: asRoot });
+  });
+
+  it("hides Hangar's data dir, processes and secrets, and keeps the code read-only", async () => {
+    const answer = await predict(hangar, path_(), { action: "probe" });
+    expect(answer.status).toBe(200);
+    const seen = answer.body;
+    if (asRoot) expect(seen.uid).toBeGreaterThanOrEqual(200_000);
+    expect(seen.dataDir).toBe(false);
+    // Its own PID namespace: bubblewrap's init and the runner, nothing of Hangar's.
+    expect(seen.processes).toBeLessThanOrEqual(3);
+    expect(seen.secrets).toEqual([]);
+    for (const name of seen.env as string[]) {
+      expect(name).toMatch(/^(PATH|LANG|HOME|TMPDIR|PORT|HANGAR_ENVIRONMENT|HANGAR_REPLICA_ID|HANGAR_DEPLOYMENT_ID|HANGAR_MODEL_\w+)$/);
+    }
+    expect(seen.writeOwnCode).toEqual({ ok: false, code: "EROFS" });
+    expect(seen.writeTmp.ok).toBe(true);
+    expect(seen.writeHome.ok).toBe(true);
+    // The only thing in its channel folder is its own socket.
+    expect(seen.runFolder).toEqual({ ok: true, value: ["http.sock"] });
+    // Hangar's port is not reachable: not on its own loopback, not through the way out.
+    expect(seen.hangarOnLoopback).not.toBe("connected");
+    expect(seen.hangarThroughGateway).not.toBe("connected");
+  });
+
+  it("refuses a local process that finds a replica's socket", async () => {
+    const sockets: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+        const full = path.join(dir, entry.name);
+        if (entry.isDirectory()) await walk(full);
+        else if (entry.name === "http.sock") sockets.push(full);
+      }
+    };
+    await walk(path.join(hangar.dataDir, "run"));
+    expect(sockets.length).toBeGreaterThan(0);
+    for (const socket of sockets) {
+      const reply = await new Promise<string>((resolve) => {
+        const connection = net.connect(socket);
+        let text = "";
+        connection.on("data", (chunk: Buffer) => {
+          text += chunk.toString();
+        });
+        connection.on("close", () => resolve(text));
+        connection.on("error", () => resolve(text));
+        connection.write(
+          'POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n{"action":"probe"}  ',
+        );
+      });
+      expect(reply.split("\r\n")[0]).toBe("HTTP/1.1 403 Forbidden");
+    }
+  });
+
+  it.skipIf(!asRoot)("stops a fork loop at the process cap", async () => {
+    const answer = await predict(hangar, path_(), { action: "fork", count: 80 });
+    expect(answer.status).toBe(200);
+    expect(answer.body.refused).toBeGreaterThan(0);
+    expect(answer.body.running).toBeLessThan(48);
+    // The replica survived its own fork loop and still serves.
+    expect((await predict(hangar, path_(), {})).status).toBe(200);
+  });
+
+  it.skipIf(!asRoot)("kills a replica over its memory and says so in its logs", async () => {
+    const dep = await hostile("memory-hog", { resources: { memoryMb: 128 } });
+    const answer = await predict(hangar, `/models/${dep.model.id}/deployments/${dep.id}/predict`, {
+      action: "hog",
+    });
+    expect(answer.status).toBeGreaterThanOrEqual(500);
+    await waitFor(async () => (await logsOf(dep.id)).includes("out of memory (limit 128 MB)"), {
+      what: "the out-of-memory line",
+    });
+  });
+});
