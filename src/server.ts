@@ -21,6 +21,7 @@ import type { Logger } from "./logger.ts";
 import { installMemoryProbe } from "./memory-probe.ts";
 import { TrafficMeter } from "./metrics/traffic.ts";
 import { openFence } from "./runtime/fence.ts";
+import type { IsolationReport } from "./runtime/isolation.ts";
 import { DEFAULT_TIMEOUTS, ProcessRuntime, type RuntimeOptions } from "./runtime/process-runtime.ts";
 import { Workspace } from "./runtime/workspace.ts";
 import { resolveAdminKey } from "./services/bootstrap-key.ts";
@@ -39,6 +40,8 @@ export interface RunningServer {
   adminKeyFile: string | null;
   /** This start's one-use browser sign-in link (15 minutes): for the banner only, never the log. */
   signInUrl: string;
+  /** How replicas run here (API.md section 9), for the start-up line. */
+  isolation: IsolationReport;
   close(): Promise<void>;
 }
 
@@ -156,6 +159,7 @@ export async function startServer(
       adminKeyCreated: admin.created,
       adminKeyFile: admin.file,
       signInUrl: `${effective.publicUrl}/sign-in/${signInLink.token}`,
+      isolation,
       close: async () => {
         if (closing) return;
         closing = true;

@@ -206,6 +206,9 @@ export class Bubblewrap implements Sandbox {
       INSIDE.socketDir,
       "--chdir",
       modelDir,
+      // bubblewrap sets PWD for --chdir; the environment holds section 9's variables only.
+      "--unsetenv",
+      "PWD",
       ...(network ? ["--info-fd", "3", "--block-fd", "4"] : []),
       "--",
       ...(uid !== null ? dropPrivileges(uid) : []),

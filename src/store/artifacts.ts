@@ -500,7 +500,8 @@ class Extraction {
     try {
       await this.copy(entry, handle);
       // chmod rather than open's mode, which the umask would trim.
-      await handle.chmod((entry.mode ?? 0o644) & 0o777);
+      // Readable by all: a fenced replica runs as a uid of its own (and its code is mounted read-only).
+      await handle.chmod(((entry.mode ?? 0o644) & 0o777) | 0o444);
       if (validDate(entry.mtime)) await handle.utimes(entry.mtime, entry.mtime);
     } finally {
       await handle.close();
@@ -574,7 +575,7 @@ class Extraction {
     }
     for (const [rel, { mode, mtime }] of this.dirs) {
       // The owner keeps full access so the store can always remove the folder again.
-      await chmod(this.abs(rel), (mode & 0o1777) | 0o700);
+      await chmod(this.abs(rel), (mode & 0o1777) | 0o755);
       if (validDate(mtime)) await utimes(this.abs(rel), mtime, mtime);
     }
   }

@@ -190,3 +190,44 @@ describe.skipIf(!fenceable)("the replica fence", () => {
     });
   });
 });
+
+describe("where the fence cannot be put up", () => {
+  // Without bubblewrap on its PATH, this machine cannot fence, whoever runs the test.
+  const noFence = { PATH: "/nonexistent" };
+  const MODEL = "export default class M { predict() { return { ok: true }; } }";
+
+  it("runs replicas unfenced and says so (auto), or refuses to (required); off is off", async () => {
+    const auto = await startHangar({ env: noFence });
+    try {
+      const { serverInfo } = await gql(auto, "{ serverInfo { sandbox } }");
+      expect(serverInfo.sandbox).toBe("UNAVAILABLE");
+      expect(auto.output()).toContain("NOT fenced (UNAVAILABLE)");
+      expect(auto.output()).toContain("bubblewrap (bwrap) is not installed");
+      const dep = await pushFolder(auto, "unfenced", await modelFolder({ "model.mjs": MODEL }));
+      await waitForStatus(auto, dep.id, "ACTIVE");
+      expect((await predict(auto, `/models/${dep.model.id}/deployments/${dep.id}/predict`, {})).status).toBe(200);
+    } finally {
+      await auto.dispose();
+    }
+
+    const required = await startHangar({ env: { ...noFence, HANGAR_SANDBOX: "required" } });
+    try {
+      const dep = await pushFolder(required, "must-fence", await modelFolder({ "model.mjs": MODEL }));
+      await waitForStatus(required, dep.id, "DEPLOY_FAILED");
+      const data = await gql(required, "query($id: ID!) { deployment(id: $id) { logs(last: 100) { line } } }", {
+        id: dep.id,
+      });
+      const lines = data.deployment.logs.map((l: { line: string }) => l.line).join("\n");
+      expect(lines).toContain("HANGAR_SANDBOX=required and replicas cannot be fenced here");
+    } finally {
+      await required.dispose();
+    }
+
+    const off = await startHangar({ env: { HANGAR_SANDBOX: "off" } });
+    try {
+      expect((await gql(off, "{ serverInfo { sandbox } }")).serverInfo.sandbox).toBe("OFF");
+    } finally {
+      await off.dispose();
+    }
+  }, 180_000);
+});

@@ -167,6 +167,11 @@ export function register(program: Command): void {
         lines.push("  Admin key: the HANGAR_ADMIN_KEY you set");
       }
       lines.push(`  CLI:       npx hangar login --url ${server.url} --api-key <admin key>`);
+      const { sandbox, limits, reasons } = server.isolation;
+      lines.push(
+        `  Replicas:  ${sandbox === "FENCED" ? "fenced" : `NOT fenced (${sandbox})`}, resource limits ${limits ? "on" : "OFF"}`,
+        ...reasons.map((reason) => `             ${reason}`),
+      );
       process.stderr.write(`${lines.join("\n")}\n\n`);
       // Runs until SIGINT/SIGTERM; then drains and stops every replica before returning.
       await new Promise<void>((resolve, reject) => {
