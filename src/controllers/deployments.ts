@@ -216,6 +216,8 @@ export class DeploymentController implements RuntimeFacts {
       deployment.id,
       async () => {
         if (this.runtime.ready(deployment.id).length === 0) {
+          // The spec kept for a fast wake (startLocally) is the old code's: the next start builds the new one.
+          this.specs.delete(deployment.id);
           await commit("at next start");
           return;
         }
