@@ -206,12 +206,13 @@ export class Bubblewrap implements Sandbox {
       INSIDE.socketDir,
       "--chdir",
       modelDir,
-      // bubblewrap sets PWD for --chdir; the environment holds section 9's variables only.
-      "--unsetenv",
-      "PWD",
       ...(network ? ["--info-fd", "3", "--block-fd", "4"] : []),
       "--",
       ...(uid !== null ? dropPrivileges(uid) : []),
+      // bubblewrap sets PWD for --chdir after its own --unsetenv: the environment is section 9's only.
+      "/usr/bin/env",
+      "-u",
+      "PWD",
       process.execPath,
       INSIDE.runner,
     ];

@@ -84,7 +84,9 @@ let modelId = "";
 let deploymentId = "";
 
 async function logsOf(id: string): Promise<string> {
-  const data = await gql(hangar, "query($id: ID!) { deployment(id: $id) { logs(last: 500) { line } } }", { id });
+  const data = await gql(hangar, "query($id: ID!) { deployment(id: $id) { logs(last: 500) { line } } }", {
+    id,
+  });
   return data.deployment.logs.map((l: { line: string }) => l.line).join("\n");
 }
 
@@ -130,7 +132,9 @@ describe.skipIf(!fenceable)("the replica fence", () => {
     expect(seen.processes).toBeLessThanOrEqual(3);
     expect(seen.secrets).toEqual([]);
     for (const name of seen.env as string[]) {
-      expect(name).toMatch(/^(PATH|LANG|HOME|TMPDIR|PORT|HANGAR_ENVIRONMENT|HANGAR_REPLICA_ID|HANGAR_DEPLOYMENT_ID|HANGAR_MODEL_\w+)$/);
+      expect(name).toMatch(
+        /^(PATH|LANG|HOME|TMPDIR|PORT|HANGAR_ENVIRONMENT|HANGAR_REPLICA_ID|HANGAR_DEPLOYMENT_ID|HANGAR_MODEL_\w+)$/,
+      );
     }
     expect(seen.writeOwnCode).toEqual({ ok: false, code: "EROFS" });
     expect(seen.writeTmp.ok).toBe(true);
@@ -205,7 +209,9 @@ describe("where the fence cannot be put up", () => {
       expect(auto.output()).toContain("bubblewrap (bwrap) is not installed");
       const dep = await pushFolder(auto, "unfenced", await modelFolder({ "model.mjs": MODEL }));
       await waitForStatus(auto, dep.id, "ACTIVE");
-      expect((await predict(auto, `/models/${dep.model.id}/deployments/${dep.id}/predict`, {})).status).toBe(200);
+      expect((await predict(auto, `/models/${dep.model.id}/deployments/${dep.id}/predict`, {})).status).toBe(
+        200,
+      );
     } finally {
       await auto.dispose();
     }
@@ -214,9 +220,13 @@ describe("where the fence cannot be put up", () => {
     try {
       const dep = await pushFolder(required, "must-fence", await modelFolder({ "model.mjs": MODEL }));
       await waitForStatus(required, dep.id, "DEPLOY_FAILED");
-      const data = await gql(required, "query($id: ID!) { deployment(id: $id) { logs(last: 100) { line } } }", {
-        id: dep.id,
-      });
+      const data = await gql(
+        required,
+        "query($id: ID!) { deployment(id: $id) { logs(last: 100) { line } } }",
+        {
+          id: dep.id,
+        },
+      );
       const lines = data.deployment.logs.map((l: { line: string }) => l.line).join("\n");
       expect(lines).toContain("HANGAR_SANDBOX=required and replicas cannot be fenced here");
     } finally {
