@@ -11,6 +11,7 @@ import { basename, dirname, join, relative } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   type CgroupFs,
+  type CgroupsOptions,
   JOIN_FAILED_EXIT_CODE,
   joinCommand,
   nodeCgroupFs,
@@ -155,6 +156,11 @@ const OWNER = "p100-s5000-n4026531836";
 const LIMITS = { cpu: 0.5, memoryMb: 64, pids: 32 };
 const MB64 = String(64 * 1024 * 1024);
 
+/** openCgroups on the fake tree, as the Hangar process OWNER whose /proc/self/cgroup is `self`. */
+function openOnFake(fake: FakeCgroupFs, self: string, options: Partial<CgroupsOptions> = {}) {
+  return openCgroups({ root: top, selfCgroup: self, owner: OWNER, fs: fake, kill: fake.kill, ...options });
+}
+
 // ---------------------------------------------------------------------------------------------
 
 describe("cgroup v1", () => {
@@ -198,13 +204,7 @@ describe("cgroup v1", () => {
 
   it("makes hangar/<owner>/<replica> under Hangar's own cgroup in each hierarchy, with the limits", async () => {
     const { fake, dirs } = await v1Tree();
-    const cgroups = await openCgroups({
-      root: top,
-      selfCgroup: SELF,
-      owner: OWNER,
-      fs: fake,
-      kill: fake.kill,
-    });
+    const cgroups = await openOnFake(fake, SELF);
     expect(cgroups).toMatchObject({ enforced: true, reason: null, version: 1, owner: OWNER });
     // The probe proved every hierarchy writable and is gone.
     for (const dir of Object.values(dirs)) {
@@ -235,13 +235,7 @@ describe("cgroup v1", () => {
 
   it("leaves memsw alone where the kernel has no swap accounting", async () => {
     const { fake, dirs } = await v1Tree({ memsw: false });
-    const cgroups = await openCgroups({
-      root: top,
-      selfCgroup: SELF,
-      owner: OWNER,
-      fs: fake,
-      kill: fake.kill,
-    });
+    const cgroups = await openOnFake(fake, SELF);
     expect(cgroups.enforced).toBe(true);
     await cgroups.create("rep_a", LIMITS);
     expect(await fake.read(join(dirs.memory, OWNER, "rep_a", "memory.limit_in_bytes"))).toBe(MB64);
@@ -280,13 +274,7 @@ describe("cgroup v1", () => {
   it("is not enforced, and says why, when a controller is not writable; create() throws; nothing is left", async () => {
     const { fake, dirs } = await v1Tree();
     fake.failures.set(`mkdir ${dirs.pids}`, "EACCES");
-    const cgroups = await openCgroups({
-      root: top,
-      selfCgroup: SELF,
-      owner: OWNER,
-      fs: fake,
-      kill: fake.kill,
-    });
+    const cgroups = await openOnFake(fake, SELF);
     expect(cgroups.enforced).toBe(false);
     expect(cgroups.version).toBe(1);
     expect(cgroups.reason).toBe(`cgroup v1 pids controller not writable: EACCES (mkdir ${dirs.pids})`);
@@ -300,13 +288,7 @@ describe("cgroup v1", () => {
   it("names the limit file that cannot be written (read-only cgroupfs)", async () => {
     const { fake, dirs } = await v1Tree();
     fake.failures.set(`write ${join(dirs.cpu, OWNER, "probe", "cpu.cfs_quota_us")}`, "EROFS");
-    const cgroups = await openCgroups({
-      root: top,
-      selfCgroup: SELF,
-      owner: OWNER,
-      fs: fake,
-      kill: fake.kill,
-    });
+    const cgroups = await openOnFake(fake, SELF);
     expect(cgroups.reason).toMatch(
       /^cgroup v1 cpu controller not writable: EROFS \(write "100000" to .*cpu.cfs_quota_us\)$/,
     );
@@ -364,14 +346,7 @@ describe("cgroup v1", () => {
 
   it("kills, removes, and reports an OOM kill even after removal", async () => {
     const { fake, dirs } = await v1Tree();
-    const cgroups = await openCgroups({
-      root: top,
-      selfCgroup: SELF,
-      owner: OWNER,
-      fs: fake,
-      kill: fake.kill,
-      settleMs: 200,
-    });
+    const cgroups = await openOnFake(fake, SELF, { settleMs: 200 });
     const group = await cgroups.create("rep_a", LIMITS);
     const memory = join(dirs.memory, OWNER, "rep_a");
     for (const file of group.procsFiles) await fake.put(dirname(file), [7, 8]);
@@ -392,13 +367,7 @@ describe("cgroup v1", () => {
 
   it("close() kills what is left and removes its groups and the emptied shared one", async () => {
     const { fake, dirs } = await v1Tree();
-    const cgroups = await openCgroups({
-      root: top,
-      selfCgroup: SELF,
-      owner: OWNER,
-      fs: fake,
-      kill: fake.kill,
-    });
+    const cgroups = await openOnFake(fake, SELF);
     const group = await cgroups.create("rep_a", LIMITS);
     await fake.put(dirname(group.procsFiles[0]!), [9]);
     await cgroups.close();
@@ -411,26 +380,14 @@ describe("cgroup v1", () => {
     const { fake, dirs } = await v1Tree();
     const other = "p300-s1-n4026531836";
     for (const dir of Object.values(dirs)) await fake.group(join(dir, other));
-    const cgroups = await openCgroups({
-      root: top,
-      selfCgroup: SELF,
-      owner: OWNER,
-      fs: fake,
-      kill: fake.kill,
-    });
+    const cgroups = await openOnFake(fake, SELF);
     await cgroups.close();
     for (const dir of Object.values(dirs)) expect(await fake.subdirs(dir)).toEqual([other]);
   });
 
   it("refuses bad limits and replica IDs that are not plain names, and cleans up a half-made group", async () => {
     const { fake, dirs } = await v1Tree();
-    const cgroups = await openCgroups({
-      root: top,
-      selfCgroup: SELF,
-      owner: OWNER,
-      fs: fake,
-      kill: fake.kill,
-    });
+    const cgroups = await openOnFake(fake, SELF);
     await expect(cgroups.create("rep_a", { ...LIMITS, cpu: 0.001 })).rejects.toThrow(
       /cpu must be at least 0.01/,
     );
@@ -470,13 +427,7 @@ describe("cgroup v2", () => {
   it("enables memory, cpu and pids down to the replica's group and writes the v2 limits", async () => {
     const fake = await v2Tree();
     const own = join(top, "system.slice/hangar.service");
-    const cgroups = await openCgroups({
-      root: top,
-      selfCgroup: SELF,
-      owner: OWNER,
-      fs: fake,
-      kill: fake.kill,
-    });
+    const cgroups = await openOnFake(fake, SELF);
     expect(cgroups).toMatchObject({ enforced: true, version: 2 });
     const group = await cgroups.create("rep_a", { cpu: 0.2, memoryMb: 64, pids: 16 });
     const dir = join(own, "hangar", OWNER, "rep_a");
@@ -501,13 +452,7 @@ describe("cgroup v2", () => {
     const fake = await v2Tree();
     const own = join(top, "system.slice/hangar.service");
     await fsp.writeFile(join(own, "cgroup.subtree_control"), "memory cpu");
-    const cgroups = await openCgroups({
-      root: top,
-      selfCgroup: SELF,
-      owner: OWNER,
-      fs: fake,
-      kill: fake.kill,
-    });
+    const cgroups = await openOnFake(fake, SELF);
     expect(cgroups.enforced).toBe(true);
     expect(fake.valueWritten(join(own, "cgroup.subtree_control"))).toBe("+pids");
     await cgroups.close();
@@ -531,13 +476,7 @@ describe("cgroup v2", () => {
     const fake = await v2Tree();
     const own = join(top, "system.slice/hangar.service");
     fake.failures.set(`write ${join(own, "cgroup.subtree_control")}`, "EBUSY");
-    const cgroups = await openCgroups({
-      root: top,
-      selfCgroup: SELF,
-      owner: OWNER,
-      fs: fake,
-      kill: fake.kill,
-    });
+    const cgroups = await openOnFake(fake, SELF);
     expect(cgroups.enforced).toBe(false);
     expect(cgroups.reason).toMatch(
       new RegExp(
@@ -562,13 +501,7 @@ describe("cgroup v2", () => {
     await fake.group(join(top, "unified"));
     await fake.group(join(top, "unified/system.slice/hangar.service"));
     await fsp.rm(join(top, "cgroup.controllers"));
-    const cgroups = await openCgroups({
-      root: top,
-      selfCgroup: SELF,
-      owner: OWNER,
-      fs: fake,
-      kill: fake.kill,
-    });
+    const cgroups = await openOnFake(fake, SELF);
     const group = await cgroups.create("rep_a", LIMITS);
     expect(group.procsFiles[0]).toBe(
       join(top, "unified/system.slice/hangar.service/hangar", OWNER, "rep_a/cgroup.procs"),
@@ -579,13 +512,7 @@ describe("cgroup v2", () => {
   it("kills through cgroup.kill when there is one, else process by process", async () => {
     for (const hasKill of [true, false]) {
       const fake = await v2Tree({ kill: hasKill });
-      const cgroups = await openCgroups({
-        root: top,
-        selfCgroup: SELF,
-        owner: OWNER,
-        fs: fake,
-        kill: fake.kill,
-      });
+      const cgroups = await openOnFake(fake, SELF);
       const group = await cgroups.create("rep_a", LIMITS);
       const dir = dirname(group.procsFiles[0]!);
       await fake.put(dir, [41, 42]);
@@ -602,13 +529,7 @@ describe("cgroup v2", () => {
 
   it("reads the OOM kill count from memory.events", async () => {
     const fake = await v2Tree();
-    const cgroups = await openCgroups({
-      root: top,
-      selfCgroup: SELF,
-      owner: OWNER,
-      fs: fake,
-      kill: fake.kill,
-    });
+    const cgroups = await openOnFake(fake, SELF);
     const group = await cgroups.create("rep_a", LIMITS);
     expect(await group.oomKilled()).toBe(false);
     await fsp.writeFile(
@@ -625,14 +546,7 @@ describe("cgroup v2", () => {
     const dead = "p200-s1-n4026531836";
     await fake.group(join(own, "hangar", dead, "rep_x"));
     await fake.put(join(own, "hangar", dead, "rep_x"), [55]);
-    const cgroups = await openCgroups({
-      root: top,
-      selfCgroup: SELF,
-      owner: OWNER,
-      fs: fake,
-      kill: fake.kill,
-      isAlive: (o) => o !== dead,
-    });
+    const cgroups = await openOnFake(fake, SELF, { isAlive: (o) => o !== dead });
     expect(await cgroups.reapLeftovers()).toBe(1);
     expect(await fake.subdirs(join(own, "hangar"))).toEqual([OWNER]);
     await cgroups.close();
