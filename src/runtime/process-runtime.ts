@@ -245,13 +245,13 @@ export class ProcessRuntime implements Runtime {
     }
     if (entry.stopping || this.closed) {
       entry.replicas.delete(replica);
+      void replica.pool.destroy().catch(() => {});
       await launch.release().catch(() => {});
       await this.workspace.removeReplica(id).catch(() => {});
       return;
     }
     replica.port = launch.settings.port;
     this.launches.set(replica, launch);
-    entry.replicas.add(replica);
     const child = spawn(launch.file, launch.args, {
       cwd: launch.cwd,
       env: launch.env,
