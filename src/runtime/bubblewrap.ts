@@ -15,7 +15,13 @@ import { chmod, chown, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import type { ReplicaSpec } from "./build.ts";
-import { type ReplicaLaunch, type ReplicaToLaunch, replicaEnvironment, type Sandbox } from "./sandbox.ts";
+import {
+  hasSetpriv,
+  type ReplicaLaunch,
+  type ReplicaToLaunch,
+  replicaEnvironment,
+  type Sandbox,
+} from "./sandbox.ts";
 import { isDirectory, stageTree } from "./staging.ts";
 
 /** Paths as a fenced replica sees them. */
@@ -100,7 +106,7 @@ function dropPrivileges(uid: number): string[] {
 export function fenceProblem(options: FenceOptions): string | null {
   const version = spawnSync("bwrap", ["--version"], { encoding: "utf8" });
   if (version.error || version.status !== 0) return "bubblewrap (bwrap) is not installed";
-  if (options.root && spawnSync("setpriv", ["--version"]).status !== 0) {
+  if (options.root && !hasSetpriv()) {
     return "setpriv (util-linux) is not installed";
   }
   const trial = spawnSync(
