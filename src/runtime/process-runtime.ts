@@ -243,7 +243,9 @@ export class ProcessRuntime implements Runtime {
       this.onExit(entry, replica, `could not start: ${(error as Error).message}`);
       return;
     }
-    if (entry.stopping || this.closed) {
+    // Stopped meanwhile: by a stop of its deployment, or on its own (scaled down, replaced by new code),
+    // which found no process to end and left it to this check. Spawned now, it would run unowned.
+    if (entry.stopping || this.closed || replica.state !== "starting") {
       entry.replicas.delete(replica);
       void replica.pool.destroy().catch(() => {});
       await launch.release().catch(() => {});

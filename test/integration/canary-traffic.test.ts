@@ -119,6 +119,15 @@ describe("canary under a steady client", () => {
     await ws.dispose();
     await client.more(20);
 
+    // The rest acts at a stage the ramp has reached, before it ends: a longer ramp leaves seconds, not
+    // a fraction of one, between the two, so a busy machine's slow poll does not see the ramp over.
+    const slower = await gql(
+      hangar,
+      `mutation($id: ID!) { updateEnvironment(input: { environmentId: $id, promotionSettings: { rampUpDurationSeconds: 10 } }) { __typename } }`,
+      { id: envId },
+    );
+    expect(slower.updateEnvironment.__typename).toBe("Environment");
+
     // A graceful cancel steps back down, stage by stage, to CANCELED.
     const third = await candidate("steady-ramp", MODEL(3));
     const graceful = await promoteTo(hangar, third, "live");
@@ -168,6 +177,9 @@ describe("canary under a steady client", () => {
     expect(held.canaryStage).toBeGreaterThanOrEqual(stage);
     const resumed = await control(hangar, "resumePromotion", envId);
     expect(resumed).toMatchObject({ status: "RAMPING_UP", canaryStage: held.canaryStage });
+    // The ramp's clock runs again (the full ramp above showed where it leads); rolled forward from there.
+    await reachedStage(hangar, paused.id, held.canaryStage + 1);
+    expect(await control(hangar, "forceRollForward", envId)).toMatchObject({ __typename: "Promotion" });
     expect((await finished(hangar, paused.id)).status).toBe("SUCCEEDED");
     await client.more(20);
     await client.stop();

@@ -43,6 +43,8 @@ export interface StartOptions {
  * test that timed out during a start, or failed before its own cleanup, leaves no server behind.
  */
 const live = new Set<TestHangar>();
+/** Well past a clean stop (seconds) and short of the 120 s hook timeout. */
+const STOP_DEADLINE_MS = 60_000;
 const starting = new Set<Promise<unknown>>();
 
 afterAll(async () => {
@@ -144,7 +146,20 @@ async function launch(options: StartOptions): Promise<TestHangar> {
     exited,
     stop: async () => {
       if (!dead) child.kill("SIGTERM");
-      return exited;
+      // A shutdown that hangs is a defect of its own: it fails here with what the server printed,
+      // instead of as a hook's bare timeout, and leaves no process behind.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<"late">((resolve) => {
+        timer = setTimeout(() => resolve("late"), STOP_DEADLINE_MS);
+      });
+      const outcome = await Promise.race([exited, late]);
+      clearTimeout(timer);
+      if (outcome !== "late") return outcome;
+      child.kill("SIGKILL");
+      await exited;
+      throw new Error(
+        `Hangar did not stop within ${STOP_DEADLINE_MS / 1000} s of SIGTERM; it printed:\n${output.slice(-4000)}`,
+      );
     },
     kill: async () => {
       if (!dead) child.kill("SIGKILL");
@@ -154,8 +169,11 @@ async function launch(options: StartOptions): Promise<TestHangar> {
       startHangar({ env: options.env, reuse: { dataDir, databaseUrl, key }, generateKey: generated }),
     dispose: async () => {
       live.delete(hangar);
-      await hangar.stop();
-      await rm(dataDir, { recursive: true, force: true });
+      try {
+        await hangar.stop();
+      } finally {
+        await rm(dataDir, { recursive: true, force: true });
+      }
     },
   };
   live.add(hangar);

@@ -1,0 +1,136 @@
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { DEFAULT_RESOURCES } from "../../src/domain/resources.ts";
+import type { ReplicaSpec } from "../../src/runtime/build.ts";
+import { freePort } from "../../src/runtime/ports.ts";
+import { ProcessRuntime } from "../../src/runtime/process-runtime.ts";
+import {
+  type ReplicaLaunch,
+  type ReplicaToLaunch,
+  type Sandbox,
+  Unfenced,
+} from "../../src/runtime/sandbox.ts";
+import { Workspace } from "../../src/runtime/workspace.ts";
+import { waitFor } from "../support/wait.ts";
+
+/**
+ * An unfenced sandbox whose first launch is held until the test lets it go, and which tells the test
+ * what became of each launch: spawned (attach) or given up before any process existed (release).
+ */
+class HeldSandbox implements Sandbox {
+  readonly state = "OFF" as const;
+  readonly reason = null;
+  private readonly inner = new Unfenced("OFF", null, freePort);
+  private letGo: () => void = () => {};
+  private readonly gate = new Promise<void>((resolve) => {
+    this.letGo = resolve;
+  });
+  private held = false;
+  readonly prepared: string[] = [];
+  readonly spawned: string[] = [];
+  readonly released: string[] = [];
+
+  async prepare(replica: ReplicaToLaunch): Promise<ReplicaLaunch> {
+    this.prepared.push(replica.spec.artifactHash);
+    if (!this.held) {
+      this.held = true;
+      await this.gate;
+    }
+    const launch = await this.inner.prepare(replica);
+    return {
+      ...launch,
+      attach: async (child) => {
+        this.spawned.push(replica.spec.artifactHash);
+        return launch.attach(child);
+      },
+      release: async () => {
+        this.released.push(replica.spec.artifactHash);
+        return launch.release();
+      },
+    };
+  }
+
+  open(): void {
+    this.letGo();
+  }
+}
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function setUp() {
+  const root = await mkdtemp(path.join(tmpdir(), "hangar-runtime-"));
+  cleanups.push(() => rm(root, { recursive: true, force: true }));
+  const modelDir = path.join(root, "model");
+  await mkdir(modelDir);
+  await writeFile(
+    path.join(modelDir, "model.mjs"),
+    "export default class M { predict() { return { ok: true }; } }\n",
+  );
+  const sandbox = new HeldSandbox();
+  const workspace = await Workspace.open(path.join(root, "data"));
+  const runtime = new ProcessRuntime({ workspace, sandbox, startTimeoutMs: 30_000, drainTimeoutMs: 1_000 });
+  // Whatever a test leaves running is stopped; a stop that hangs is left after a while (the test has
+  // failed on it already), so that the file ends.
+  cleanups.push(() => stopsWithin(runtime, 15_000));
+  const spec = (artifactHash: string): ReplicaSpec => ({
+    deploymentId: "Deployment_1",
+    artifactHash,
+    dir: modelDir,
+    command: null,
+    env: {},
+    predictPath: "/predict",
+    readinessPath: "/health",
+    environmentName: null,
+    config: {},
+    resources: { ...DEFAULT_RESOURCES },
+  });
+  return { sandbox, runtime, spec };
+}
+
+/** stopAll, with a deadline: a replica nobody owns any more would keep it waiting for ever. */
+async function stopsWithin(runtime: ProcessRuntime, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const stopped = runtime.stopAll("shutting down").then(() => true as const);
+  const result = await Promise.race([stopped, late]);
+  clearTimeout(timer);
+  return result;
+}
+
+describe("ProcessRuntime: a replica stopped while its launch is being prepared", () => {
+  it("is never spawned when its deployment is scaled to zero, and stopAll returns", async () => {
+    const { sandbox, runtime, spec } = await setUp();
+    runtime.ensure(spec("a"), 1);
+    await waitFor(() => sandbox.prepared.length === 1, { what: "the launch to be prepared" });
+    runtime.ensure(spec("a"), 0);
+    sandbox.open();
+    await waitFor(() => sandbox.released.length === 1, { what: "the held launch to be given up" });
+    expect(sandbox.spawned).toEqual([]);
+    expect(runtime.count("Deployment_1")).toBe(0);
+    expect(await stopsWithin(runtime, 15_000)).toBe(true);
+  });
+
+  it("is never spawned when new code replaces it; the new code's replica starts and stops", async () => {
+    const { sandbox, runtime, spec } = await setUp();
+    runtime.ensure(spec("a"), 1);
+    await waitFor(() => sandbox.prepared.length === 1, { what: "the launch to be prepared" });
+    runtime.ensure(spec("b"), 1);
+    await waitFor(() => runtime.ready("Deployment_1").length === 1, {
+      timeoutMs: 20_000,
+      what: "the new code's replica to be ready",
+    });
+    sandbox.open();
+    await waitFor(() => sandbox.released.includes("a"), { what: "the held launch to be given up" });
+    expect(sandbox.spawned).toEqual(["b"]);
+    expect(runtime.ready("Deployment_1").map((replica) => replica.artifactHash)).toEqual(["b"]);
+    expect(await stopsWithin(runtime, 15_000)).toBe(true);
+    expect(runtime.count("Deployment_1")).toBe(0);
+  });
+});
