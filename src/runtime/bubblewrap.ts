@@ -2,8 +2,8 @@
  * The fence (API.md section 9), made with bubblewrap: each replica gets its
  * own mount, PID, IPC, UTS and network namespaces, a view of the machine in
  * which only the system's programs, its code (read-only) and Hangar's runner
- * file exist, private tmpfs HOME and TMPDIR, and the one folder its channel
- * socket lives in. As root it also runs as a user of its own (setpriv drops
+ * file exist, and private tmpfs HOME and TMPDIR: nothing of the host it can
+ * write. Its channel socket comes in as a descriptor. As root it also runs as a user of its own (setpriv drops
  * to a uid from HANGAR_SANDBOX_UID_BASE, with no capabilities); not root,
  * bubblewrap maps Hangar's uid in a user namespace. slirp4netns gives the
  * private network a way out, with the host's loopback closed to it.
@@ -11,7 +11,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, lstatSync, readlinkSync } from "node:fs";
-import { chmod, chown, mkdir, writeFile } from "node:fs/promises";
+import { chmod, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import type { ReplicaSpec } from "./build.ts";
@@ -28,7 +28,6 @@ import { isDirectory, stageTree } from "./staging.ts";
 const INSIDE = {
   code: "/code",
   runner: "/hangar/runner.mjs",
-  socketDir: "/run/hangar",
   home: "/home/replica",
   tmp: "/tmp",
 } as const;
@@ -124,6 +123,12 @@ export function fenceProblem(options: FenceOptions): string | null {
       "/proc",
       "--dev",
       "/dev",
+      // Shared memory, as PyTorch's data loaders and Python's multiprocessing expect; it counts as the
+      // replica's memory.
+      "--perms",
+      "1777",
+      "--tmpfs",
+      "/dev/shm",
       "--",
       ...(options.root ? dropPrivileges(options.uidBase) : []),
       process.execPath,
@@ -152,11 +157,10 @@ export class Bubblewrap implements Sandbox {
     const { spec, dirs } = replica;
     const uid = this.options.root ? this.options.uidBase + (this.nextUid++ % UID_RANGE) : null;
     // The code root on the host: the deployment's folder is mounted at /code/<hash>, and a reload's code is
-    // staged next to it. Only the socket folder is writable, and only by the replica's uid.
+    // staged next to it.
     const codeRoot = path.join(dirs.root, "code");
     await mkdir(path.join(codeRoot, spec.artifactHash), { recursive: true, mode: 0o755 });
     await chmod(codeRoot, 0o755);
-    if (uid !== null) await chown(dirs.socketDir, uid, uid);
     const etc = path.join(dirs.root, "etc");
     await mkdir(etc, { recursive: true });
     const replicaUid = uid ?? process.getuid?.() ?? 0;
@@ -190,6 +194,12 @@ export class Bubblewrap implements Sandbox {
       "/proc",
       "--dev",
       "/dev",
+      // Shared memory, as PyTorch's data loaders and Python's multiprocessing expect; it counts as the
+      // replica's memory.
+      "--perms",
+      "1777",
+      "--tmpfs",
+      "/dev/shm",
       "--perms",
       "1777",
       "--tmpfs",
@@ -207,12 +217,10 @@ export class Bubblewrap implements Sandbox {
       "--ro-bind",
       replica.runner,
       INSIDE.runner,
-      "--bind",
-      dirs.socketDir,
-      INSIDE.socketDir,
       "--chdir",
       modelDir,
-      ...(network ? ["--info-fd", "3", "--block-fd", "4"] : []),
+      // Past the channel socket (fd 3), which bubblewrap, setpriv and env pass on to the runner.
+      ...(network ? ["--info-fd", "4", "--block-fd", "5"] : []),
       "--",
       ...(uid !== null ? dropPrivileges(uid) : []),
       // bubblewrap sets PWD for --chdir after its own --unsetenv: the environment is section 9's only.
@@ -230,7 +238,6 @@ export class Bubblewrap implements Sandbox {
       env,
       cwd: "/",
       settings: {
-        socket: `${INSIDE.socketDir}/${path.basename(dirs.socket)}`,
         codeRoot: INSIDE.code,
         command: spec.command,
         port,
@@ -250,8 +257,10 @@ export class Bubblewrap implements Sandbox {
       extraPipes: network ? 2 : 0,
       attach: async (child) => {
         if (!network) return null;
-        const info = child.stdio[3] as Readable;
-        const block = child.stdio[4] as Writable;
+        // ChildProcess types only the first five; the sixth is there as ProcessRuntime made it.
+        const pipes = child.stdio as ReadonlyArray<unknown>;
+        const info = pipes[4] as Readable;
+        const block = pipes[5] as Writable;
         try {
           const pid = await sandboxPid(info);
           slirp = await startSlirp(network, pid);

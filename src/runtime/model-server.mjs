@@ -3,14 +3,15 @@
 // with `node` (no TypeScript loader) so that replicas start fast, and it has no dependencies so that it
 // runs from any checkout, inside a sandbox that shows it only this file and the model folder.
 //
-// Settings: the first line of stdin is JSON {"socket": path, "secret": 64 hex digits, "codeRoot": path or
-// null, "command": string or null, "port": number or null}. Stdin then stays open: its end (Hangar closed
-// it, or Hangar died) means stop, as SIGTERM does. Environment: HANGAR_MODEL_DIR (the model folder),
-// HANGAR_ENVIRONMENT (environment name, empty = null), HANGAR_MODEL_CONFIG (JSON, default {}).
+// Settings: the first line of stdin is JSON {"secret": 64 hex digits, "codeRoot": path or null, "command":
+// string or null, "port": number or null}. Stdin then stays open: its end (Hangar closed it, or Hangar
+// died) means stop, as SIGTERM does. Environment: HANGAR_MODEL_DIR (the model folder), HANGAR_ENVIRONMENT
+// (environment name, empty = null), HANGAR_MODEL_CONFIG (JSON, default {}).
 //
-// The channel (runtime/replica-channel.ts): the runner listens on the Unix socket `socket` only, and a
-// connection must open with "HANGAR-REPLICA <secret>\n" before anything else; any other opening is
-// answered 403 and closed. So only the Hangar process that started the replica can call it.
+// The channel (runtime/replica-channel.ts): the runner serves only the Unix socket Hangar made for it,
+// which it inherits already bound as descriptor 3, and a connection must open with
+// "HANGAR-REPLICA <secret>\n" before anything else; any other opening is answered 403 and closed. So
+// only the Hangar process that started the replica can call it.
 //
 // With `command` (hangar.json server.command) the runner is a relay: it runs the command with PORT=`port`
 // and passes each accepted connection through to 127.0.0.1:port; the command's exit is the runner's.
@@ -39,7 +40,7 @@
 import { spawn } from "node:child_process";
 import { timingSafeEqual } from "node:crypto";
 import { existsSync, realpathSync } from "node:fs";
-import { stat, unlink } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import http from "node:http";
 import net from "node:net";
 import path from "node:path";
@@ -479,7 +480,10 @@ function onStrayError(err) {
   );
 }
 
-/** @typedef {{ socket: string, secret: string, codeRoot: string | null, command: string | null, port: number | null }} Settings */
+/** @typedef {{ secret: string, codeRoot: string | null, command: string | null, port: number | null }} Settings */
+
+/** The channel's listening socket, bound by Hangar (replica-channel.ts: CHANNEL_FD). */
+const CHANNEL_FD = 3;
 
 const MAX_SETTINGS_BYTES = 64 * 1024;
 
@@ -508,11 +512,10 @@ function readSettings() {
       } catch (err) {
         failToLoad(new Error(`runner settings are not JSON: ${messageOf(err)}`));
       }
-      if (typeof value?.socket !== "string" || !/^[0-9a-f]{64}$/.test(String(value?.secret))) {
-        failToLoad(new Error("runner settings need a socket path and a 64-hex-digit secret"));
+      if (!/^[0-9a-f]{64}$/.test(String(value?.secret))) {
+        failToLoad(new Error("runner settings need a 64-hex-digit secret"));
       }
       resolve({
-        socket: value.socket,
         secret: value.secret,
         codeRoot: typeof value.codeRoot === "string" ? path.resolve(value.codeRoot) : null,
         command: typeof value.command === "string" ? value.command : null,
@@ -543,7 +546,7 @@ const REFUSED = Buffer.concat([
 ]);
 
 /**
- * Listens on the Unix socket; a connection that opens with the secret is handed to `accept` (with any
+ * Serves the inherited socket; a connection that opens with the secret is handed to `accept` (with any
  * bytes that came after the opening), any other is answered 403 and closed.
  * @param {Settings} settings
  * @param {(socket: net.Socket, rest: Buffer) => void} accept
@@ -579,12 +582,12 @@ async function listenOnChannel(settings, accept) {
     };
     socket.on("data", onData);
   });
-  // A socket file left by an earlier replica of the same folder would make listen fail.
-  await unlink(settings.socket).catch(() => {});
   await new Promise((resolve, reject) => {
-    listener.once("error", reject);
-    listener.listen(settings.socket, () => {
-      listener.off("error", reject);
+    const onError = (/** @type {Error} */ err) =>
+      reject(new Error(`no channel socket on descriptor ${CHANNEL_FD}: ${messageOf(err)}`));
+    listener.once("error", onError);
+    listener.listen({ fd: CHANNEL_FD }, () => {
+      listener.off("error", onError);
       resolve(undefined);
     });
   });
@@ -692,7 +695,7 @@ async function main() {
       socket.resume();
     });
   } catch (err) {
-    failToLoad(new Error(`cannot listen on ${settings.socket}: ${messageOf(err)}`));
+    failToLoad(new Error(`cannot serve the channel: ${messageOf(err)}`));
   }
   ready = true;
   process.stdout.write(`model loaded in ${loadedIn} ms\n`);

@@ -7,7 +7,7 @@ import { packagePath } from "../package-root.ts";
 import type { ReplicaSpec } from "./build.ts";
 import { nextEmit } from "./changes.ts";
 import { Replica } from "./replica.ts";
-import { newReplicaSecret, replicaPool } from "./replica-channel.ts";
+import { listenForReplica, newReplicaSecret, type ReplicaSocket, replicaPool } from "./replica-channel.ts";
 import type { Runtime, RuntimeFacts } from "./runtime.ts";
 import type { ReplicaLaunch, Sandbox } from "./sandbox.ts";
 import type { Workspace } from "./workspace.ts";
@@ -234,10 +234,13 @@ export class ProcessRuntime implements Runtime {
     );
     entry.replicas.add(replica);
     let launch: ReplicaLaunch;
+    let channel: ReplicaSocket | null = null;
     try {
+      channel = await listenForReplica(dirs.socket);
       launch = await this.sandbox.prepare({ id, spec, dirs, runner: MODEL_SERVER });
     } catch (error) {
       // A start that failed before any process existed: reported as one that exited at once.
+      channel?.close();
       this.observer.replicaStarted(replica);
       await this.workspace.removeReplica(id).catch(() => {});
       this.onExit(entry, replica, `could not start: ${(error as Error).message}`);
@@ -248,6 +251,7 @@ export class ProcessRuntime implements Runtime {
     if (entry.stopping || this.closed || replica.state !== "starting") {
       entry.replicas.delete(replica);
       void replica.pool.destroy().catch(() => {});
+      channel.close();
       await launch.release().catch(() => {});
       await this.workspace.removeReplica(id).catch(() => {});
       return;
@@ -258,10 +262,18 @@ export class ProcessRuntime implements Runtime {
       cwd: launch.cwd,
       env: launch.env,
       // stdin carries the runner's settings and then stays open: its end tells the replica to stop, and
-      // it ends by itself when this process dies.
-      stdio: ["pipe", "pipe", "pipe", ...Array.from({ length: launch.extraPipes }, () => "pipe" as const)],
+      // it ends by itself when this process dies. The channel's listening socket is fd 3 (CHANNEL_FD).
+      stdio: [
+        "pipe",
+        "pipe",
+        "pipe",
+        channel.fd,
+        ...Array.from({ length: launch.extraPipes }, () => "pipe" as const),
+      ],
       detached: true,
     });
+    // The replica has its copy: this one would only take connections meant for it.
+    channel.close();
     replica.child = child;
     child.stdin?.on("error", () => {});
     child.stdin?.write(`${JSON.stringify({ ...launch.settings, secret })}\n`);
@@ -285,8 +297,8 @@ export class ProcessRuntime implements Runtime {
       ["stdout", child.stdout],
       ["stderr", child.stderr],
     ] as const) {
-      source.on("data", (chunk: Buffer) => output.write(stream, chunk));
-      source.once("end", () => output.end(stream));
+      source?.on("data", (chunk: Buffer) => output.write(stream, chunk));
+      source?.once("end", () => output.end(stream));
     }
     child.once("close", () => output.close());
     child.once("error", (error) => {

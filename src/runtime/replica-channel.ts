@@ -5,10 +5,19 @@
  * ever exposed, so no other process can take one first, and a process that
  * finds the socket (root included) is refused without the secret, which only
  * this Hangar process and the replica itself hold.
+ *
+ * Hangar makes the socket, in a folder only it can write, and the replica
+ * inherits it already listening (as descriptor CHANNEL_FD): a replica cannot
+ * put anything else at the path Hangar connects to, nor fill Hangar's disk.
  */
 import { randomBytes } from "node:crypto";
-import { connect } from "node:net";
+import { rename } from "node:fs/promises";
+import { connect, createServer } from "node:net";
+import path from "node:path";
 import { type buildConnector, Pool } from "undici";
+
+/** The descriptor a replica's runner finds its listening socket on (model-server.mjs: CHANNEL_FD). */
+export const CHANNEL_FD = 3;
 
 /** The first bytes of every connection: this, 64 hex digits of secret, a newline (runner: PREAMBLE). */
 export const PREAMBLE_PREFIX = "HANGAR-REPLICA ";
@@ -52,4 +61,48 @@ export function replicaPool(socketPath: string, secret: string): Pool {
     keepAliveTimeout: 60_000,
     connect: replicaConnector(socketPath, secret),
   });
+}
+
+/** A listening socket made for one replica, to be handed to its process and then let go of here. */
+export interface ReplicaSocket {
+  /** The descriptor to pass to the replica's process (as CHANNEL_FD). */
+  fd: number;
+  /** Closes this process's copy at once (it takes no connection after); the path and the replica's copy stay. */
+  close(): void;
+}
+
+/**
+ * Listens on `socketPath` for a replica. Node has no public way to make a
+ * listening socket's descriptor, so a net.Server makes it and its handle's
+ * descriptor is read. Closing a server also removes its socket file, so it
+ * listens under a name of its own first and the file is renamed into place.
+ */
+export async function listenForReplica(socketPath: string): Promise<ReplicaSocket> {
+  // Short (a socket address holds about 100 bytes) and random: two sockets made in one folder at once
+  // do not meet.
+  const first = path.join(path.dirname(socketPath), `.${randomBytes(3).toString("hex")}`);
+  const server = createServer((socket) => socket.destroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(first, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  // libuv closes the descriptor within close(), so nothing is accepted here once it returns.
+  const close = () => {
+    server.close();
+  };
+  const fd = (server as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (typeof fd !== "number" || fd < 0) {
+    close();
+    throw new Error("could not make the replica's socket: no descriptor for it");
+  }
+  try {
+    await rename(first, socketPath);
+  } catch (error) {
+    close();
+    throw error;
+  }
+  return { fd, close };
 }

@@ -10,7 +10,6 @@ import type { ReplicaDirs } from "./workspace.ts";
 
 /** What the runner reads from the first line of its stdin (model-server.mjs, "Settings"). */
 export interface RunnerSettings {
-  socket: string;
   secret: string;
   /** Reloads load only from inside this folder (null: from anywhere). */
   codeRoot: string | null;
@@ -32,7 +31,7 @@ export interface ReplicaLaunch {
   /** Why the replica ended, when the launch knows better than its exit status (killed for memory). */
   explainExit(code: number | null, signal: NodeJS.Signals | null): Promise<string | null>;
   /**
-   * Pipes beyond stdin, stdout and stderr that the process gets (fd 3 on), and what to do with them
+   * Pipes beyond stdin, stdout, stderr and the channel socket that the process gets (fd 4 on), and what to do with them
    * once it is spawned; answers a line for the replica's log when something did not work out.
    */
   extraPipes: number;
@@ -111,7 +110,7 @@ export class Unfenced implements Sandbox {
       args,
       env,
       cwd: spec.dir,
-      settings: { socket: dirs.socket, codeRoot: null, command: spec.command, port },
+      settings: { codeRoot: null, command: spec.command, port },
       stage: async (next) => next.dir,
       release: async () => {},
       explainExit: async () => null,

@@ -13,7 +13,7 @@ import { MAX_SOCKET_PATH_BYTES } from "./replica-channel.ts";
 export interface ReplicaDirs {
   /** The replica's folder on the host. */
   root: string;
-  /** Holds the channel socket; the only folder of Hangar's a fenced replica can write (bound at /run/hangar). */
+  /** Holds the channel socket, which Hangar makes (a replica inherits it bound); no replica writes here. */
   socketDir: string;
   socket: string;
   home: string;

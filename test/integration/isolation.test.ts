@@ -51,7 +51,11 @@ export default class M {
         writeOwnCode: attempt(() => writeFileSync(new URL("./model.mjs", import.meta.url), "export default 1")),
         writeTmp: attempt(() => writeFileSync(os.tmpdir() + "/x", "x")),
         writeHome: attempt(() => writeFileSync(process.env.HOME + "/x", "x")),
-        runFolder: attempt(() => readdirSync("/run/hangar")),
+        writeShm: attempt(() => writeFileSync("/dev/shm/x", "x")),
+        // Every folder outside its tmpfs HOME and TMPDIR it could write a file into.
+        writable: ["/", "/run", "/etc", "/hangar", "/code", "/usr", "/var"].filter(
+          (dir) => attempt(() => writeFileSync(dir + "/probe", "x")).ok,
+        ),
         hangarOnLoopback: await connect("127.0.0.1", hangarPort),
         hangarThroughGateway: await connect("10.0.2.2", hangarPort),
       };
@@ -139,8 +143,9 @@ describe.skipIf(!fenceable)("the replica fence", () => {
     expect(seen.writeOwnCode).toEqual({ ok: false, code: "EROFS" });
     expect(seen.writeTmp.ok).toBe(true);
     expect(seen.writeHome.ok).toBe(true);
-    // The only thing in its channel folder is its own socket.
-    expect(seen.runFolder).toEqual({ ok: true, value: ["http.sock"] });
+    expect(seen.writeShm.ok).toBe(true);
+    // Nothing of the host to write to (its channel socket came in bound, as a descriptor).
+    expect(seen.writable).toEqual([]);
     // Hangar's port is not reachable: not on its own loopback, not through the way out.
     expect(seen.hangarOnLoopback).not.toBe("connected");
     expect(seen.hangarThroughGateway).not.toBe("connected");

@@ -10,7 +10,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Agent, type Response as UndiciResponse, fetch as undiciFetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { newReplicaSecret, replicaConnector } from "../../src/runtime/replica-channel.ts";
+import { freePort } from "../../src/runtime/ports.ts";
+import { listenForReplica, newReplicaSecret, replicaConnector } from "../../src/runtime/replica-channel.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const modelServer = path.join(repoRoot, "src/runtime/model-server.mjs");
@@ -187,18 +188,17 @@ afterAll(async () => {
   if (fixturesRoot) await rm(fixturesRoot, { recursive: true, force: true });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      probe.close(() => {
-        if (address && typeof address === "object") resolve(address.port);
-        else reject(new Error("no port"));
-      });
+/** Spawns the runner as ProcessRuntime does: its channel socket made here and handed over as fd 3. */
+async function spawnRunner(options: { cwd?: string; env: NodeJS.ProcessEnv }, socket: string) {
+  const channel = await listenForReplica(socket);
+  try {
+    return spawn(process.execPath, [modelServer], {
+      ...options,
+      stdio: ["pipe", "pipe", "pipe", channel.fd],
     });
-  });
+  } finally {
+    channel.close();
+  }
 }
 
 interface Replica {
@@ -218,13 +218,9 @@ async function spawnReplica(cwd: string, env: NodeJS.ProcessEnv, command: string
   const socket = path.join(fixturesRoot, `replica-${++sockets}.sock`);
   const secret = newReplicaSecret();
   const port = command === null ? null : await freePort();
-  const child = spawn(process.execPath, [modelServer], {
-    cwd,
-    env: { ...process.env, ...env },
-    stdio: ["pipe", "pipe", "pipe"],
-  });
+  const child = await spawnRunner({ cwd, env: { ...process.env, ...env } }, socket);
   child.stdin?.on("error", () => {});
-  child.stdin?.write(`${JSON.stringify({ socket, secret, codeRoot: null, command, port })}\n`);
+  child.stdin?.write(`${JSON.stringify({ secret, codeRoot: null, command, port })}\n`);
   running.add(child);
   let out = "";
   let err = "";
@@ -727,6 +723,48 @@ describe("the replica channel", () => {
     expect((await replica.fetch("/health")).status).toBe(200);
   });
 
+  it("is a socket Hangar makes and lets go of: it stays at its path and Hangar takes none of its connections", async () => {
+    const socket = path.join(fixturesRoot, `replica-${++sockets}.sock`);
+    const channel = await listenForReplica(socket);
+    channel.close();
+    // Nobody holds it now, so a connection is refused rather than taken by Hangar.
+    const outcome = await new Promise<string>((resolve) => {
+      const connection = net.connect(socket);
+      connection.once("connect", () => {
+        connection.destroy();
+        resolve("connected");
+      });
+      connection.once("error", (error: NodeJS.ErrnoException) => resolve(error.code ?? "error"));
+    });
+    expect(outcome).toBe("ECONNREFUSED");
+    // Two made in one folder at once do not meet.
+    const [a, b] = await Promise.all([
+      listenForReplica(path.join(fixturesRoot, `replica-${++sockets}.sock`)),
+      listenForReplica(path.join(fixturesRoot, `replica-${++sockets}.sock`)),
+    ]);
+    a.close();
+    b.close();
+  });
+
+  it("exits with the reason when it is started without a channel socket", async () => {
+    const child = spawn(process.execPath, [modelServer], {
+      env: { ...process.env, HANGAR_MODEL_DIR: path.join(fixturesRoot, "working"), HANGAR_MODEL_CONFIG: "" },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    running.add(child);
+    let err = "";
+    child.stderr?.on("data", (chunk: Buffer) => {
+      err += chunk.toString();
+    });
+    child.stdin?.write(
+      `${JSON.stringify({ secret: newReplicaSecret(), codeRoot: null, command: null, port: null })}\n`,
+    );
+    const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
+    running.delete(child);
+    expect(code).toBe(1);
+    expect(err).toContain("cannot serve the channel: no channel socket on descriptor 3");
+  });
+
   it("stops when its stdin ends, as when Hangar goes away", async () => {
     const replica = await startHealthy(path.join(fixturesRoot, "working"));
     replica.child.stdin?.end();
@@ -738,14 +776,18 @@ describe("the replica channel", () => {
     await mkdir(staged, { recursive: true });
     const socket = path.join(fixturesRoot, `replica-${++sockets}.sock`);
     const secret = newReplicaSecret();
-    const child = spawn(process.execPath, [modelServer], {
-      env: { ...process.env, HANGAR_MODEL_DIR: path.join(fixturesRoot, "working"), HANGAR_MODEL_CONFIG: "" },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    running.add(child);
-    child.stdin?.write(
-      `${JSON.stringify({ socket, secret, codeRoot: staged, command: null, port: null })}\n`,
+    const child = await spawnRunner(
+      {
+        env: {
+          ...process.env,
+          HANGAR_MODEL_DIR: path.join(fixturesRoot, "working"),
+          HANGAR_MODEL_CONFIG: "",
+        },
+      },
+      socket,
     );
+    running.add(child);
+    child.stdin?.write(`${JSON.stringify({ secret, codeRoot: staged, command: null, port: null })}\n`);
     const dispatcher = new Agent({ connect: replicaConnector(socket, secret) });
     try {
       await waitFor("/health", async () => {
