@@ -105,8 +105,17 @@ async function launch(options: StartOptions): Promise<TestHangar> {
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   let dead = false;
-  void exited.then(() => {
+  // Set when a test stops or kills the server: any other exit is a crash, reported with what it printed
+  // (a test then fails on refused connections, which alone would not say why).
+  let ordered = false;
+  let ready = false;
+  void exited.then((code) => {
     dead = true;
+    if (ready && !ordered) {
+      process.stderr.write(
+        `\nHangar (${dataDir}) exited unexpectedly with code ${code}; it printed:\n${output.slice(-6000)}\n`,
+      );
+    }
   });
   let url: string;
   try {
@@ -130,11 +139,13 @@ async function launch(options: StartOptions): Promise<TestHangar> {
     );
   } catch (error) {
     // A server that did not become ready is not left running.
+    ordered = true;
     if (!dead) child.kill("SIGTERM");
     await exited;
     if (!options.reuse) await rm(dataDir, { recursive: true, force: true });
     throw error;
   }
+  ready = true;
   if (generated) key = (await readFile(path.join(dataDir, "admin-key"), "utf8")).trim();
   const hangar: TestHangar = {
     url,
@@ -145,6 +156,7 @@ async function launch(options: StartOptions): Promise<TestHangar> {
     output: () => output,
     exited,
     stop: async () => {
+      ordered = true;
       if (!dead) child.kill("SIGTERM");
       // A shutdown that hangs is a defect of its own: it fails here with what the server printed,
       // instead of as a hook's bare timeout, and leaves no process behind.
@@ -162,6 +174,7 @@ async function launch(options: StartOptions): Promise<TestHangar> {
       );
     },
     kill: async () => {
+      ordered = true;
       if (!dead) child.kill("SIGKILL");
       await exited;
     },

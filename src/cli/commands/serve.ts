@@ -146,6 +146,11 @@ export function register(program: Command): void {
         throw new UsageError((error as Error).message);
       }
       const log = createLogger(config.logLevel);
+      // A promise nobody awaited that failed is a defect of ours, not a reason to drop every request in
+      // flight: it is logged, with its stack, and the server carries on.
+      process.on("unhandledRejection", (reason) => {
+        log.error({ err: reason }, "unhandled rejection (a defect in Hangar; please report it)");
+      });
       const server = await startServer(config, log);
       const lines = [
         "",
