@@ -6,9 +6,6 @@
  *      the time one replica takes to start.
  * Run: npm run bench:autoscaling [-- --rounds N] [-- --json]
  */
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { freePort } from "../src/runtime/ports.ts";
 import {
   type BenchHangar,
   gql,
@@ -17,9 +14,9 @@ import {
   startHangar,
   waitForActive,
 } from "./support/hangar.ts";
-import { cleanUpOnSignals, cleanup, trackProcessGroup } from "./support/processes.ts";
+import { cleanUpOnSignals, cleanup } from "./support/processes.ts";
+import { startRunner } from "./support/runner.ts";
 
-const MODEL_SERVER = fileURLToPath(new URL("../src/runtime/model-server.mjs", import.meta.url));
 const LOAD_MS = 100;
 /** A model with a known load() cost, answering with its PID after `sleepMs`. */
 const MODEL = {
@@ -47,30 +44,19 @@ const median = (values: number[]) => {
     : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 };
 
-/** The model on its own: spawn Hangar's model server directly, time spawn -> first answer. */
+/** The model on its own: Hangar's runner started directly (bench/support/runner.ts), spawn -> first answer. */
 async function coldStartAlone(dir: string): Promise<number> {
-  const port = await freePort();
   const started = performance.now();
-  const child = spawn(process.execPath, [MODEL_SERVER], {
-    cwd: dir,
-    env: { PATH: process.env.PATH ?? "", PORT: String(port), HANGAR_MODEL_DIR: dir, HANGAR_ENVIRONMENT: "" },
-    stdio: "ignore",
-    detached: true,
-  });
-  if (child.pid) trackProcessGroup(child.pid);
+  const runner = await startRunner(dir);
   try {
     for (;;) {
-      const answer = await fetch(`http://127.0.0.1:${port}/predict`, { method: "POST", body: "{}" }).catch(
-        () => null,
-      );
-      if (answer?.status === 200) {
-        await answer.arrayBuffer();
-        return performance.now() - started;
-      }
+      // Refused until load() is done and the runner serves its socket.
+      const status = await runner.post("/predict", "{}").catch(() => 0);
+      if (status === 200) return performance.now() - started;
       await new Promise((r) => setTimeout(r, 2));
     }
   } finally {
-    child.kill("SIGKILL");
+    await runner.stop();
   }
 }
 
