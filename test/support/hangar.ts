@@ -103,7 +103,13 @@ async function launch(options: StartOptions): Promise<TestHangar> {
   child.stderr?.on("data", (chunk: Buffer) => {
     output += chunk.toString();
   });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  let signal: NodeJS.Signals | null = null;
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code, killedBy) => {
+      signal = killedBy;
+      resolve(code);
+    }),
+  );
   let dead = false;
   // Set when a test stops or kills the server: any other exit is a crash, reported with what it printed
   // (a test then fails on refused connections, which alone would not say why).
@@ -113,7 +119,7 @@ async function launch(options: StartOptions): Promise<TestHangar> {
     dead = true;
     if (ready && !ordered) {
       process.stderr.write(
-        `\nHangar (${dataDir}) exited unexpectedly with code ${code}; it printed:\n${output.slice(-6000)}\n`,
+        `\nHangar (${dataDir}) exited unexpectedly (code ${code}, signal ${signal}) at ${new Date().toISOString()}; it printed:\n${output.slice(-6000)}\n`,
       );
     }
   });
