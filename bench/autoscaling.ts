@@ -14,6 +14,7 @@ import {
   startHangar,
   waitForActive,
 } from "./support/hangar.ts";
+import { median } from "./support/median.ts";
 import { cleanUpOnSignals, cleanup } from "./support/processes.ts";
 import { startRunner } from "./support/runner.ts";
 
@@ -34,14 +35,6 @@ const rounds = Number(args[args.indexOf("--rounds") + 1]) || 7;
 const asJson = args.includes("--json");
 const log = (line: string) => {
   if (!asJson) process.stdout.write(`${line}\n`);
-};
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 };
 
 /** The model on its own: Hangar's runner started directly (bench/support/runner.ts), spawn -> first answer. */

@@ -23,6 +23,7 @@ import {
   waitForActive,
 } from "./support/hangar.ts";
 import type { LoadOptions, LoadResult } from "./support/load.ts";
+import { median } from "./support/median.ts";
 import { numberOption } from "./support/options.ts";
 import { cleanUpOnSignals, cleanup, spawnNode } from "./support/processes.ts";
 
@@ -44,14 +45,6 @@ const MODEL = {
 const BODY = JSON.stringify({ inputs: [0.5, 1.5, 2.5], text: "hangar fence benchmark" });
 
 const progress = (line: string) => process.stderr.write(`${line}\n`);
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-};
 
 interface Server {
   label: string;

@@ -34,6 +34,7 @@ import {
   waitForActive,
 } from "./support/hangar.ts";
 import type { LoadOptions, LoadResult, Percentiles } from "./support/load.ts";
+import { median } from "./support/median.ts";
 import { numberOption } from "./support/options.ts";
 import { cleanUpOnSignals, cleanup, spawnNode } from "./support/processes.ts";
 
@@ -221,14 +222,6 @@ async function checkTargets(targets: Record<TargetName, Target>, headers: Record
       throw new Error("the gateway's answer has no x-hangar-deployment-id header");
     }
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 /** Medians over the rounds, figure by figure (a single round is returned as is). */
