@@ -5,10 +5,12 @@
  *   npm run bench:gateway -- [--duration S] [--warmup S] [--connections N] [--rate R] [--rounds N] [--json]
  *
  * Starts Hangar (a child process on a temporary data dir and a free port),
- * pushes a trivial echo model and measures the same replica
- *   (a) directly on its port,
- *   (b) through a minimal reverse proxy (bench/support/proxy.ts: node:http + an undici Pool, no routing),
- *   (c) through /models/{id}/deployments/{id}/predict,
+ * pushes a trivial echo model and measures the same model's runner
+ *   (a) directly, over its channel (a runner started here as Hangar starts one, bench/support/runner.ts:
+ *       Hangar's own replicas answer only Hangar),
+ *   (b) through a minimal reverse proxy to that runner (bench/support/proxy.ts: node:http + the gateway's
+ *       pool, no routing),
+ *   (c) through /models/{id}/deployments/{id}/predict, to Hangar's replica,
  * each saturated (a fixed number of connections, closed loop) and at a fixed
  * rate (open loop), with the load generator of bench/support/load.ts in its
  * own process. Goals (the issue's): (c) reaches at least 90% of (b)'s
@@ -24,6 +26,8 @@ import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { Agent, fetch as undiciFetch } from "undici";
+import { replicaConnector } from "../src/runtime/replica-channel.ts";
 import {
   type BenchHangar,
   modelFolder,
@@ -37,6 +41,7 @@ import type { LoadOptions, LoadResult, Percentiles } from "./support/load.ts";
 import { median } from "./support/median.ts";
 import { numberOption } from "./support/options.ts";
 import { cleanUpOnSignals, cleanup, spawnNode } from "./support/processes.ts";
+import { startRunner } from "./support/runner.ts";
 
 const THROUGHPUT_GOAL = 0.9;
 const LATENCY_GOAL_MS = 1;
@@ -66,8 +71,11 @@ interface Target {
   host: string;
   port: number;
   path: string;
+  /** A replica's channel, for (a): the load generator speaks to its socket directly. */
+  channel?: LoadOptions["channel"];
   /** The process doing the hop (none for (a)), and the replica, for CPU accounting. */
   hopPid: number | null;
+  replicaPid: number;
 }
 
 /** One measurement: the generator's figures plus CPU time of the processes serving it. */
@@ -153,12 +161,12 @@ async function measure(
   settings: Settings,
   mode: Mode,
   target: Target,
-  replicaPid: number,
   headers: Record<string, string>,
 ): Promise<Measurement> {
   const options: LoadOptions = {
     host: target.host,
     port: target.port,
+    ...(target.channel ? { channel: target.channel } : {}),
     path: target.path,
     headers,
     body: REQUEST_BODY,
@@ -182,10 +190,10 @@ async function measure(
     const windowMs = (settings.warmupS + settings.durationS + 30) * 1000;
     await load.waitForLine(/^start$/m, windowMs);
     const hopStart = cpuMsOf(target.hopPid);
-    const replicaStart = cpuMsOf(replicaPid);
+    const replicaStart = cpuMsOf(target.replicaPid);
     await load.waitForLine(/^end$/m, windowMs);
     const hopEnd = cpuMsOf(target.hopPid);
-    const replicaEnd = cpuMsOf(replicaPid);
+    const replicaEnd = cpuMsOf(target.replicaPid);
     const line = await load.waitForLine(/^\{.*\}$/m, 30_000);
     await load.exited;
     const result = JSON.parse(line[0]) as LoadResult;
@@ -206,13 +214,25 @@ async function measure(
 }
 
 /** One request to each target, checked, before any load. */
+/** Until `check` holds (30 s at most). */
+async function poll(check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("the lone runner did not answer in 30 s");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 async function checkTargets(targets: Record<TargetName, Target>, headers: Record<string, string>) {
   for (const name of TARGETS) {
-    const { host, port, path } = targets[name];
-    const response = await fetch(`http://${host}:${port}${path}`, {
+    const { host, port, path, channel } = targets[name];
+    const response = await undiciFetch(`http://${host}${port ? `:${port}` : ""}${path}`, {
       method: "POST",
       headers,
       body: REQUEST_BODY,
+      ...(channel
+        ? { dispatcher: new Agent({ connect: replicaConnector(channel.socketPath, channel.secret) }) }
+        : {}),
     });
     const text = await response.text();
     if (response.status !== 200 || JSON.stringify(JSON.parse(text)) !== REQUEST_BODY) {
@@ -373,22 +393,48 @@ async function main(): Promise<void> {
   await waitForActive(hangar, deploymentId);
   await pinOneReplica(hangar, deploymentId);
   const replica = await replicaOf(hangar, deploymentId);
-  progress(`replica ready (pid ${replica.pid}, port ${replica.port}); starting the minimal proxy...`);
+  // Hangar's replicas listen only on a channel whose secret Hangar keeps: (a) and (b) call a runner of
+  // the same model started here the same way, and (c) calls Hangar's own.
+  const lone = await startRunner(dir);
+  await poll(async () => (await lone.post("/predict", REQUEST_BODY).catch(() => 0)) === 200);
+  progress(
+    `replicas ready (Hangar's pid ${replica.pid}, the lone runner's pid ${lone.pid}); starting the minimal proxy...`,
+  );
   const proxy = spawnNode("proxy", [
     ...profileFlags,
     "--import",
     "tsx",
     "bench/support/proxy.ts",
-    String(replica.port),
+    lone.socketPath,
+    lone.secret,
     "/predict",
   ]);
   const proxyPort = Number((await proxy.waitForLine(/^listening (\d+)$/m, 30_000))[1]);
 
   const gatewayPath = `/models/${encodeURIComponent(modelId)}/deployments/${encodeURIComponent(deploymentId)}/predict`;
   const targets: Record<TargetName, Target> = {
-    a: { host: "127.0.0.1", port: replica.port, path: "/predict", hopPid: null },
-    b: { host: "127.0.0.1", port: proxyPort, path: gatewayPath, hopPid: proxy.child.pid ?? null },
-    c: { host: "127.0.0.1", port: hangar.port, path: gatewayPath, hopPid: hangar.process.child.pid ?? null },
+    a: {
+      host: "replica",
+      port: 0,
+      path: "/predict",
+      channel: { socketPath: lone.socketPath, secret: lone.secret },
+      hopPid: null,
+      replicaPid: lone.pid,
+    },
+    b: {
+      host: "127.0.0.1",
+      port: proxyPort,
+      path: gatewayPath,
+      hopPid: proxy.child.pid ?? null,
+      replicaPid: lone.pid,
+    },
+    c: {
+      host: "127.0.0.1",
+      port: hangar.port,
+      path: gatewayPath,
+      hopPid: hangar.process.child.pid ?? null,
+      replicaPid: replica.pid,
+    },
   };
   // The same request everywhere (the key is ignored by (a) and (b)).
   const headers = { "content-type": "application/json", authorization: `Bearer ${hangar.key}` };
@@ -405,7 +451,7 @@ async function main(): Promise<void> {
           mode === "saturated" ? `saturated (${settings.connections} conn.)` : `${settings.rate} req/s`;
         const prefix = settings.rounds > 1 ? `round ${round}/${settings.rounds}: ` : "";
         progress(`${prefix}${LABELS[name]}, ${what}...`);
-        const m = await measure(settings, mode, targets[name], replica.pid, headers);
+        const m = await measure(settings, mode, targets[name], headers);
         progress(
           `  ${int(m.rps)} req/s, p50 ${fmt(m.latencyMs.p50)} ms, p99 ${fmt(m.latencyMs.p99)} ms` +
             (m.errors + m.non2xx > 0 ? `, ${m.errors} errors, ${m.non2xx} non-2xx` : ""),

@@ -184,20 +184,17 @@ async function deploymentLogs(hangar: BenchHangar, deploymentId: string): Promis
 }
 
 /**
- * The replica's own pid and port. The API does not expose them; the runtime
- * logs "replica started (pid N, port P)", which is good enough for a benchmark.
- * Its process group is tracked, so that it is stopped even if Hangar is not.
+ * The replica's own pid. The API does not expose it; the runtime logs
+ * "replica started (pid N)", which is good enough for a benchmark. Its
+ * process group is tracked, so that it is stopped even if Hangar is not.
  */
-export async function replicaOf(
-  hangar: BenchHangar,
-  deploymentId: string,
-): Promise<{ pid: number; port: number }> {
+export async function replicaOf(hangar: BenchHangar, deploymentId: string): Promise<{ pid: number }> {
   return poll(`the replica of ${deploymentId} in its logs`, 30_000, async () => {
     const started = (await deploymentLogs(hangar, deploymentId))
-      .map((line) => /replica started \(pid (\d+), port (\d+)\)/.exec(line))
+      .map((line) => /replica started \(pid (\d+)/.exec(line))
       .filter((match) => match !== null);
     for (const match of started) trackProcessGroup(Number(match[1]));
     const last = started[started.length - 1];
-    return last ? { pid: Number(last[1]), port: Number(last[2]) } : null;
+    return last ? { pid: Number(last[1]) } : null;
   });
 }

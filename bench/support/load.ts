@@ -24,10 +24,13 @@
 import net from "node:net";
 import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
+import { preamble } from "../../src/runtime/replica-channel.ts";
 
 export interface LoadOptions {
   host: string;
   port: number;
+  /** A replica's channel instead of host:port: its Unix socket and the secret every connection opens with. */
+  channel?: { socketPath: string; secret: string };
   path: string;
   headers: Record<string, string>;
   body: string;
@@ -142,7 +145,12 @@ class Connection {
   }
 
   private open(): net.Socket {
-    const socket = net.connect({ host: this.options.host, port: this.options.port, noDelay: true });
+    const { channel } = this.options;
+    const socket = channel
+      ? net.connect({ path: channel.socketPath })
+      : net.connect({ host: this.options.host, port: this.options.port, noDelay: true });
+    // Sent before any request (writes go out in order): the runner reads it first, then HTTP.
+    if (channel) socket.write(preamble(channel.secret));
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", () => {});
     socket.on("close", () => {

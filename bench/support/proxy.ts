@@ -1,29 +1,25 @@
 /**
  * Target (b) of the gateway benchmark: the least a Node reverse proxy does.
  *
- *   node --import tsx bench/support/proxy.ts <replicaPort> <replicaPath>
+ *   node --import tsx bench/support/proxy.ts <replicaSocket> <replicaSecret> [replicaPath]
  *
  * Listens on a free loopback port (printed as `listening <port>` on stdout)
  * and sends every request's body bytes, whatever its path, to the replica
- * with an undici Pool (the client Hangar's gateway uses, with the same pool
- * settings), then the answer's bytes back. No routing, no auth, no JSON
- * parsing: the floor for one Node hop, against which the gateway is measured.
+ * over its channel with the pool Hangar's gateway uses (replicaPool), then the
+ * answer's bytes back. No routing, no auth, no JSON parsing: the floor for one
+ * Node hop, against which the gateway is measured.
  */
 import http from "node:http";
-import { Pool } from "undici";
+import { replicaPool } from "../../src/runtime/replica-channel.ts";
 
-const replicaPort = Number(process.argv[2]);
-const replicaPath = process.argv[3] ?? "/predict";
-if (!Number.isInteger(replicaPort) || replicaPort <= 0) {
-  process.stderr.write("usage: proxy.ts <replicaPort> [replicaPath]\n");
+const [replicaSocket, replicaSecret] = process.argv.slice(2);
+const replicaPath = process.argv[4] ?? "/predict";
+if (!replicaSocket || !replicaSecret) {
+  process.stderr.write("usage: proxy.ts <replicaSocket> <replicaSecret> [replicaPath]\n");
   process.exit(2);
 }
 
-const pool = new Pool(`http://127.0.0.1:${replicaPort}`, {
-  connections: 256,
-  pipelining: 1,
-  keepAliveTimeout: 60_000,
-});
+const pool = replicaPool(replicaSocket, replicaSecret);
 
 function concat(chunks: Buffer[]): Buffer {
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);

@@ -15,6 +15,10 @@ import { trackFolder, trackProcessGroup } from "./processes.ts";
 const MODEL_SERVER = fileURLToPath(new URL("../../src/runtime/model-server.mjs", import.meta.url));
 
 export interface LoneRunner {
+  pid: number;
+  /** Its channel, for a client of its own: the socket, and the secret each connection opens with. */
+  socketPath: string;
+  secret: string;
   /** POSTs `body` to the replica's `pathname` through its channel: the status, once the answer is read. */
   post(pathname: string, body: string): Promise<number>;
   stop(): Promise<void>;
@@ -45,6 +49,9 @@ export async function startRunner(modelDir: string): Promise<LoneRunner> {
   const dispatcher = new Agent({ connect: replicaConnector(socket, secret) });
   const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
   return {
+    pid: child.pid ?? 0,
+    socketPath: socket,
+    secret,
     post: async (pathname, body) => {
       const response = await undiciFetch(`http://replica${pathname}`, { method: "POST", body, dispatcher });
       await response.arrayBuffer();
