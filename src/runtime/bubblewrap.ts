@@ -307,6 +307,10 @@ async function startSlirp(file: string, pid: number): Promise<ChildProcess> {
     ],
     { stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] },
   );
+  // As for a replica's pipes (ProcessRuntime): an error on one ends it, never Hangar.
+  for (const pipe of slirp.stdio as ReadonlyArray<NodeJS.EventEmitter | null | undefined>) {
+    pipe?.on("error", () => {});
+  }
   let said = "";
   slirp.stderr?.on("data", (chunk: Buffer) => {
     said = (said + chunk.toString()).slice(-500);

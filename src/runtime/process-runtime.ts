@@ -275,7 +275,11 @@ export class ProcessRuntime implements Runtime {
     // The replica has its copy: this one would only take connections meant for it.
     channel.close();
     replica.child = child;
-    child.stdin?.on("error", () => {});
+    // A pipe whose other end goes away with bytes unread errors (ECONNRESET): that ends the pipe, never
+    // Hangar. The replica's exit is what reports it.
+    for (const pipe of child.stdio as ReadonlyArray<NodeJS.EventEmitter | null | undefined>) {
+      pipe?.on("error", () => {});
+    }
     child.stdin?.write(`${JSON.stringify({ ...launch.settings, secret })}\n`);
     let exitReason = "";
     let exitCode: number | null = null;
