@@ -134,3 +134,72 @@ describe("ProcessRuntime: a replica stopped while its launch is being prepared",
     expect(runtime.count("Deployment_1")).toBe(0);
   });
 });
+
+/** A launch of a process that exits at once, never reading the extra pipe it is written to. */
+class ShortLivedSandbox implements Sandbox {
+  readonly state = "OFF" as const;
+  readonly reason = null;
+  private readonly inner = new Unfenced("OFF", null, freePort);
+  readonly exited: string[] = [];
+
+  async prepare(replica: ReplicaToLaunch): Promise<ReplicaLaunch> {
+    const launch = await this.inner.prepare(replica);
+    return {
+      ...launch,
+      file: process.execPath,
+      args: ["-e", "setTimeout(() => process.exit(3), 20)"],
+      extraPipes: 1,
+      attach: async (child) => {
+        // As bubblewrap's block fd: written to, and read from (Node reads every pipe it makes).
+        const pipe = (child.stdio as ReadonlyArray<unknown>)[4] as NodeJS.WritableStream;
+        pipe.write(Buffer.alloc(64 * 1024, 1));
+        return null;
+      },
+    };
+  }
+}
+
+describe("ProcessRuntime: a replica that goes away with bytes unread in its pipes", () => {
+  it("is reported as exited, and the error on the pipe does not end Hangar", async () => {
+    const root = await mkdtemp(path.join(tmpdir(), "hangar-runtime-"));
+    cleanups.push(() => rm(root, { recursive: true, force: true }));
+    const workspace = await Workspace.open(path.join(root, "data"));
+    const runtime = new ProcessRuntime({
+      workspace,
+      sandbox: new ShortLivedSandbox(),
+      startTimeoutMs: 30_000,
+      drainTimeoutMs: 1_000,
+    });
+    cleanups.push(() => stopsWithin(runtime, 15_000));
+    const exits: string[] = [];
+    runtime.reportTo({
+      replicaStarted() {},
+      replicaReady() {},
+      replicaDraining() {},
+      replicaExited(_replica, exit) {
+        exits.push(exit.reason);
+      },
+      log() {},
+    });
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.on("uncaughtException", onUncaught);
+    cleanups.push(async () => process.off("uncaughtException", onUncaught));
+    const spec: ReplicaSpec = {
+      deploymentId: "Deployment_2",
+      artifactHash: "c",
+      dir: root,
+      command: null,
+      env: {},
+      predictPath: "/predict",
+      readinessPath: "/health",
+      environmentName: null,
+      config: {},
+      resources: { ...DEFAULT_RESOURCES },
+    };
+    runtime.ensure(spec, 1);
+    await waitFor(() => exits.length >= 1, { what: "the replica's exit to be reported" });
+    expect(exits[0]).toBe("exited with code 3");
+    expect(uncaught).toEqual([]);
+  });
+});
