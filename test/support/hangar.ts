@@ -113,7 +113,8 @@ async function launch(options: StartOptions): Promise<TestHangar> {
   let dead = false;
   // Set when a test stops or kills the server: any other exit is a crash, reported with what it printed
   // (a test then fails on refused connections, which alone would not say why).
-  let ordered = false;
+  // A server with a failpoint armed kills itself there on purpose (src/failpoints.ts).
+  let ordered = Boolean(options.env?.HANGAR_FAILPOINT);
   let ready = false;
   void exited.then((code) => {
     dead = true;
