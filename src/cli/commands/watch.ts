@@ -34,7 +34,7 @@ interface PatchResult {
 export function describePatch(result: PatchResult): string {
   if (result.error) return `new code failed to load; the old code keeps serving: ${result.error}`;
   if (result.needsFullDeploy) {
-    return "needs a full deploy (hangar.json's server or env, dependencies, or a model served by its own command changed); nothing was changed: run `hangar push --development`";
+    return "needs a full deploy (hangar.json's server, env or resources, dependencies, or a model served by its own command changed); nothing was changed: run `hangar push --development`";
   }
   if (result.applied) return `applied in place (${result.deployment.name}, ${result.deployment.status})`;
   return "no change";
@@ -164,7 +164,7 @@ export function register(program: Command): void {
         `
 Each change (after ${DEBOUNCE_MS} ms without further changes) sends the whole folder, packed as for
 \`hangar push\`; the server decides what changed. Code-only changes are applied in place; changes to
-hangar.json's server or env, or to dependencies, need \`hangar push --development\`. Without a development
+hangar.json's server, env or resources, or to dependencies, need \`hangar push --development\`. Without a development
 deployment, the folder is pushed as one first. Ctrl-C stops (exit 0). --json prints one object per patch.`,
       ),
   ).action(
