@@ -62,7 +62,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function setUp() {
+/** A runtime on `sandbox`, in a fresh folder with a model, and the spec of that model for any code hash. */
+async function setUp<S extends Sandbox>(sandbox: S) {
   const root = await mkdtemp(path.join(tmpdir(), "hangar-runtime-"));
   cleanups.push(() => rm(root, { recursive: true, force: true }));
   const modelDir = path.join(root, "model");
@@ -71,7 +72,6 @@ async function setUp() {
     path.join(modelDir, "model.mjs"),
     "export default class M { predict() { return { ok: true }; } }\n",
   );
-  const sandbox = new HeldSandbox();
   const workspace = await Workspace.open(path.join(root, "data"));
   const runtime = new ProcessRuntime({ workspace, sandbox, startTimeoutMs: 30_000, drainTimeoutMs: 1_000 });
   // Whatever a test leaves running is stopped; a stop that hangs is left after a while (the test has
@@ -106,7 +106,7 @@ async function stopsWithin(runtime: ProcessRuntime, ms: number): Promise<boolean
 
 describe("ProcessRuntime: a replica stopped while its launch is being prepared", () => {
   it("is never spawned when its deployment is scaled to zero, and stopAll returns", async () => {
-    const { sandbox, runtime, spec } = await setUp();
+    const { sandbox, runtime, spec } = await setUp(new HeldSandbox());
     runtime.ensure(spec("a"), 1);
     await waitFor(() => sandbox.prepared.length === 1, { what: "the launch to be prepared" });
     runtime.ensure(spec("a"), 0);
@@ -118,7 +118,7 @@ describe("ProcessRuntime: a replica stopped while its launch is being prepared",
   });
 
   it("is never spawned when new code replaces it; the new code's replica starts and stops", async () => {
-    const { sandbox, runtime, spec } = await setUp();
+    const { sandbox, runtime, spec } = await setUp(new HeldSandbox());
     runtime.ensure(spec("a"), 1);
     await waitFor(() => sandbox.prepared.length === 1, { what: "the launch to be prepared" });
     runtime.ensure(spec("b"), 1);
@@ -140,7 +140,6 @@ class ShortLivedSandbox implements Sandbox {
   readonly state = "OFF" as const;
   readonly reason = null;
   private readonly inner = new Unfenced("OFF", null, freePort);
-  readonly exited: string[] = [];
 
   async prepare(replica: ReplicaToLaunch): Promise<ReplicaLaunch> {
     const launch = await this.inner.prepare(replica);
@@ -161,16 +160,7 @@ class ShortLivedSandbox implements Sandbox {
 
 describe("ProcessRuntime: a replica that goes away with bytes unread in its pipes", () => {
   it("is reported as exited, and the error on the pipe does not end Hangar", async () => {
-    const root = await mkdtemp(path.join(tmpdir(), "hangar-runtime-"));
-    cleanups.push(() => rm(root, { recursive: true, force: true }));
-    const workspace = await Workspace.open(path.join(root, "data"));
-    const runtime = new ProcessRuntime({
-      workspace,
-      sandbox: new ShortLivedSandbox(),
-      startTimeoutMs: 30_000,
-      drainTimeoutMs: 1_000,
-    });
-    cleanups.push(() => stopsWithin(runtime, 15_000));
+    const { runtime, spec } = await setUp(new ShortLivedSandbox());
     const exits: string[] = [];
     runtime.reportTo({
       replicaStarted() {},
@@ -185,19 +175,7 @@ describe("ProcessRuntime: a replica that goes away with bytes unread in its pipe
     const onUncaught = (error: unknown) => uncaught.push(error);
     process.on("uncaughtException", onUncaught);
     cleanups.push(async () => process.off("uncaughtException", onUncaught));
-    const spec: ReplicaSpec = {
-      deploymentId: "Deployment_2",
-      artifactHash: "c",
-      dir: root,
-      command: null,
-      env: {},
-      predictPath: "/predict",
-      readinessPath: "/health",
-      environmentName: null,
-      config: {},
-      resources: { ...DEFAULT_RESOURCES },
-    };
-    runtime.ensure(spec, 1);
+    runtime.ensure(spec("c"), 1);
     await waitFor(() => exits.length >= 1, { what: "the replica's exit to be reported" });
     expect(exits[0]).toBe("exited with code 3");
     expect(uncaught).toEqual([]);
