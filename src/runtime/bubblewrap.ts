@@ -3,8 +3,9 @@
  * own mount, PID, IPC, UTS and network namespaces, a view of the machine in
  * which only the system's programs, its code (read-only) and Hangar's runner
  * file exist, and private tmpfs HOME and TMPDIR: nothing of the host it can
- * write. Its channel socket comes in as a descriptor. As root it also runs as a user of its own (setpriv drops
- * to a uid from HANGAR_SANDBOX_UID_BASE, with no capabilities); not root,
+ * write. Its channel socket comes in as a descriptor. As root it also runs as
+ * a user of its own (setpriv drops to a uid from HANGAR_SANDBOX_UID_BASE, with
+ * no capabilities); not root,
  * bubblewrap maps Hangar's uid in a user namespace. slirp4netns gives the
  * private network a way out, with the host's loopback closed to it.
  */
@@ -15,8 +16,10 @@ import { chmod, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import type { ReplicaSpec } from "./build.ts";
+import { CHANNEL_FD } from "./replica-channel.ts";
 import {
   hasSetpriv,
+  quietPipes,
   type ReplicaLaunch,
   type ReplicaToLaunch,
   replicaEnvironment,
@@ -31,6 +34,16 @@ const INSIDE = {
   home: "/home/replica",
   tmp: "/tmp",
 } as const;
+
+/**
+ * /proc, /dev, and shared memory in /dev/shm (PyTorch's data loaders and Python's multiprocessing expect
+ * it; it counts as the replica's memory): in the trial run and in every replica's sandbox alike.
+ */
+const KERNEL_MOUNTS = ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"];
+
+/** bubblewrap's info and block pipes: the fds after the channel socket, which every launcher passes on. */
+const INFO_FD = CHANNEL_FD + 1;
+const BLOCK_FD = CHANNEL_FD + 2;
 
 /** A server command's port: private to the replica's network namespace, so any fixed port will do. */
 const COMMAND_PORT = 8080;
@@ -119,16 +132,7 @@ export function fenceProblem(options: FenceOptions): string | null {
       "--dir",
       "/etc",
       ...systemMounts(),
-      "--proc",
-      "/proc",
-      "--dev",
-      "/dev",
-      // Shared memory, as PyTorch's data loaders and Python's multiprocessing expect; it counts as the
-      // replica's memory.
-      "--perms",
-      "1777",
-      "--tmpfs",
-      "/dev/shm",
+      ...KERNEL_MOUNTS,
       "--",
       ...(options.root ? dropPrivileges(options.uidBase) : []),
       process.execPath,
@@ -190,16 +194,7 @@ export class Bubblewrap implements Sandbox {
         path.join(etc, name),
         `/etc/${name}`,
       ]),
-      "--proc",
-      "/proc",
-      "--dev",
-      "/dev",
-      // Shared memory, as PyTorch's data loaders and Python's multiprocessing expect; it counts as the
-      // replica's memory.
-      "--perms",
-      "1777",
-      "--tmpfs",
-      "/dev/shm",
+      ...KERNEL_MOUNTS,
       "--perms",
       "1777",
       "--tmpfs",
@@ -219,8 +214,7 @@ export class Bubblewrap implements Sandbox {
       INSIDE.runner,
       "--chdir",
       modelDir,
-      // Past the channel socket (fd 3), which bubblewrap, setpriv and env pass on to the runner.
-      ...(network ? ["--info-fd", "4", "--block-fd", "5"] : []),
+      ...(network ? ["--info-fd", String(INFO_FD), "--block-fd", String(BLOCK_FD)] : []),
       "--",
       ...(uid !== null ? dropPrivileges(uid) : []),
       // bubblewrap sets PWD for --chdir after its own --unsetenv: the environment is section 9's only.
@@ -257,10 +251,10 @@ export class Bubblewrap implements Sandbox {
       extraPipes: network ? 2 : 0,
       attach: async (child) => {
         if (!network) return null;
-        // ChildProcess types only the first five; the sixth is there as ProcessRuntime made it.
+        // ChildProcess types only the first five; the others are there as ProcessRuntime made them.
         const pipes = child.stdio as ReadonlyArray<unknown>;
-        const info = pipes[4] as Readable;
-        const block = pipes[5] as Writable;
+        const info = pipes[INFO_FD] as Readable;
+        const block = pipes[BLOCK_FD] as Writable;
         try {
           const pid = await sandboxPid(info);
           slirp = await startSlirp(network, pid);
@@ -307,10 +301,7 @@ async function startSlirp(file: string, pid: number): Promise<ChildProcess> {
     ],
     { stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] },
   );
-  // As for a replica's pipes (ProcessRuntime): an error on one ends it, never Hangar.
-  for (const pipe of slirp.stdio as ReadonlyArray<NodeJS.EventEmitter | null | undefined>) {
-    pipe?.on("error", () => {});
-  }
+  quietPipes(slirp);
   let said = "";
   slirp.stderr?.on("data", (chunk: Buffer) => {
     said = (said + chunk.toString()).slice(-500);

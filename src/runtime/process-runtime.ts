@@ -9,7 +9,7 @@ import { nextEmit } from "./changes.ts";
 import { Replica } from "./replica.ts";
 import { listenForReplica, newReplicaSecret, type ReplicaSocket, replicaPool } from "./replica-channel.ts";
 import type { Runtime, RuntimeFacts } from "./runtime.ts";
-import type { ReplicaLaunch, Sandbox } from "./sandbox.ts";
+import { quietPipes, type ReplicaLaunch, type Sandbox } from "./sandbox.ts";
 import type { Workspace } from "./workspace.ts";
 
 // A plain script (no TypeScript): replicas start without a loader, from src/ in every mode.
@@ -275,11 +275,7 @@ export class ProcessRuntime implements Runtime {
     // The replica has its copy: this one would only take connections meant for it.
     channel.close();
     replica.child = child;
-    // A pipe whose other end goes away with bytes unread errors (ECONNRESET): that ends the pipe, never
-    // Hangar. The replica's exit is what reports it.
-    for (const pipe of child.stdio as ReadonlyArray<NodeJS.EventEmitter | null | undefined>) {
-      pipe?.on("error", () => {});
-    }
+    quietPipes(child);
     child.stdin?.write(`${JSON.stringify({ ...launch.settings, secret })}\n`);
     let exitReason = "";
     let exitCode: number | null = null;

@@ -31,8 +31,9 @@ export interface ReplicaLaunch {
   /** Why the replica ended, when the launch knows better than its exit status (killed for memory). */
   explainExit(code: number | null, signal: NodeJS.Signals | null): Promise<string | null>;
   /**
-   * Pipes beyond stdin, stdout, stderr and the channel socket that the process gets (fd 4 on), and what to do with them
-   * once it is spawned; answers a line for the replica's log when something did not work out.
+   * Pipes beyond stdin, stdout, stderr and the channel socket that the process gets (fd 4 on), and
+   * what to do with them once it is spawned; answers a line for the replica's log when something did
+   * not work out.
    */
   extraPipes: number;
   attach(child: ChildProcess): Promise<string | null>;
@@ -77,6 +78,16 @@ export function replicaEnvironment(
   if (port !== null) env.PORT = String(port);
   if (!spec.command) env.HANGAR_MODEL_CONFIG = JSON.stringify(spec.config ?? {});
   return env;
+}
+
+/**
+ * Puts an error listener on every pipe of a child Hangar spawned. A pipe whose other end goes away with
+ * bytes unread errors (ECONNRESET): that ends the pipe, never Hangar; the child's exit reports the rest.
+ */
+export function quietPipes(child: ChildProcess): void {
+  for (const pipe of child.stdio as ReadonlyArray<NodeJS.EventEmitter | null | undefined>) {
+    pipe?.on("error", () => {});
+  }
 }
 
 let setprivFound: boolean | undefined;
