@@ -23,9 +23,10 @@ import {
   waitForActive,
 } from "./support/hangar.ts";
 import type { LoadOptions, LoadResult } from "./support/load.ts";
+import { runLoadProcess } from "./support/load-process.ts";
 import { median } from "./support/median.ts";
 import { numberOption } from "./support/options.ts";
-import { cleanUpOnSignals, cleanup, spawnNode } from "./support/processes.ts";
+import { cleanUpOnSignals, cleanup } from "./support/processes.ts";
 
 const START_GOAL_MS = 20;
 const THROUGHPUT_GOAL = 0.97;
@@ -129,15 +130,7 @@ async function saturate(server: Server, durationS: number, connections: number):
     durationMs: durationS * 1000,
     timeoutMs: 10_000,
   };
-  const load = spawnNode("load generator", [
-    "--import",
-    "tsx",
-    "bench/support/load.ts",
-    JSON.stringify(options),
-  ]);
-  const line = await load.waitForLine(/^\{.*\}$/m, (durationS + 60) * 1000);
-  await load.exited;
-  const result = JSON.parse(line[0]) as LoadResult;
+  const result = await runLoadProcess(options);
   if (result.errors > 0 || result.non2xx > 0) {
     throw new Error(
       `${server.label}: ${result.errors} errors and ${result.non2xx} non-2xx answers under load`,

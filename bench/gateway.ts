@@ -38,6 +38,7 @@ import {
   waitForActive,
 } from "./support/hangar.ts";
 import type { LoadOptions, LoadResult, Percentiles } from "./support/load.ts";
+import { runLoadProcess } from "./support/load-process.ts";
 import { median } from "./support/median.ts";
 import { numberOption } from "./support/options.ts";
 import { cleanUpOnSignals, cleanup, spawnNode } from "./support/processes.ts";
@@ -176,44 +177,33 @@ async function measure(
     durationMs: settings.durationS * 1000,
     timeoutMs: 10_000,
   };
-  const load = spawnNode("load generator", [
-    "--import",
-    "tsx",
-    "bench/support/load.ts",
-    JSON.stringify(options),
-  ]);
-  const timeout = setTimeout(
-    () => load.child.kill("SIGKILL"),
-    (settings.warmupS + settings.durationS + 60) * 1000,
-  );
-  try {
-    const windowMs = (settings.warmupS + settings.durationS + 30) * 1000;
-    await load.waitForLine(/^start$/m, windowMs);
-    const hopStart = cpuMsOf(target.hopPid);
-    const replicaStart = cpuMsOf(target.replicaPid);
-    await load.waitForLine(/^end$/m, windowMs);
-    const hopEnd = cpuMsOf(target.hopPid);
-    const replicaEnd = cpuMsOf(target.replicaPid);
-    const line = await load.waitForLine(/^\{.*\}$/m, 30_000);
-    await load.exited;
-    const result = JSON.parse(line[0]) as LoadResult;
-    const perRequest = (ms: number | null) =>
-      ms === null || result.requests === 0 ? null : (ms * 1000) / result.requests;
-    return {
-      ...result,
-      cpuUsPerRequest: {
-        generator: perRequest(result.cpuMs) ?? 0,
-        hop: hopStart === null || hopEnd === null ? null : perRequest(hopEnd - hopStart),
-        replica: replicaStart === null || replicaEnd === null ? null : perRequest(replicaEnd - replicaStart),
-      },
-    };
-  } finally {
-    clearTimeout(timeout);
-    await load.stop();
-  }
+  let hopStart: number | null = null;
+  let replicaStart: number | null = null;
+  let hopEnd: number | null = null;
+  let replicaEnd: number | null = null;
+  const result = await runLoadProcess(options, {
+    start() {
+      hopStart = cpuMsOf(target.hopPid);
+      replicaStart = cpuMsOf(target.replicaPid);
+    },
+    end() {
+      hopEnd = cpuMsOf(target.hopPid);
+      replicaEnd = cpuMsOf(target.replicaPid);
+    },
+  });
+  const perRequest = (ms: number | null) =>
+    ms === null || result.requests === 0 ? null : (ms * 1000) / result.requests;
+  const spent = (from: number | null, to: number | null) => (from === null || to === null ? null : to - from);
+  return {
+    ...result,
+    cpuUsPerRequest: {
+      generator: perRequest(result.cpuMs) ?? 0,
+      hop: perRequest(spent(hopStart, hopEnd)),
+      replica: perRequest(spent(replicaStart, replicaEnd)),
+    },
+  };
 }
 
-/** One request to each target, checked, before any load. */
 /** Until `check` holds (30 s at most). */
 async function poll(check: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + 30_000;
@@ -223,6 +213,7 @@ async function poll(check: () => Promise<boolean>): Promise<void> {
   }
 }
 
+/** One request to each target, checked, before any load. */
 async function checkTargets(targets: Record<TargetName, Target>, headers: Record<string, string>) {
   for (const name of TARGETS) {
     const { host, port, path, channel } = targets[name];
