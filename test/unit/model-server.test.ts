@@ -2,8 +2,8 @@
 // example's server command, each run as a real child process reached through its channel (a Unix socket
 // whose connections open with the replica's secret), the way the runtime runs a replica.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { realpathSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { readlinkSync, realpathSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -919,5 +919,30 @@ describe.skipIf(!hasPython)("examples/python-echo", () => {
 
     replica.child.kill("SIGTERM");
     expect(await replica.exited).toEqual({ code: 0, signal: null });
+  });
+});
+
+describe("the relay", () => {
+  it("hands the server command none of its descriptors: the channel socket stays the runner's", async () => {
+    const listing = path.join(fixturesRoot, "relayed-fds.txt");
+    // The command writes down what its descriptors point at, then waits to be stopped.
+    const command = `sh -c 'for fd in /proc/$$/fd/*; do readlink "$fd"; done > ${listing}; exec sleep 60'`;
+    const replica = await spawnReplica(repoRoot, { HANGAR_MODEL_DIR: repoRoot }, command);
+    let text = "";
+    await waitFor("the command's descriptors", async () => {
+      text = await readFile(listing, "utf8").catch(() => "");
+      return text.endsWith("\n");
+    });
+    // The runner's own sockets beyond stdio: the channel it listens on (nothing has connected yet).
+    const runnerFds = `/proc/${replica.child.pid}/fd`;
+    const runnerSockets = (await readdir(runnerFds))
+      .filter((fd) => Number(fd) > 2)
+      .map((fd) => readlinkSync(path.join(runnerFds, fd), { encoding: "utf8" }))
+      .filter((target) => target.startsWith("socket:"));
+    expect(runnerSockets.length).toBeGreaterThan(0);
+    const commandTargets = text.trim().split("\n");
+    expect(commandTargets.filter((target) => runnerSockets.includes(target))).toEqual([]);
+    replica.child.kill("SIGTERM");
+    await replica.exited;
   });
 });
