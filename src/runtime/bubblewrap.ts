@@ -98,6 +98,13 @@ const NAMESPACES = [
   "--unshare-cgroup-try",
 ];
 
+/**
+ * Last of the mounts: the root bubblewrap builds is a tmpfs that, without root, belongs to Hangar's own
+ * user, which a replica is inside its user namespace; read-only, it leaves the replica only its tmpfs
+ * TMPDIR, HOME and /dev/shm to write to.
+ */
+const READ_ONLY_ROOT = ["--remount-ro", "/"];
+
 function dropPrivileges(uid: number): string[] {
   return [
     "setpriv",
@@ -133,6 +140,7 @@ export function fenceProblem(options: FenceOptions): string | null {
       "/etc",
       ...systemMounts(),
       ...KERNEL_MOUNTS,
+      ...READ_ONLY_ROOT,
       "--",
       ...(options.root ? dropPrivileges(options.uidBase) : []),
       process.execPath,
@@ -212,6 +220,7 @@ export class Bubblewrap implements Sandbox {
       "--ro-bind",
       replica.runner,
       INSIDE.runner,
+      ...READ_ONLY_ROOT,
       "--chdir",
       modelDir,
       ...(network ? ["--info-fd", String(INFO_FD), "--block-fd", String(BLOCK_FD)] : []),

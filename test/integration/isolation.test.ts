@@ -106,6 +106,27 @@ async function hostile(name: string, manifest: Record<string, unknown> = {}) {
   return dep;
 }
 
+/** What a fenced replica's probe must find, whoever runs Hangar. */
+function expectFenced(seen: Record<string, unknown>) {
+  expect(seen.uid).not.toBe(0);
+  expect(seen.dataDir).toBe(false);
+  // Its own PID namespace: bubblewrap's init and the runner, nothing of Hangar's.
+  expect(seen.processes).toBeLessThanOrEqual(3);
+  expect(seen.secrets).toEqual([]);
+  for (const name of seen.env as string[]) {
+    expect(name).toMatch(
+      /^(PATH|LANG|HOME|TMPDIR|PORT|HANGAR_ENVIRONMENT|HANGAR_REPLICA_ID|HANGAR_DEPLOYMENT_ID|HANGAR_MODEL_\w+)$/,
+    );
+  }
+  expect(seen.writeOwnCode).toEqual({ ok: false, code: "EROFS" });
+  expect(seen).toMatchObject({ writeTmp: { ok: true }, writeHome: { ok: true }, writeShm: { ok: true } });
+  // Nothing of the host to write to (its channel socket came in bound, as a descriptor).
+  expect(seen.writable).toEqual([]);
+  // Hangar's port is not reachable: not on its own loopback, not through the way out.
+  expect(seen.hangarOnLoopback).not.toBe("connected");
+  expect(seen.hangarThroughGateway).not.toBe("connected");
+}
+
 describe.skipIf(!fenceable)("the replica fence", () => {
   beforeAll(async () => {
     // A low process cap so that a fork loop meets it quickly.
@@ -129,26 +150,8 @@ describe.skipIf(!fenceable)("the replica fence", () => {
   it("hides Hangar's data dir, processes and secrets, and keeps the code read-only", async () => {
     const answer = await predict(hangar, path_(), { action: "probe" });
     expect(answer.status).toBe(200);
-    const seen = answer.body;
-    if (asRoot) expect(seen.uid).toBeGreaterThanOrEqual(200_000);
-    expect(seen.dataDir).toBe(false);
-    // Its own PID namespace: bubblewrap's init and the runner, nothing of Hangar's.
-    expect(seen.processes).toBeLessThanOrEqual(3);
-    expect(seen.secrets).toEqual([]);
-    for (const name of seen.env as string[]) {
-      expect(name).toMatch(
-        /^(PATH|LANG|HOME|TMPDIR|PORT|HANGAR_ENVIRONMENT|HANGAR_REPLICA_ID|HANGAR_DEPLOYMENT_ID|HANGAR_MODEL_\w+)$/,
-      );
-    }
-    expect(seen.writeOwnCode).toEqual({ ok: false, code: "EROFS" });
-    expect(seen.writeTmp.ok).toBe(true);
-    expect(seen.writeHome.ok).toBe(true);
-    expect(seen.writeShm.ok).toBe(true);
-    // Nothing of the host to write to (its channel socket came in bound, as a descriptor).
-    expect(seen.writable).toEqual([]);
-    // Hangar's port is not reachable: not on its own loopback, not through the way out.
-    expect(seen.hangarOnLoopback).not.toBe("connected");
-    expect(seen.hangarThroughGateway).not.toBe("connected");
+    if (asRoot) expect(answer.body.uid).toBeGreaterThanOrEqual(200_000);
+    expectFenced(answer.body);
   });
 
   it("refuses a local process that finds a replica's socket", async () => {
@@ -198,6 +201,37 @@ describe.skipIf(!fenceable)("the replica fence", () => {
       what: "the out-of-memory line",
     });
   });
+});
+
+// CI runs as root; this runs Hangar itself as an ordinary user, so that the fence is the one
+// bubblewrap puts up in a user namespace, without a uid per replica or cgroup limits.
+describe.skipIf(!fenceable || !asRoot)("the replica fence, Hangar run by an unprivileged user", () => {
+  const NOBODY = { uid: 65534, gid: 65534 };
+
+  it("still hides the data dir, processes and secrets, keeps the code read-only, and says limits are off", async () => {
+    const own = await startHangar({ user: NOBODY, env: { HOME: "/tmp" } });
+    try {
+      const { serverInfo } = await gql(own, "{ serverInfo { sandbox limits } }");
+      expect(serverInfo).toEqual({ sandbox: "FENCED", limits: false });
+      expect(own.output()).toContain("resource limits are not enforced");
+      const config = { dataDir: own.dataDir, hangarPort: Number(new URL(own.url).port) };
+      const dep = await pushFolder(
+        own,
+        "hostile-unprivileged",
+        await modelFolder({ "model.mjs": HOSTILE, "hangar.json": JSON.stringify({ config }) }),
+      );
+      await waitForStatus(own, dep.id, "ACTIVE");
+      const answer = await predict(own, `/models/${dep.model.id}/deployments/${dep.id}/predict`, {
+        action: "probe",
+      });
+      expect(answer.status).toBe(200);
+      // Inside its user namespace it is Hangar's own user, never root.
+      expect(answer.body.uid).toBe(NOBODY.uid);
+      expectFenced(answer.body);
+    } finally {
+      await own.dispose();
+    }
+  }, 120_000);
 });
 
 describe("where the fence cannot be put up", () => {

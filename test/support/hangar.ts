@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cp, mkdtemp, readFile, rm } from "node:fs/promises";
+import { chown, cp, lchown, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,6 +36,8 @@ export interface StartOptions {
   reuse?: { dataDir: string; databaseUrl: string | null; key: string };
   /** Let the server generate its admin key (read back from the data dir) instead of setting one. */
   generateKey?: boolean;
+  /** Run the server as this user (the test runs as root); its data dir is handed over to it. */
+  user?: { uid: number; gid: number };
 }
 
 /**
@@ -78,6 +80,13 @@ export function startHangar(options: StartOptions = {}): Promise<TestHangar> {
   return start;
 }
 
+async function chownTree(root: string, user: { uid: number; gid: number }): Promise<void> {
+  await chown(root, user.uid, user.gid);
+  for (const entry of await readdir(root, { recursive: true })) {
+    await lchown(path.join(root, entry), user.uid, user.gid);
+  }
+}
+
 async function launch(options: StartOptions): Promise<TestHangar> {
   const { dataDir, databaseUrl } = options.reuse ?? (await freshDatabase());
   const generated = options.generateKey === true;
@@ -95,7 +104,12 @@ async function launch(options: StartOptions): Promise<TestHangar> {
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...options.env,
   };
-  const child = spawn(process.execPath, [BIN, "serve"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  if (options.user) await chownTree(dataDir, options.user);
+  const child = spawn(process.execPath, [BIN, "serve"], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+    ...(options.user ? { uid: options.user.uid, gid: options.user.gid } : {}),
+  });
   let output = "";
   child.stdout?.on("data", (chunk: Buffer) => {
     output += chunk.toString();
@@ -185,8 +199,7 @@ async function launch(options: StartOptions): Promise<TestHangar> {
       if (!dead) child.kill("SIGKILL");
       await exited;
     },
-    restart: () =>
-      startHangar({ env: options.env, reuse: { dataDir, databaseUrl, key }, generateKey: generated }),
+    restart: () => startHangar({ ...options, reuse: { dataDir, databaseUrl, key } }),
     dispose: async () => {
       live.delete(hangar);
       try {
