@@ -29,6 +29,18 @@ const connect = (host, port) => new Promise((resolve) => {
   setTimeout(() => done("timeout"), 3000);
 });
 
+/** What a plain HTTP GET to host:port answers, or why there was no answer. */
+const httpGet = (host, port) => new Promise((resolve) => {
+  const socket = net.connect(port, host);
+  let text = "";
+  const done = (outcome) => { socket.destroy(); resolve(outcome); };
+  socket.once("connect", () => socket.write("GET /predict HTTP/1.0\\r\\nhost: x\\r\\n\\r\\n"));
+  socket.on("data", (chunk) => { text += chunk; });
+  socket.once("end", () => done(text));
+  socket.once("error", (e) => done(e.code));
+  setTimeout(() => done(text || "timeout"), 3000);
+});
+
 export default class M {
   constructor({ config }) { this.config = config; }
   async predict(input) {
@@ -59,6 +71,11 @@ export default class M {
         hangarOnLoopback: await connect("127.0.0.1", hangarPort),
         hangarThroughGateway: await connect("10.0.2.2", hangarPort),
       };
+    }
+    if (input.action === "reach") {
+      const answers = {};
+      for (const host of input.hosts) answers[host] = await httpGet(host, input.port);
+      return answers;
     }
     if (input.action === "fork") {
       const children = [];
@@ -180,6 +197,52 @@ describe.skipIf(!fenceable)("the replica fence", () => {
       });
       expect(reply.split("\r\n")[0]).toBe("HTTP/1.1 403 Forbidden");
     }
+  });
+
+  it("keeps a server command's port out of reach of local processes and of other replicas", async () => {
+    const marker = "the command model answered";
+    const server = `import http from "node:http";
+      http.createServer((req, res) => res.end(JSON.stringify({ marker: ${JSON.stringify(marker)}, port: process.env.PORT })))
+        .listen(Number(process.env.PORT));`;
+    const dep = await pushFolder(
+      hangar,
+      "command-server",
+      await modelFolder({
+        "server.mjs": server,
+        "hangar.json": JSON.stringify({
+          server: { command: "node server.mjs", predictPath: "/predict", readinessPath: "/health" },
+        }),
+      }),
+    );
+    await waitForStatus(hangar, dep.id, "ACTIVE");
+    // Through the gateway it answers, and says which port it listens on.
+    const through = await predict(hangar, `/models/${dep.model.id}/deployments/${dep.id}/predict`, {});
+    expect(through.body.marker).toBe(marker);
+    const port = Number(through.body.port);
+    expect(port).toBeGreaterThan(0);
+
+    // A local process on that port reaches something else or nothing, never the model.
+    const local = await new Promise<string>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1");
+      let text = "";
+      socket.once("connect", () => socket.write("GET /predict HTTP/1.0\r\nhost: x\r\n\r\n"));
+      socket.on("data", (chunk: Buffer) => {
+        text += chunk.toString();
+      });
+      socket.once("close", () => resolve(text));
+      socket.once("error", () => resolve(text));
+    });
+    expect(local).not.toContain(marker);
+
+    // Nor does another replica, on any address it has: its loopback, its own address, the way out.
+    const tried = await predict(hangar, path_(), {
+      action: "reach",
+      port,
+      hosts: ["127.0.0.1", "10.0.2.100", "10.0.2.2", "10.0.2.3"],
+    });
+    expect(tried.status).toBe(200);
+    for (const answer of Object.values(tried.body as Record<string, string>))
+      expect(answer).not.toContain(marker);
   });
 
   it.skipIf(!asRoot)("stops a fork loop at the process cap", async () => {
