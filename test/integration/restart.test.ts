@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -7,6 +7,40 @@ import { startHangar, type TestHangar } from "../support/hangar.ts";
 import { waitFor } from "../support/wait.ts";
 
 const PID_MODEL = `export default class M { predict() { return { replica: process.env.HANGAR_REPLICA_ID }; } }`;
+
+/**
+ * A replica as hard to take down as a model can make it: asked to, it leaves a detached child of its own
+ * that ignores SIGTERM, then spins in a busy loop that never answers.
+ */
+const STUBBORN_MODEL = `import { spawn } from "node:child_process";
+export default class M {
+  predict(input) {
+    if (input.leaveChild) {
+      spawn("sh", ["-c", "trap '' TERM HUP; exec sleep " + input.leaveChild], { detached: true, stdio: "ignore" }).unref();
+      return { left: true };
+    }
+    if (input.spin) {
+      console.log("spinning now");
+      for (;;) {}
+    }
+    return { replica: process.env.HANGAR_REPLICA_ID };
+  }
+}`;
+
+/** Host PIDs of the processes whose command line is exactly \`words\` (found by a marker in it). */
+function pidsRunning(words: string[]): number[] {
+  const wanted = words.join("\0");
+  return readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, "latin1").replace(/\0$/, "") === wanted;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
 
 /** Running, that is: a zombie waiting for its new parent to reap it has ended. */
 function alive(pid: number): boolean {
@@ -27,6 +61,13 @@ async function replicaPids(hangar: TestHangar, deploymentId: string): Promise<nu
   const pids = (deployment.replicas as { pid: number }[]).map((r) => r.pid);
   expect(pids.length).toBeGreaterThan(0);
   return pids;
+}
+
+async function logsOf(hangar: TestHangar, deploymentId: string): Promise<string> {
+  const data = await gql(hangar, "query($id: ID!) { deployment(id: $id) { logs(last: 100) { line } } }", {
+    id: deploymentId,
+  });
+  return data.deployment.logs.map((l: { line: string }) => l.line).join("\n");
 }
 
 /** Each test starts a server twice: seconds each, many times that on a loaded machine. */
@@ -99,19 +140,34 @@ describe("restarts", () => {
     carried = second;
   });
 
-  it("takes a killed Hangar's replicas down with it, and serves again after start", {
+  it("takes a killed Hangar's replicas down with it, busy or not, children and all, and serves again after start", {
     timeout: SERVER_STARTS_TIMEOUT,
   }, async () => {
     const first = await running();
-    const dep = await pushFolder(first, "orphaned", await modelFolder({ "model.mjs": PID_MODEL }));
+    const dep = await pushFolder(first, "orphaned", await modelFolder({ "model.mjs": STUBBORN_MODEL }));
     await waitForStatus(first, dep.id, "ACTIVE");
     const urlPath = `/models/${dep.model.id}/deployments/${dep.id}/predict`;
     const before = (await predict(first, urlPath, {})).body.replica as string;
-    const pids = await replicaPids(first, dep.id);
+    // A sleep no other process runs: its command line finds it on the host, whatever PID the fence shows.
+    const seconds = String(600 + Math.floor(Math.random() * 1_000_000) / 1000);
+    expect((await predict(first, urlPath, { leaveChild: seconds })).body).toEqual({ left: true });
+    await waitFor(() => pidsRunning(["sleep", seconds]).length === 1, { what: "the replica's child" });
+    // Fenced, the replica's whole PID namespace goes with it; unfenced, the runner itself does (its
+    // parent-death signal) and what it left detached waits for the next start to reap it.
+    const { serverInfo } = await gql(first, "{ serverInfo { sandbox } }");
+    const fenced = serverInfo.sandbox === "FENCED";
+    const pids = [...(await replicaPids(first, dep.id)), ...(fenced ? pidsRunning(["sleep", seconds]) : [])];
     expect(pids.every(alive)).toBe(true);
+    // A request the replica never answers: it is spinning when Hangar dies.
+    void predict(first, urlPath, { spin: true }).catch(() => {});
+    await waitFor(async () => (await logsOf(first, dep.id)).includes("spinning now"), {
+      what: "the replica to start spinning",
+    });
     await first.kill();
     // No replica outlives the process that runs it (API.md section 9), whatever it is doing.
-    await waitFor(() => !pids.some(alive), { what: "the killed Hangar's replicas to end" });
+    await waitFor(() => !pids.some(alive), {
+      what: "the killed Hangar's replicas and their children to end",
+    });
     const second = await first.restart();
     servers.push(second);
     const answer = await predict(second, urlPath, {});
