@@ -77,6 +77,14 @@ export default class M {
       for (const host of input.hosts) answers[host] = await httpGet(host, input.port);
       return answers;
     }
+    if (input.action === "burn") {
+      // Busy for input.ms of wall time; the CPU time it got says what share of a core it was allowed.
+      const cpu = process.cpuUsage();
+      const started = performance.now();
+      while (performance.now() - started < input.ms) {}
+      const used = process.cpuUsage(cpu);
+      return { cpuMs: (used.user + used.system) / 1000, wallMs: performance.now() - started };
+    }
     if (input.action === "fork") {
       const children = [];
       let refused = 0;
@@ -252,6 +260,18 @@ describe.skipIf(!fenceable)("the replica fence", () => {
     expect(answer.body.running).toBeLessThan(48);
     // The replica survived its own fork loop and still serves.
     expect((await predict(hangar, path_(), {})).status).toBe(200);
+  });
+
+  it.skipIf(!asRoot)("holds a busy replica to its CPU share", async () => {
+    const dep = await hostile("cpu-share", { resources: { cpu: 0.2 } });
+    const answer = await predict(hangar, `/models/${dep.model.id}/deployments/${dep.id}/predict`, {
+      action: "burn",
+      ms: 2000,
+    });
+    expect(answer.status).toBe(200);
+    // 0.2 of a core over 20 CFS periods, with room for the period it started in; unlimited, a busy loop
+    // gets a whole core of this machine's two whenever the machine is not saturated.
+    expect(answer.body.cpuMs / answer.body.wallMs).toBeLessThan(0.35);
   });
 
   it.skipIf(!asRoot)("kills a replica over its memory and says so in its logs", async () => {
