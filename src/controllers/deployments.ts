@@ -20,10 +20,16 @@ import type { LogStream, ReplicaExit, Runtime, RuntimeFacts } from "../runtime/r
 import type { ServiceContext } from "../services/context.ts";
 import { modelRoot } from "../store/artifacts.ts";
 import { announceReplicas, keepResources, transition } from "../store/deployments.ts";
+import { HEARTBEAT_MS, heartbeat, lastSeen } from "../store/members.ts";
 import { claimable, leasedTo, leaseOwnerName, RELEASED } from "./leases.ts";
 import { KeyedSerializer } from "./serial.ts";
 
-const TICK_MS = 5_000;
+/** Each tick renews leases and is this process's heartbeat. */
+const TICK_MS = HEARTBEAT_MS;
+
+function latest(a: Date, b: Date): Date {
+  return a.getTime() > b.getTime() ? a : b;
+}
 
 /** Start failures and crashes of a deployment run here, for the retry and crash-loop policies. */
 interface Failures {
@@ -55,6 +61,7 @@ export class DeploymentController implements RuntimeFacts {
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private stopping = false;
+  private readonly startedAt: Date;
 
   constructor(
     private readonly ctx: ServiceContext,
@@ -64,6 +71,7 @@ export class DeploymentController implements RuntimeFacts {
     owner: string = leaseOwnerName(clock.now()),
   ) {
     this.owner = owner;
+    this.startedAt = this.now();
     // The runtime reports to the one that orders it.
     runtime.reportTo(this);
   }
@@ -73,6 +81,7 @@ export class DeploymentController implements RuntimeFacts {
   }
 
   async start(): Promise<void> {
+    await this.heartbeat();
     await this.reapOrphans();
     this.unsubscribe = this.ctx.bus.on((change) => this.onChange(change));
     await this.tick();
@@ -86,10 +95,15 @@ export class DeploymentController implements RuntimeFacts {
     await this.serial.idle();
     await this.runtime.stopAll("Hangar is shutting down");
     await this.serial.idle();
+    await this.heartbeat().catch(this.onError);
     await this.ctx.db.prisma.deployment.updateMany({
       where: { leaseOwner: this.owner },
       data: RELEASED,
     });
+  }
+
+  private heartbeat(): Promise<void> {
+    return heartbeat(this.ctx.db.prisma, this.owner, this.startedAt, this.now());
   }
 
   private onError = (error: unknown) => {
@@ -105,6 +119,7 @@ export class DeploymentController implements RuntimeFacts {
     if (this.stopping) return;
     try {
       const { prisma } = this.ctx.db;
+      await this.heartbeat();
       await prisma.deployment.updateMany({
         where: { leaseOwner: this.owner },
         data: { leaseExpiresAt: leasedTo(this.owner, this.now()).leaseExpiresAt },
@@ -395,6 +410,8 @@ export class DeploymentController implements RuntimeFacts {
     const stale = await prisma.replica.findMany({
       where: { state: { in: ["STARTING", "READY", "STOPPING"] }, owner: { not: this.owner } },
     });
+    // A replica ended with the process that ran it: at its last heartbeat, not now.
+    const seen = await lastSeen(prisma, [...new Set(stale.map((replica) => replica.owner))]);
     for (const replica of stale) {
       if (!this.ownerIsDead(replica.owner)) {
         const holder = await prisma.deployment.findFirst({
@@ -412,7 +429,11 @@ export class DeploymentController implements RuntimeFacts {
       }
       await prisma.replica.update({
         where: { id: replica.id },
-        data: { state: "STOPPED", stoppedAt: now, exitReason: replica.exitReason ?? "owner process died" },
+        data: {
+          state: "STOPPED",
+          stoppedAt: latest(replica.startedAt, seen.get(replica.owner) ?? now),
+          exitReason: replica.exitReason ?? "owner process died",
+        },
       });
     }
   }

@@ -88,6 +88,51 @@ describe("usage", () => {
     expect(before.usage).toEqual([]);
   });
 
+  it("stops counting a replica when it dies with its Hangar process, not when a later start finds it", {
+    timeout: 120_000,
+  }, async () => {
+    const own = await startHangar();
+    const dep = await pushFolder(
+      own,
+      "metered-then-killed",
+      await modelFolder({ "model.mjs": "export default class M { predict() { return 1; } }" }),
+    );
+    await waitForStatus(own, dep.id, "ACTIVE");
+    await own.kill();
+    const killedAt = Date.now();
+    const replicasOf = async (h: TestHangar) =>
+      (
+        await gql(
+          h,
+          `query($id: ID!) { deployment(id: $id) { replicas(includeStopped: true) { id startedAt stoppedAt } } }`,
+          { id: dep.id },
+        )
+      ).deployment.replicas as (ReplicaRow & { id: string })[];
+    const again = await own.restart();
+    try {
+      const restartedAt = Date.now();
+      const [killed] = (await replicasOf(again)).sort(
+        (a, b) => Date.parse(a.startedAt) - Date.parse(b.startedAt),
+      );
+      expect(killed?.stoppedAt).toBeTruthy();
+      // It stopped at its process's last heartbeat: at most one heartbeat (5 s) before the kill.
+      const stoppedAt = Date.parse(killed?.stoppedAt as string);
+      expect(stoppedAt).toBeLessThanOrEqual(killedAt);
+      expect(stoppedAt).toBeGreaterThan(killedAt - 6_000);
+      const result = await gql(again, USAGE, {
+        from: new Date(Date.parse(killed?.startedAt as string) - 1_000).toISOString(),
+        to: new Date(restartedAt - 1_000).toISOString(),
+        modelId: dep.model.id,
+      });
+      expect(result.usage[0].replicaSeconds).toBeCloseTo(
+        (stoppedAt - Date.parse(killed?.startedAt as string)) / 1000,
+        2,
+      );
+    } finally {
+      await again.dispose();
+    }
+  });
+
   it("refuses a window that ends before it starts", async () => {
     const { body } = await gqlRaw(hangar, USAGE, {
       from: "2026-01-02T00:00:00Z",
