@@ -7,8 +7,11 @@ import { ownerIsAlive, ownerOf } from "./process-identity.ts";
  * Resource limits for replicas through cgroups, v1 (one hierarchy per controller) or v2 (one tree).
  * Each Hangar process keeps its replicas' groups under its own cgroup, in `hangar/<owner>/<replicaId>`
  * (v1: once per controller), `<owner>` naming the process (pid, start time, PID namespace) so that a
- * later Hangar can tell the groups of a dead process from those of a live one. Hangar never moves
- * itself: a replica's child writes its own PID into the group before it execs (joinCommand).
+ * later Hangar can tell the groups of a dead process from those of a live one. A replica's child writes
+ * its own PID into the group before it execs (joinCommand). Hangar moves itself only where v2 demands
+ * it: a group that hands controllers to its children may hold no process (the root excepted), so when
+ * Hangar's own cgroup holds processes (Hangar, and whatever started it), they move into its child
+ * `leaf` first, as systemd's DelegateSubgroup= or a container's init does.
  */
 
 export interface CgroupLimits {
@@ -117,6 +120,10 @@ const CFS_PERIOD_US = 100_000;
 /** The kernel refuses quotas under 1 ms. */
 const MIN_QUOTA_US = 1_000;
 const GROUPS_DIR = "hangar";
+/** v2: the child of Hangar's own cgroup that the processes in it move into (see the top). */
+const LEAF = "leaf";
+/** Rounds of moving, for processes forked while the others moved. */
+const LEAF_ROUNDS = 5;
 const PROBE = "probe";
 const POLL_MS = 20;
 const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
@@ -322,19 +329,23 @@ async function discover(options: CgroupsOptions, fs: CgroupFs): Promise<Discover
   if (!unified) {
     return { version: null, reason: "no cgroup memory, cpu and pids controllers in /proc/self/cgroup" };
   }
+  // Started from a process an earlier Hangar moved into its leaf: the groups belong beside the leaf.
+  const ownPath =
+    unified.path !== "/" && unified.path.endsWith(`/${LEAF}`)
+      ? unified.path.slice(0, -LEAF.length - 1) || "/"
+      : unified.path;
   let ownDir: string | null = null;
   if (mounts) {
-    for (const m of mounts) if (m.fstype === "cgroup2") ownDir ??= inMount(m, unified.path);
+    for (const m of mounts) if (m.fstype === "cgroup2") ownDir ??= inMount(m, ownPath);
   } else {
     for (const dir of [root, join(root, "unified")]) {
-      if (ownDir === null && (await fs.exists(join(dir, "cgroup.controllers"))))
-        ownDir = under(dir, unified.path);
+      if (ownDir === null && (await fs.exists(join(dir, "cgroup.controllers")))) ownDir = under(dir, ownPath);
     }
   }
   if (ownDir === null) {
     return {
       version: 2,
-      reason: `the cgroup v2 tree holding Hangar's cgroup ${unified.path} is not mounted`,
+      reason: `the cgroup v2 tree holding Hangar's cgroup ${ownPath} is not mounted`,
     };
   }
   let available: string[];
@@ -435,12 +446,41 @@ class Context {
     return join(h.ownDir, GROUPS_DIR, this.owner);
   }
 
+  /** v2: enables the controllers in Hangar's own cgroup, moving the processes it holds into its leaf first. */
+  async enableBelowOwn(dir: string): Promise<void> {
+    try {
+      await this.enableControllers(dir);
+      return;
+    } catch (err) {
+      if (!this.v2 || codeOf(err) !== "EBUSY") throw err;
+    }
+    await this.moveIntoLeaf(dir);
+    await this.enableControllers(dir);
+  }
+
+  private async moveIntoLeaf(dir: string): Promise<void> {
+    const leaf = join(dir, LEAF);
+    await step("mkdir", leaf, () => this.fs.mkdir(leaf)).catch((err: unknown) => {
+      if (codeOf(err) !== "EEXIST") throw err;
+    });
+    for (let round = 0; round < LEAF_ROUNDS; round++) {
+      const pids = await this.readPids(dir);
+      if (pids.length === 0) return;
+      for (const pid of pids) {
+        // One PID per write, as the kernel takes them; a process that ended meanwhile needs no move.
+        await this.write(leaf, "cgroup.procs", String(pid)).catch((err: unknown) => {
+          if (codeOf(err) !== "ESRCH") throw err;
+        });
+      }
+    }
+  }
+
   /** Makes `hangar/<owner>` in every hierarchy (and, v2, enables the controllers down to it). */
   async ensureOwnerGroups(): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         for (const h of this.layout.hierarchies) {
-          await this.enableControllers(h.ownDir);
+          await this.enableBelowOwn(h.ownDir);
           for (const dir of [join(h.ownDir, GROUPS_DIR), this.ownerDir(h)]) {
             await step("mkdir", dir, () => this.fs.mkdir(dir)).catch((err: unknown) => {
               if (codeOf(err) !== "EEXIST") throw err;
@@ -712,8 +752,8 @@ function describe(layout: Layout, err: unknown): string {
     if (err.code === "EBUSY" && err.path === join(h.ownDir, "cgroup.subtree_control")) {
       return (
         `cgroup v2 controllers cannot be enabled below Hangar's own cgroup ${h.ownDir}: EBUSY ` +
-        "(it holds processes, Hangar among them, and outside the root cgroup v2 lets only a group without " +
-        "processes hand controllers to its children)"
+        `(it still holds processes after moving them into ${join(h.ownDir, LEAF)}, and outside the root ` +
+        "cgroup v2 lets only a group without processes hand controllers to its children)"
       );
     }
     return `cgroup v2 not writable: ${err.code} ${where}`;
@@ -760,6 +800,8 @@ export async function openCgroups(options: CgroupsOptions = {}): Promise<Cgroups
   for (const h of layout.hierarchies) {
     await fs.rmdir(ctx.ownerDir(h)).catch(() => {});
     await fs.rmdir(join(h.ownDir, GROUPS_DIR)).catch(() => {});
+    // A leaf no process reached (one that holds any stays, with them).
+    if (layout.version === 2) await fs.rmdir(join(h.ownDir, LEAF)).catch(() => {});
   }
   return new DisabledCgroups(layout.version, owner, reason);
 }

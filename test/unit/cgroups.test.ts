@@ -27,7 +27,8 @@ const errno = (code: string, what: string) => Object.assign(new Error(`${code}: 
 /**
  * A cgroupfs as the kernel keeps it, on a real directory: mkdir makes a group's control files, rmdir
  * refuses a group with processes or children, control files cannot be created by writing, writes to
- * cgroup.subtree_control enable controllers, cgroup.kill and kill() empty groups.
+ * cgroup.subtree_control enable controllers (v2: EBUSY in a group below the top that holds processes),
+ * a PID written to cgroup.procs moves there from its group, cgroup.kill and kill() empty groups.
  */
 class FakeCgroupFs implements CgroupFs {
   readonly writes: [string, string][] = [];
@@ -39,6 +40,8 @@ class FakeCgroupFs implements CgroupFs {
     private readonly top: string,
     /** The control files (with contents) of a new group in `dir`. */
     private readonly filesFor: (dir: string) => Record<string, string>,
+    /** v2's rule that a group handing controllers down holds no process. */
+    private readonly v2 = false,
   ) {}
 
   private check(op: string, path: string): void {
@@ -73,7 +76,25 @@ class FakeCgroupFs implements CgroupFs {
     if (!(await this.exists(path))) throw errno("ENOENT", `write ${path}`);
     this.writes.push([path, data]);
     const file = basename(path);
-    if (file === "cgroup.subtree_control") {
+    if (file === "cgroup.subtree_control" && this.v2 && dirname(path) !== this.top) {
+      if ((await this.read(join(dirname(path), "cgroup.procs"))).trim())
+        throw errno("EBUSY", `write ${path}`);
+    }
+    if (file === "cgroup.procs") {
+      const pid = Number(data.trim());
+      for (const dir of await this.tree(this.top)) {
+        const procs = join(dir, "cgroup.procs");
+        if (!existsSync(procs)) continue;
+        const held = (await this.read(procs)).split("\n").filter(Boolean).map(Number);
+        if (held.includes(pid))
+          await this.put(
+            dir,
+            held.filter((p) => p !== pid),
+          );
+      }
+      const here = (await this.read(path)).split("\n").filter(Boolean).map(Number);
+      await this.put(dirname(path), [...here, pid]);
+    } else if (file === "cgroup.subtree_control") {
       const enabled = new Set((await this.read(path)).split(/\s+/).filter(Boolean));
       for (const word of data.split(/\s+/).filter(Boolean)) {
         if (word.startsWith("+")) enabled.add(word.slice(1));
@@ -407,17 +428,21 @@ describe("cgroup v1", () => {
 
 describe("cgroup v2", () => {
   async function v2Tree(options: { kill?: boolean; controllers?: string } = {}) {
-    const fake = new FakeCgroupFs(top, (dir) => ({
-      "cgroup.procs": "",
-      "cgroup.controllers": options.controllers ?? "cpuset cpu io memory pids",
-      "cgroup.subtree_control": "",
-      "memory.max": "max",
-      "memory.swap.max": "max",
-      "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
-      "cpu.max": "max 100000",
-      "pids.max": "max",
-      ...(options.kill === false || dir === top ? {} : { "cgroup.kill": "" }),
-    }));
+    const fake = new FakeCgroupFs(
+      top,
+      (dir) => ({
+        "cgroup.procs": "",
+        "cgroup.controllers": options.controllers ?? "cpuset cpu io memory pids",
+        "cgroup.subtree_control": "",
+        "memory.max": "max",
+        "memory.swap.max": "max",
+        "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
+        "cpu.max": "max 100000",
+        "pids.max": "max",
+        ...(options.kill === false || dir === top ? {} : { "cgroup.kill": "" }),
+      }),
+      true,
+    );
     await fake.group(top);
     await fake.group(join(top, "system.slice/hangar.service"));
     return fake;
@@ -472,7 +497,50 @@ describe("cgroup v2", () => {
     await cgroups.close();
   });
 
-  it("is not enforced when Hangar's own cgroup holds processes (EBUSY), and moves nobody", async () => {
+  it("moves the processes of Hangar's own cgroup into its leaf, then hands the controllers down", async () => {
+    const fake = await v2Tree();
+    const own = join(top, "system.slice/hangar.service");
+    // Hangar and what started it (npm, a shell), as systemd puts a service's processes.
+    await fake.put(own, [41, 42, 43]);
+    const cgroups = await openOnFake(fake, SELF);
+    expect(cgroups).toMatchObject({ enforced: true, version: 2 });
+    expect(await fake.read(join(own, "cgroup.procs"))).toBe("");
+    expect(await fake.read(join(own, "leaf", "cgroup.procs"))).toBe("41\n42\n43\n");
+    const group = await cgroups.create("rep_a", LIMITS);
+    expect(group.procsFiles).toEqual([join(own, "hangar", OWNER, "rep_a", "cgroup.procs")]);
+    await cgroups.close();
+    // The leaf stays, with its processes; Hangar's own groups go.
+    expect(await fake.subdirs(own)).toEqual(["leaf"]);
+  });
+
+  it("puts its groups beside the leaf when started from a process in it", async () => {
+    const fake = await v2Tree();
+    const own = join(top, "system.slice/hangar.service");
+    await fake.group(join(own, "leaf"));
+    await fake.put(join(own, "leaf"), [41, 50]);
+    const cgroups = await openOnFake(fake, "0::/system.slice/hangar.service/leaf\n");
+    expect(cgroups.enforced).toBe(true);
+    const group = await cgroups.create("rep_a", LIMITS);
+    expect(group.procsFiles).toEqual([join(own, "hangar", OWNER, "rep_a", "cgroup.procs")]);
+    await cgroups.close();
+  });
+
+  it("is not enforced when the processes of its own cgroup cannot be moved, and says why", async () => {
+    const fake = await v2Tree();
+    const own = join(top, "system.slice/hangar.service");
+    await fake.put(own, [41]);
+    fake.failures.set(`write ${join(own, "leaf", "cgroup.procs")}`, "EACCES");
+    const cgroups = await openOnFake(fake, SELF);
+    expect(cgroups.enforced).toBe(false);
+    expect(cgroups.reason).toBe(
+      `cgroup v2 not writable: EACCES (write "41" to ${join(own, "leaf", "cgroup.procs")})`,
+    );
+    // Nothing left behind but the process where it was.
+    expect(await fake.subdirs(own)).toEqual([]);
+    expect(await fake.read(join(own, "cgroup.procs"))).toBe("41\n");
+  });
+
+  it("is not enforced when its own cgroup stays busy (EBUSY), and says so", async () => {
     const fake = await v2Tree();
     const own = join(top, "system.slice/hangar.service");
     fake.failures.set(`write ${join(own, "cgroup.subtree_control")}`, "EBUSY");
@@ -480,10 +548,9 @@ describe("cgroup v2", () => {
     expect(cgroups.enforced).toBe(false);
     expect(cgroups.reason).toMatch(
       new RegExp(
-        `^cgroup v2 controllers cannot be enabled below Hangar's own cgroup ${own}: EBUSY \\(it holds processes`,
+        `^cgroup v2 controllers cannot be enabled below Hangar's own cgroup ${own}: EBUSY \\(it still holds processes`,
       ),
     );
-    expect(fake.writes.filter(([p]) => p.endsWith("cgroup.procs"))).toEqual([]);
     expect(await fake.exists(join(own, "hangar"))).toBe(false);
   });
 
