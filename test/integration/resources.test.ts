@@ -28,7 +28,9 @@ afterAll(async () => {
 });
 
 async function resourcesOf(h: TestHangar, id: string) {
-  const data = await gql(h, "query($id: ID!) { deployment(id: $id) { resources { cpu memoryMb } } }", { id });
+  const data = await gql(h, "query($id: ID!) { deployment(id: $id) { resources { cpu memoryMb pids } } }", {
+    id,
+  });
   return data.deployment.resources;
 }
 
@@ -48,7 +50,7 @@ describe("Deployment.resources", () => {
   it("shows hangar.json's resources, which the replica runs with", async () => {
     const dep = await pushFolder(hangar, "sized", await folder({ resources: { cpu: 0.5, memoryMb: 256 } }));
     await waitForStatus(hangar, dep.id, "ACTIVE");
-    expect(await resourcesOf(hangar, dep.id)).toEqual({ cpu: 0.5, memoryMb: 256 });
+    expect(await resourcesOf(hangar, dep.id)).toEqual({ cpu: 0.5, memoryMb: 256, pids: 256 });
     expect(await logsOf(hangar, dep.id)).toContain("resources: 0.5 cpu, 256 MB of memory, 256 processes");
     const answer = await predict(hangar, `/models/${dep.model.id}/deployments/${dep.id}/predict`, { x: 1 });
     expect(answer.status).toBe(200);
@@ -59,8 +61,8 @@ describe("Deployment.resources", () => {
     const partial = await pushFolder(hangar, "half-sized", await folder({ resources: { cpu: 2 } }));
     await waitForStatus(hangar, bare.id, "ACTIVE");
     await waitForStatus(hangar, partial.id, "ACTIVE");
-    expect(await resourcesOf(hangar, bare.id)).toEqual({ cpu: 1, memoryMb: 1024 });
-    expect(await resourcesOf(hangar, partial.id)).toEqual({ cpu: 2, memoryMb: 1024 });
+    expect(await resourcesOf(hangar, bare.id)).toEqual({ cpu: 1, memoryMb: 1024, pids: 256 });
+    expect(await resourcesOf(hangar, partial.id)).toEqual({ cpu: 2, memoryMb: 1024, pids: 256 });
   });
 
   it("follows new code pushed to the development deployment", async () => {
@@ -68,7 +70,7 @@ describe("Deployment.resources", () => {
       development: true,
     });
     await waitForStatus(hangar, dev.id, "ACTIVE");
-    expect(await resourcesOf(hangar, dev.id)).toEqual({ cpu: 0.5, memoryMb: 1024 });
+    expect(await resourcesOf(hangar, dev.id)).toEqual({ cpu: 0.5, memoryMb: 1024, pids: 256 });
     const again = await pushFolder(
       hangar,
       "resized",
@@ -79,7 +81,7 @@ describe("Deployment.resources", () => {
     );
     expect(again.id).toBe(dev.id);
     await waitForStatus(hangar, dev.id, "ACTIVE");
-    expect(await resourcesOf(hangar, dev.id)).toEqual({ cpu: 2, memoryMb: 512 });
+    expect(await resourcesOf(hangar, dev.id)).toEqual({ cpu: 2, memoryMb: 512, pids: 256 });
   });
 
   it("fails the build of a bad value, with the field and the bound in the deployment's logs", async () => {
@@ -96,14 +98,14 @@ describe("Deployment.resources", () => {
   });
 });
 
-describe("HANGAR_REPLICA_MEMORY_MB", () => {
+describe("HANGAR_REPLICA_MEMORY_MB and HANGAR_REPLICA_PIDS", () => {
   it("sets the default of deployments built from then on; built ones, and a promotion's copy of one, keep theirs", {
     timeout: 180_000,
   }, async () => {
     const first = await startHangar();
     const built = await pushFolder(first, "kept", await folder({ resources: { cpu: 0.5 } }));
     await waitForStatus(first, built.id, "ACTIVE");
-    expect(await resourcesOf(first, built.id)).toEqual({ cpu: 0.5, memoryMb: 1024 });
+    expect(await resourcesOf(first, built.id)).toEqual({ cpu: 0.5, memoryMb: 1024, pids: 256 });
     await createEnvironment(first, {
       modelId: built.model.id,
       name: "canary",
@@ -112,21 +114,21 @@ describe("HANGAR_REPLICA_MEMORY_MB", () => {
     expect(await first.stop()).toBe(0);
 
     const second = await startHangar({
-      env: { HANGAR_REPLICA_MEMORY_MB: "768" },
+      env: { HANGAR_REPLICA_MEMORY_MB: "768", HANGAR_REPLICA_PIDS: "128" },
       reuse: { dataDir: first.dataDir, databaseUrl: first.databaseUrl, key: first.key },
     });
     const fresh = await pushFolder(second, "kept", await folder({ resources: { cpu: 0.5 } }));
     await waitForStatus(second, fresh.id, "ACTIVE");
-    expect(await resourcesOf(second, fresh.id)).toEqual({ cpu: 0.5, memoryMb: 768 });
+    expect(await resourcesOf(second, fresh.id)).toEqual({ cpu: 0.5, memoryMb: 768, pids: 128 });
     // Rebuilt by the new process, the old deployment runs with what it was built with.
     await waitForStatus(second, built.id, "ACTIVE");
-    expect(await resourcesOf(second, built.id)).toEqual({ cpu: 0.5, memoryMb: 1024 });
+    expect(await resourcesOf(second, built.id)).toEqual({ cpu: 0.5, memoryMb: 1024, pids: 256 });
 
     const promotion = await promoteTo(second, built.id, "canary");
     const done = await finished(second, promotion.id, { fields: "status errorMessage deployment { id }" });
     expect(done.status).toBe("SUCCEEDED");
     expect(done.deployment.id).not.toBe(built.id);
-    expect(await resourcesOf(second, done.deployment.id)).toEqual({ cpu: 0.5, memoryMb: 1024 });
+    expect(await resourcesOf(second, done.deployment.id)).toEqual({ cpu: 0.5, memoryMb: 1024, pids: 256 });
     await second.dispose();
   });
 
