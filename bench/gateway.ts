@@ -22,7 +22,7 @@
  */
 
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -137,16 +137,46 @@ const CLOCK_TICKS = (() => {
 })();
 
 /** User + system CPU milliseconds of a process so far (Linux /proc), or null. */
+/** utime + stime of one process, from its stat line (fields after the command name, which may hold spaces). */
+function statCpuMs(stat: string): number {
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
+
 function cpuMsOf(pid: number | null): number | null {
   if (pid === null) return null;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name (which may hold spaces) start with the state, field 3.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+    return statCpuMs(readFileSync(`/proc/${pid}/stat`, "utf8"));
   } catch {
     return null;
   }
+}
+
+/**
+ * CPU of a process and of every live process below it: a fenced replica's PID is bubblewrap's, and the
+ * runner that does the work is two generations down.
+ */
+function treeCpuMsOf(pid: number | null): number | null {
+  if (pid === null) return null;
+  const stats = new Map<number, { parent: number; cpuMs: number }>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      stats.set(Number(entry), { parent, cpuMs: statCpuMs(stat) });
+    } catch {
+      // Ended while listed.
+    }
+  }
+  if (!stats.has(pid)) return null;
+  let total = 0;
+  const queue = [pid];
+  for (let next = queue.pop(); next !== undefined; next = queue.pop()) {
+    total += stats.get(next)?.cpuMs ?? 0;
+    for (const [child, { parent }] of stats) if (parent === next) queue.push(child);
+  }
+  return total;
 }
 
 const ECHO_MODEL = `// The benchmark's model: it answers its input, so that the model costs (almost) nothing.
@@ -184,11 +214,11 @@ async function measure(
   const result = await runLoadProcess(options, {
     start() {
       hopStart = cpuMsOf(target.hopPid);
-      replicaStart = cpuMsOf(target.replicaPid);
+      replicaStart = treeCpuMsOf(target.replicaPid);
     },
     end() {
       hopEnd = cpuMsOf(target.hopPid);
-      replicaEnd = cpuMsOf(target.replicaPid);
+      replicaEnd = treeCpuMsOf(target.replicaPid);
     },
   });
   const perRequest = (ms: number | null) =>

@@ -5,7 +5,8 @@
  * cgroup limits around either when they can be enforced. The report says
  * what holds, for the start-up line, the log and serverInfo.
  */
-import { spawnSync } from "node:child_process";
+import { accessSync, constants, statSync } from "node:fs";
+import path from "node:path";
 import type { SandboxMode } from "../config.ts";
 import { Bubblewrap, fenceProblem } from "./bubblewrap.ts";
 import { type Cgroups, openCgroups } from "./cgroups.ts";
@@ -31,9 +32,19 @@ class Refusing implements Sandbox {
   }
 }
 
+/** The executable `program` on PATH, as a shell would find it; null when there is none. */
 function which(program: string): string | null {
-  const found = spawnSync("sh", ["-c", 'command -v "$1"', "sh", program], { encoding: "utf8" });
-  return found.status === 0 ? found.stdout.trim() || null : null;
+  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
+    if (!path.isAbsolute(dir)) continue;
+    const file = path.join(dir, program);
+    try {
+      accessSync(file, constants.X_OK);
+      if (statSync(file).isFile()) return file;
+    } catch {
+      // Not here.
+    }
+  }
+  return null;
 }
 
 export async function openFence(settings: { mode: SandboxMode; uidBase: number }): Promise<Fence> {
