@@ -9,7 +9,7 @@
  * bubblewrap maps Hangar's uid in a user namespace. slirp4netns gives the
  * private network a way out, with the host's loopback closed to it.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, lstatSync, readlinkSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
@@ -19,12 +19,12 @@ import type { ReplicaSpec } from "./build.ts";
 import { CHANNEL_FD } from "./replica-channel.ts";
 import {
   hasSetpriv,
-  quietPipes,
   type ReplicaLaunch,
   type ReplicaToLaunch,
   replicaEnvironment,
   type Sandbox,
 } from "./sandbox.ts";
+import { SlirpLauncher, type SlirpNetwork } from "./slirp.ts";
 import { isDirectory, stageTree } from "./staging.ts";
 
 /** Paths as a fenced replica sees them. */
@@ -47,9 +47,6 @@ const BLOCK_FD = CHANNEL_FD + 2;
 
 /** A server command's port: private to the replica's network namespace, so any fixed port will do. */
 const COMMAND_PORT = 8080;
-
-/** How long slirp4netns may take to bring the replica's network up. */
-const SLIRP_READY_MS = 10_000;
 
 /** How many uids one process cycles through from the base. */
 const UID_RANGE = 65_536;
@@ -159,10 +156,13 @@ export class Bubblewrap implements Sandbox {
   readonly reason: string | null;
   private nextUid = Math.floor(Math.random() * UID_RANGE);
 
+  private readonly slirp: SlirpLauncher | null;
+
   constructor(private readonly options: FenceOptions) {
     this.reason = options.slirp4netns
       ? null
       : "slirp4netns is not installed: replicas cannot open connections out";
+    this.slirp = options.slirp4netns ? new SlirpLauncher(options.slirp4netns) : null;
   }
 
   async prepare(replica: ReplicaToLaunch): Promise<ReplicaLaunch> {
@@ -188,7 +188,7 @@ export class Bubblewrap implements Sandbox {
     const modelDir = `${INSIDE.code}/${spec.artifactHash}`;
     const port = spec.command ? COMMAND_PORT : null;
     const env = replicaEnvironment(replica, { home: INSIDE.home, tmp: INSIDE.tmp, modelDir }, port);
-    const network = this.options.slirp4netns;
+    const network = this.slirp;
     const args = [
       "--die-with-parent",
       "--new-session",
@@ -234,7 +234,7 @@ export class Bubblewrap implements Sandbox {
       INSIDE.runner,
     ];
 
-    let slirp: ChildProcess | null = null;
+    let slirp: SlirpNetwork | null = null;
     return {
       file: "bwrap",
       args,
@@ -254,7 +254,7 @@ export class Bubblewrap implements Sandbox {
         return `${INSIDE.code}/${next.artifactHash}`;
       },
       release: async () => {
-        slirp?.kill("SIGKILL");
+        slirp?.stop();
       },
       explainExit: async () => null,
       extraPipes: network ? 2 : 0,
@@ -266,7 +266,7 @@ export class Bubblewrap implements Sandbox {
         const block = pipes[BLOCK_FD] as Writable;
         try {
           const pid = await sandboxPid(info);
-          slirp = await startSlirp(network, pid);
+          slirp = await network.start(pid);
           return null;
         } catch (error) {
           return `the replica has no network out: ${(error as Error).message}`;
@@ -290,45 +290,4 @@ async function sandboxPid(info: Readable): Promise<number> {
   const pid = (JSON.parse(text) as { "child-pid"?: unknown })["child-pid"];
   if (typeof pid !== "number") throw new Error("bubblewrap did not say which process is the sandbox");
   return pid;
-}
-
-/**
- * Gives the sandbox's network namespace a way out through slirp4netns. It
- * exits when its exit pipe closes: when this process stops it, or dies.
- */
-async function startSlirp(file: string, pid: number): Promise<ChildProcess> {
-  const slirp = spawn(
-    file,
-    [
-      "--configure",
-      "--mtu=65520",
-      "--disable-host-loopback",
-      "--ready-fd=3",
-      "--exit-fd=4",
-      String(pid),
-      "tap0",
-    ],
-    { stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] },
-  );
-  quietPipes(slirp);
-  let said = "";
-  slirp.stderr?.on("data", (chunk: Buffer) => {
-    said = (said + chunk.toString()).slice(-500);
-  });
-  const ready = slirp.stdio[3] as Readable;
-  let timer: NodeJS.Timeout | undefined;
-  const outcome = await Promise.race([
-    once(ready, "data").then(() => "ready" as const),
-    once(slirp, "exit").then(() => "exited" as const),
-    once(slirp, "error").then(([error]) => `could not start: ${(error as Error).message}`),
-    new Promise<string>((resolve) => {
-      timer = setTimeout(() => resolve(`not ready after ${SLIRP_READY_MS} ms`), SLIRP_READY_MS);
-    }),
-  ]);
-  clearTimeout(timer);
-  if (outcome !== "ready") {
-    slirp.kill("SIGKILL");
-    throw new Error(`slirp4netns ${outcome === "exited" ? `exited: ${said.trim()}` : outcome}`);
-  }
-  return slirp;
 }

@@ -4,6 +4,7 @@
 import { spawnSync } from "node:child_process";
 import { readdir } from "node:fs/promises";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { gql, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
@@ -251,6 +252,24 @@ describe.skipIf(!fenceable)("the replica fence", () => {
     expect(tried.status).toBe(200);
     for (const answer of Object.values(tried.body as Record<string, string>))
       expect(answer).not.toContain(marker);
+  });
+
+  // The way out is the machine's own: a listener on an address of it that is not loopback stands for
+  // anything outside.
+  const outward = Object.values(os.networkInterfaces())
+    .flat()
+    .find((address) => address && address.family === "IPv4" && !address.internal)?.address;
+
+  it.skipIf(outward === undefined)("lets a replica open connections out", async () => {
+    const listener = net.createServer((socket) => socket.end("HTTP/1.0 200 OK\r\n\r\nfrom outside"));
+    await new Promise<void>((resolve) => listener.listen(0, outward, resolve));
+    try {
+      const { port } = listener.address() as net.AddressInfo;
+      const tried = await predict(hangar, path_(), { action: "reach", port, hosts: [outward] });
+      expect(tried.body[outward as string]).toContain("from outside");
+    } finally {
+      listener.close();
+    }
   });
 
   it.skipIf(!asRoot)("stops a fork loop at the process cap", async () => {
