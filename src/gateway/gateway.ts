@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
 import type { Config } from "../config.ts";
@@ -203,7 +204,7 @@ export class Gateway {
           }
         : null;
     // A client that goes away (its connection closes before the answer is sent) cancels its request.
-    const gone = new AbortController();
+    const gone = new ClientGone();
     const onClose = () => {
       if (!res.writableFinished) gone.abort();
     };
@@ -215,8 +216,8 @@ export class Gateway {
         this.traffic.started(target);
         try {
           const replica = await this.pickReplica(target, reroute);
-          if (gone.signal.aborted) return;
-          const status = await this.forward(replica, body, res, target, gone.signal);
+          if (gone.aborted) return;
+          const status = await this.forward(replica, body, res, target, gone);
           // No answer to count when the client left before it.
           if (status !== null) this.traffic.answered(target, status);
           return;
@@ -419,7 +420,7 @@ export class Gateway {
     body: Buffer,
     res: ServerResponse,
     deploymentId: string,
-    gone: AbortSignal,
+    gone: ClientGone,
   ): Promise<number | null> {
     const limit = this.config.maxResponseBytes;
     replica.inFlight++;
@@ -486,7 +487,7 @@ export class Gateway {
     source: Dispatcher.ResponseData["body"],
     res: ServerResponse,
     limit: number,
-    gone: AbortSignal,
+    gone: ClientGone,
     status: number,
   ): Promise<number | null> {
     let size = 0;
@@ -538,6 +539,20 @@ async function readAtMost(source: AsyncIterable<Buffer>, max: number): Promise<B
     if (size >= max) break;
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * That the client went away, as undici's request takes it (any emitter of "abort" with `aborted`): an
+ * AbortController per request costs a fifth of the gateway's own work at saturation.
+ */
+class ClientGone extends EventEmitter {
+  aborted = false;
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.emit("abort");
+  }
 }
 
 /** Resolves once the response can take more, or is gone. */
