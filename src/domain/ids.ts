@@ -20,6 +20,10 @@ export const ID_PREFIXES = {
 export type IdKind = keyof typeof ID_PREFIXES;
 
 const ID_BODY = /^[A-Za-z0-9_-]{16}$/;
+/** Prefix to kind, built once: the gateway asks for every request. */
+const KIND_OF_PREFIX: ReadonlyMap<string, IdKind> = new Map(
+  Object.entries(ID_PREFIXES).map(([kind, prefix]) => [prefix, kind as IdKind]),
+);
 
 export function newId(kind: IdKind): string {
   return `${ID_PREFIXES[kind]}_${randomBytes(12).toString("base64url")}`;
@@ -29,9 +33,7 @@ export function newId(kind: IdKind): string {
 export function idKind(id: string): IdKind | null {
   const sep = id.indexOf("_");
   if (sep < 0 || !ID_BODY.test(id.slice(sep + 1))) return null;
-  const prefix = id.slice(0, sep);
-  for (const [kind, p] of Object.entries(ID_PREFIXES)) if (p === prefix) return kind as IdKind;
-  return null;
+  return KIND_OF_PREFIX.get(id.slice(0, sep)) ?? null;
 }
 
 export function isIdOf(kind: IdKind, id: string): boolean {
