@@ -135,6 +135,11 @@ export class LineRateLimit {
     return notice;
   }
 
+  /** Whether dropped lines wait for their notice. */
+  hasDrops(): boolean {
+    return this.dropped > 0;
+  }
+
   /** Milliseconds until the current second ends. */
   msToNextSecond(): number {
     return 1000 - (this.clock.now() % 1000);
@@ -194,13 +199,18 @@ export class ReplicaOutput {
     const { admitted, notice } = this.limit.admit();
     if (notice !== null) this.emit("system", notice);
     if (admitted) this.emit(stream, line);
-    else if (!this.cancelTimer) {
-      // Output may stop here: the notice then comes from this timer, when the second ends.
-      this.cancelTimer = this.schedule(this.limit.msToNextSecond(), () => {
-        this.cancelTimer = null;
-        const late = this.limit.tick();
-        if (late !== null) this.emit("system", late);
-      });
-    }
+    else if (!this.cancelTimer) this.armTimer();
+  }
+
+  /** Output may stop after a drop: the notice then comes from this timer, when the second ends. */
+  private armTimer(): void {
+    this.cancelTimer = this.schedule(this.limit.msToNextSecond(), () => {
+      this.cancelTimer = null;
+      const late = this.limit.tick();
+      if (late !== null) this.emit("system", late);
+      // Timers run on the event loop's cached clock, which a busy loop leaves behind the wall clock: one
+      // may fire before the second it waits for has ended, and then waits again.
+      else if (this.limit.hasDrops()) this.armTimer();
+    });
   }
 }

@@ -160,6 +160,21 @@ describe("ReplicaOutput", () => {
     expect(lines.filter(([, line]) => line.includes("dropped"))).toHaveLength(1);
   });
 
+  it("waits again when its timer fires before the second has ended (a timer on a lagging loop clock)", () => {
+    const { output, lines, timers, clock } = harness(1);
+    output.write("stdout", bytes("a\nb\n"));
+    // The loop's clock lagged the wall clock when the timer was set: it fires 3 ms early.
+    const [early] = timers.splice(0);
+    clock.advance(1000 - (clock.now() % 1000) - 3);
+    early?.fn();
+    expect(lines).toEqual([["stdout", "a"]]);
+    const [again] = timers.filter((t) => !t.cancelled);
+    expect(again).toBeDefined();
+    clock.advance(3);
+    again?.fn();
+    expect(lines.at(-1)).toEqual(["system", "[1 lines dropped]"]);
+  });
+
   it("says so before the next line when output resumes in a later second", () => {
     const { output, lines, clock } = harness(1);
     output.write("stdout", bytes("a\nb\nc\n"));
