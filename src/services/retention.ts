@@ -38,6 +38,8 @@ export interface SweepResult {
   leftovers: number;
   /** Browser sessions and sign-in links that ended (or expired) a day ago or more. */
   sessions: number;
+  /** Hangar processes (Member rows) last seen a day ago or more, with no replica left unstopped. */
+  members: number;
 }
 
 export class Retention {
@@ -58,7 +60,7 @@ export class Retention {
     const run = () => {
       this.running = this.sweep().then(
         (result) => {
-          if (result.logLines + result.artifacts + result.leftovers + result.sessions > 0)
+          if (result.logLines + result.artifacts + result.leftovers + result.sessions + result.members > 0)
             this.opts.log.info(result, "retention sweep");
         },
         (error: unknown) =>
@@ -81,8 +83,10 @@ export class Retention {
     const leftovers = await this.opts.artifacts.sweep(this.leftoverAgeMs);
     const logLines = await this.sweepLogs(new Date(cutoff));
     const artifacts = await this.sweepArtifacts(cutoff);
-    const sessions = await this.sweepSessions(new Date(this.opts.clock.now() - DAY_MS));
-    return { logLines, artifacts, leftovers, sessions };
+    const dayAgo = new Date(this.opts.clock.now() - DAY_MS);
+    const sessions = await this.sweepSessions(dayAgo);
+    const members = await this.sweepMembers(dayAgo);
+    return { logLines, artifacts, leftovers, sessions, members };
   }
 
   /**
@@ -96,6 +100,23 @@ export class Retention {
     });
     const links = await prisma.signInLink.deleteMany({ where: { expiresAt: { lt: before } } });
     return sessions.count + links.count;
+  }
+
+  /**
+   * A Hangar process's row outlives it while usage may still need its last heartbeat: while a replica
+   * it ran is not marked stopped (store/members.ts). One row per start, so they go a day after.
+   */
+  private async sweepMembers(before: Date): Promise<number> {
+    const { prisma } = this.opts.db;
+    const running = await prisma.replica.findMany({
+      where: { stoppedAt: null },
+      distinct: ["owner"],
+      select: { owner: true },
+    });
+    const gone = await prisma.member.deleteMany({
+      where: { lastSeenAt: { lt: before }, id: { notIn: running.map((r) => r.owner) } },
+    });
+    return gone.count;
   }
 
   /**

@@ -43,6 +43,7 @@ beforeEach(async () => {
     maxUploadBytes: 1_000_000,
   });
   await db.prisma.logLine.deleteMany();
+  await db.prisma.replica.deleteMany();
   await db.prisma.deployment.deleteMany();
 });
 
@@ -173,6 +174,23 @@ describe("leftovers", () => {
     await utimes(upload, twoHoursAgo, twoHoursAgo);
     expect((await retention().sweep()).leftovers).toBe(2);
     expect(await readdir(store.root)).toEqual([path.basename(fresh)]);
+  });
+});
+
+describe("members", () => {
+  it("removes Hangar processes last seen a day ago, but not one whose replica is not marked stopped", async () => {
+    const member = (id: string, lastSeenAt: Date) =>
+      db.prisma.member.create({ data: { id, startedAt: ago(3 * DAY), lastSeenAt } });
+    await member("alive", ago(1000));
+    await member("gone-long-ago", ago(2 * DAY));
+    await member("gone-with-a-replica", ago(2 * DAY));
+    const deploymentId = await deployment("1".repeat(64));
+    await db.prisma.replica.create({
+      data: { id: newId("Replica"), deploymentId, owner: "gone-with-a-replica", startedAt: ago(3 * DAY) },
+    });
+    expect((await retention().sweep()).members).toBe(1);
+    const left = await db.prisma.member.findMany({ select: { id: true }, orderBy: { id: "asc" } });
+    expect(left.map((m) => m.id)).toEqual(["alive", "gone-with-a-replica"]);
   });
 });
 
