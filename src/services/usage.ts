@@ -19,13 +19,12 @@ export async function usage(
   to: Date,
   modelId: string | null,
 ): Promise<UsageRow[]> {
-  const staleMs = MEMBER_STALE_MS;
   const rows = await prisma.$queryRaw<{ deploymentId: string; seconds: number | string }[]>`
     WITH lifetimes AS (
       SELECT r."deploymentId", r."startedAt",
              COALESCE(
                r."stoppedAt",
-               CASE WHEN m."lastSeenAt" < now() - make_interval(secs => ${staleMs}::float8 / 1000)
+               CASE WHEN m."lastSeenAt" < now() - make_interval(secs => ${MEMBER_STALE_MS}::float8 / 1000)
                     THEN GREATEST(m."lastSeenAt", r."startedAt") ELSE now() END
              ) AS "endedAt"
       FROM "Replica" r LEFT JOIN "Member" m ON m.id = r.owner

@@ -1,28 +1,25 @@
 // The usage query (services/usage.ts) on a real embedded database: how long a replica counts when the
 // Hangar process that ran it stopped heartbeating without marking it stopped.
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Database, openDatabase } from "../../src/db/client.ts";
+import type { Database } from "../../src/db/client.ts";
 import { newId } from "../../src/domain/ids.ts";
 import { usage } from "../../src/services/usage.ts";
 import { MEMBER_STALE_MS } from "../../src/store/members.ts";
+import { scratchDatabase } from "../support/scratch-database.ts";
 
-let dataDir: string;
+let scratch: Awaited<ReturnType<typeof scratchDatabase>>;
 let db: Database;
 let modelId: string;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(path.join(tmpdir(), "hangar-usage-"));
-  db = await openDatabase({ databaseUrl: null, dataDir });
+  scratch = await scratchDatabase();
+  db = scratch.db;
   modelId = newId("Model");
   await db.prisma.model.create({ data: { id: modelId, name: "metered" } });
 });
 
 afterAll(async () => {
-  await db?.close();
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  await scratch?.dispose();
 });
 
 /** A deployment with one replica started `startedSecondsAgo`, never marked stopped, run by `member`. */
