@@ -41,10 +41,11 @@ export class SlirpLauncher {
     const helper = this.running();
     const id = String(++this.nextId);
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => this.settle(id, new Error("slirp4netns's helper did not answer")),
-        READY_MS + HELPER_SLACK_MS,
-      );
+      const timer = setTimeout(() => {
+        // Given up on here, so ended there too: a late start would run for nobody.
+        if (helper.connected) helper.send({ op: "stop", id });
+        this.settle(id, new Error("slirp4netns's helper did not answer"));
+      }, READY_MS + HELPER_SLACK_MS);
       this.pending.set(id, {
         helper,
         settle: (error) => {
