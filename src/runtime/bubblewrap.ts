@@ -11,7 +11,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, lstatSync, readlinkSync } from "node:fs";
+import { accessSync, constants, existsSync, lstatSync, readlinkSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
@@ -35,15 +35,42 @@ const INSIDE = {
   tmp: "/tmp",
 } as const;
 
+/** The devices a program may expect; bubblewrap's own `--dev` binds the same ones. */
+const DEVICES = ["null", "zero", "full", "random", "urandom", "tty"];
+
 /**
- * /proc, /dev, and shared memory in /dev/shm (PyTorch's data loaders and Python's multiprocessing expect
- * it; it counts as the replica's memory): in the trial run and in every replica's sandbox alike.
+ * /proc, a /dev of the usual devices, and shared memory in /dev/shm (PyTorch's data loaders and Python's
+ * multiprocessing expect it; it counts as the replica's memory): in the trial run and in every replica's
+ * sandbox alike. Not bubblewrap's `--dev`: its devpts needs uid 0 in the user namespace, so without root
+ * bubblewrap would then nest a second user namespace for the replica's own uid, and the network
+ * namespace, owned by the first, would be out of slirp4netns's reach.
  */
-const KERNEL_MOUNTS = ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"];
+const KERNEL_MOUNTS = [
+  "--proc",
+  "/proc",
+  "--perms",
+  "0755",
+  "--dir",
+  "/dev",
+  ...DEVICES.filter((name) => existsSync(`/dev/${name}`)).flatMap((name) => [
+    "--dev-bind",
+    `/dev/${name}`,
+    `/dev/${name}`,
+  ]),
+  ...["stdin", "stdout", "stderr"].flatMap((name, fd) => [
+    "--symlink",
+    `/proc/self/fd/${fd}`,
+    `/dev/${name}`,
+  ]),
+  ...["--symlink", "/proc/self/fd", "/dev/fd"],
+  ...["--perms", "1777", "--tmpfs", "/dev/shm"],
+];
 
 /** bubblewrap's info and block pipes: the fds after the channel socket, which every launcher passes on. */
 const INFO_FD = CHANNEL_FD + 1;
 const BLOCK_FD = CHANNEL_FD + 2;
+
+const TUN_DEVICE = "/dev/net/tun";
 
 /** A server command's port: private to the replica's network namespace, so any fixed port will do. */
 const COMMAND_PORT = 8080;
@@ -151,6 +178,19 @@ export function fenceProblem(options: FenceOptions): string | null {
   return `bubblewrap cannot make a sandbox here: ${said}`;
 }
 
+/** Why replicas will have no network out, or null when slirp4netns can give them one. */
+function networkProblem(options: FenceOptions): string | null {
+  if (!options.slirp4netns) return "slirp4netns is not installed: replicas cannot open connections out";
+  try {
+    // slirp4netns opens the TUN device as Hangar's user; Debian leaves it open to all (0666), some
+    // containers to root only.
+    accessSync(TUN_DEVICE, constants.R_OK | constants.W_OK);
+    return null;
+  } catch {
+    return `slirp4netns cannot open ${TUN_DEVICE} as Hangar's user: replicas cannot open connections out`;
+  }
+}
+
 export class Bubblewrap implements Sandbox {
   readonly state = "FENCED" as const;
   readonly reason: string | null;
@@ -159,10 +199,8 @@ export class Bubblewrap implements Sandbox {
   private readonly slirp: SlirpLauncher | null;
 
   constructor(private readonly options: FenceOptions) {
-    this.reason = options.slirp4netns
-      ? null
-      : "slirp4netns is not installed: replicas cannot open connections out";
-    this.slirp = options.slirp4netns ? new SlirpLauncher(options.slirp4netns) : null;
+    this.reason = networkProblem(options);
+    this.slirp = options.slirp4netns && this.reason === null ? new SlirpLauncher(options.slirp4netns) : null;
   }
 
   async prepare(replica: ReplicaToLaunch): Promise<ReplicaLaunch> {

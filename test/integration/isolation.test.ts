@@ -2,6 +2,7 @@
 // attempts something a replica must not be able to do, and the test asserts the refusal. Runs where
 // the fence can be put up (CI as root installs bubblewrap and slirp4netns: .ci/run).
 import { spawnSync } from "node:child_process";
+import { chmodSync, existsSync, statSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -17,7 +18,7 @@ const asRoot = process.getuid?.() === 0;
 /** Everything a hostile model tries; it reports what happened instead of failing. */
 const HOSTILE = `
 import { spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 
@@ -65,8 +66,15 @@ export default class M {
         writeTmp: attempt(() => writeFileSync(os.tmpdir() + "/x", "x")),
         writeHome: attempt(() => writeFileSync(process.env.HOME + "/x", "x")),
         writeShm: attempt(() => writeFileSync("/dev/shm/x", "x")),
+        // The usual devices work as they do outside.
+        devices: attempt(() => {
+          writeFileSync("/dev/null", "x");
+          const fd = openSync("/dev/urandom", "r");
+          readSync(fd, Buffer.alloc(16));
+          closeSync(fd);
+        }),
         // Every folder outside its tmpfs HOME and TMPDIR it could write a file into.
-        writable: ["/", "/run", "/etc", "/hangar", "/code", "/usr", "/var"].filter(
+        writable: ["/", "/run", "/etc", "/dev", "/hangar", "/code", "/usr", "/var"].filter(
           (dir) => attempt(() => writeFileSync(dir + "/probe", "x")).ok,
         ),
         hangarOnLoopback: await connect("127.0.0.1", hangarPort),
@@ -145,12 +153,36 @@ function expectFenced(seen: Record<string, unknown>) {
     );
   }
   expect(seen.writeOwnCode).toEqual({ ok: false, code: "EROFS" });
-  expect(seen).toMatchObject({ writeTmp: { ok: true }, writeHome: { ok: true }, writeShm: { ok: true } });
+  expect(seen).toMatchObject({
+    writeTmp: { ok: true },
+    writeHome: { ok: true },
+    writeShm: { ok: true },
+    devices: { ok: true },
+  });
   // Nothing of the host to write to (its channel socket came in bound, as a descriptor).
   expect(seen.writable).toEqual([]);
   // Hangar's port is not reachable: not on its own loopback, not through the way out.
   expect(seen.hangarOnLoopback).not.toBe("connected");
   expect(seen.hangarThroughGateway).not.toBe("connected");
+}
+
+// The way out is the machine's own: a listener on an address of it that is not loopback stands for
+// anything outside.
+const outward = Object.values(os.networkInterfaces())
+  .flat()
+  .find((address) => address && address.family === "IPv4" && !address.internal)?.address;
+
+/** The replica behind predictPath opens a connection to a listener outside its sandbox. */
+async function expectReachesOut(target: TestHangar, predictPath: string) {
+  const listener = net.createServer((socket) => socket.end("HTTP/1.0 200 OK\r\n\r\nfrom outside"));
+  await new Promise<void>((resolve) => listener.listen(0, outward, resolve));
+  try {
+    const { port } = listener.address() as net.AddressInfo;
+    const tried = await predict(target, predictPath, { action: "reach", port, hosts: [outward] });
+    expect(tried.body[outward as string]).toContain("from outside");
+  } finally {
+    listener.close();
+  }
 }
 
 describe.skipIf(!fenceable)("the replica fence", () => {
@@ -254,22 +286,8 @@ describe.skipIf(!fenceable)("the replica fence", () => {
       expect(answer).not.toContain(marker);
   });
 
-  // The way out is the machine's own: a listener on an address of it that is not loopback stands for
-  // anything outside.
-  const outward = Object.values(os.networkInterfaces())
-    .flat()
-    .find((address) => address && address.family === "IPv4" && !address.internal)?.address;
-
   it.skipIf(outward === undefined)("lets a replica open connections out", async () => {
-    const listener = net.createServer((socket) => socket.end("HTTP/1.0 200 OK\r\n\r\nfrom outside"));
-    await new Promise<void>((resolve) => listener.listen(0, outward, resolve));
-    try {
-      const { port } = listener.address() as net.AddressInfo;
-      const tried = await predict(hangar, path_(), { action: "reach", port, hosts: [outward] });
-      expect(tried.body[outward as string]).toContain("from outside");
-    } finally {
-      listener.close();
-    }
+    await expectReachesOut(hangar, path_());
   });
 
   it.skipIf(!asRoot)("stops a fork loop at the process cap", async () => {
@@ -309,8 +327,18 @@ describe.skipIf(!fenceable)("the replica fence", () => {
 // bubblewrap puts up in a user namespace, without a uid per replica or cgroup limits.
 describe.skipIf(!fenceable || !asRoot)("the replica fence, Hangar run by an unprivileged user", () => {
   const NOBODY = { uid: 65534, gid: 65534 };
+  // slirp4netns opens the TUN device as Hangar's user: Debian leaves it open to all, this machine kind
+  // to root only; the test gives it Debian's mode for its run.
+  const TUN = "/dev/net/tun";
+  const tunMode = existsSync(TUN) ? statSync(TUN).mode & 0o777 : null;
+  beforeAll(() => {
+    if (tunMode !== null) chmodSync(TUN, 0o666);
+  });
+  afterAll(() => {
+    if (tunMode !== null) chmodSync(TUN, tunMode);
+  });
 
-  it("still hides the data dir, processes and secrets, keeps the code read-only, and says limits are off", async () => {
+  it("still hides the data dir, processes and secrets, keeps the code read-only, lets the replica out, and says limits are off", async () => {
     const own = await startHangar({ user: NOBODY, env: { HOME: "/tmp" } });
     try {
       const { serverInfo } = await gql(own, "{ serverInfo { sandbox limits } }");
@@ -330,6 +358,8 @@ describe.skipIf(!fenceable || !asRoot)("the replica fence, Hangar run by an unpr
       // Inside its user namespace it is Hangar's own user, never root.
       expect(answer.body.uid).toBe(NOBODY.uid);
       expectFenced(answer.body);
+      if (tunMode !== null && outward !== undefined)
+        await expectReachesOut(own, `/models/${dep.model.id}/deployments/${dep.id}/predict`);
     } finally {
       await own.dispose();
     }
