@@ -14,7 +14,7 @@ import { once } from "node:events";
 import { accessSync, constants, existsSync, lstatSync, readlinkSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import type { Readable, Writable } from "node:stream";
+import type { Readable } from "node:stream";
 import type { ReplicaSpec } from "./build.ts";
 import { CHANNEL_FD } from "./replica-channel.ts";
 import {
@@ -66,9 +66,8 @@ const KERNEL_MOUNTS = [
   ...["--perms", "1777", "--tmpfs", "/dev/shm"],
 ];
 
-/** bubblewrap's info and block pipes: the fds after the channel socket, which every launcher passes on. */
+/** bubblewrap's info pipe: the fd after the channel socket, which every launcher passes on. */
 const INFO_FD = CHANNEL_FD + 1;
-const BLOCK_FD = CHANNEL_FD + 2;
 
 const TUN_DEVICE = "/dev/net/tun";
 
@@ -261,7 +260,7 @@ export class Bubblewrap implements Sandbox {
       ...READ_ONLY_ROOT,
       "--chdir",
       modelDir,
-      ...(network ? ["--info-fd", String(INFO_FD), "--block-fd", String(BLOCK_FD)] : []),
+      ...(network ? ["--info-fd", String(INFO_FD)] : []),
       "--",
       ...(uid !== null ? dropPrivileges(uid) : []),
       // bubblewrap sets PWD for --chdir after its own --unsetenv: the environment is section 9's only.
@@ -282,6 +281,8 @@ export class Bubblewrap implements Sandbox {
         codeRoot: INSIDE.code,
         command: spec.command,
         port,
+        // The runner's Node starts while the network goes up, rather than after.
+        awaitNetwork: network !== null,
       },
       stage: async (next: ReplicaSpec) => {
         if (next.artifactHash === spec.artifactHash) return modelDir;
@@ -295,22 +296,16 @@ export class Bubblewrap implements Sandbox {
         slirp?.stop();
       },
       explainExit: async () => null,
-      extraPipes: network ? 2 : 0,
+      extraPipes: network ? 1 : 0,
       attach: async (child) => {
         if (!network) return null;
         // ChildProcess types only the first five; the others are there as ProcessRuntime made them.
-        const pipes = child.stdio as ReadonlyArray<unknown>;
-        const info = pipes[INFO_FD] as Readable;
-        const block = pipes[BLOCK_FD] as Writable;
+        const info = (child.stdio as ReadonlyArray<unknown>)[INFO_FD] as Readable;
         try {
-          const pid = await sandboxPid(info);
-          slirp = await network.start(pid);
+          slirp = await network.start(await sandboxPid(info));
           return null;
         } catch (error) {
           return `the replica has no network out: ${(error as Error).message}`;
-        } finally {
-          // The replica's command runs only now: with its network up, or without one.
-          block.end("1");
         }
       },
     };

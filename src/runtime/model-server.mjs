@@ -4,8 +4,10 @@
 // runs from any checkout, inside a sandbox that shows it only this file and the model folder.
 //
 // Settings: the first line of stdin is JSON {"secret": 64 hex digits, "codeRoot": path or null, "command":
-// string or null, "port": number or null}. Stdin then stays open: its end (Hangar closed it, or Hangar
-// died) means stop, as SIGTERM does. Environment: HANGAR_MODEL_DIR (the model folder), HANGAR_ENVIRONMENT
+// string or null, "port": number or null, "awaitNetwork": boolean}. With awaitNetwork the runner loads
+// nothing of the model until a second line says the replica's network is settled ({"network": "up"} or
+// {"network": "none"}): Hangar puts it up while Node starts, so a model's constructor finds its way out.
+// Stdin then stays open: its end (Hangar closed it, or Hangar died) means stop, as SIGTERM does. Environment: HANGAR_MODEL_DIR (the model folder), HANGAR_ENVIRONMENT
 // (environment name, empty = null), HANGAR_MODEL_CONFIG (JSON, default {}).
 //
 // The channel (runtime/replica-channel.ts): the runner serves only the Unix socket Hangar made for it,
@@ -480,54 +482,85 @@ function onStrayError(err) {
   );
 }
 
-/** @typedef {{ secret: string, codeRoot: string | null, command: string | null, port: number | null }} Settings */
+/** @typedef {{ secret: string, codeRoot: string | null, command: string | null, port: number | null, awaitNetwork: boolean }} Settings */
 
 /** The channel's listening socket, bound by Hangar (replica-channel.ts: CHANNEL_FD). */
 const CHANNEL_FD = 3;
 
-const MAX_SETTINGS_BYTES = 64 * 1024;
+const MAX_LINE_BYTES = 64 * 1024;
 
 /**
- * Reads the settings line from stdin, then keeps reading: the end of stdin means stop.
+ * Reads stdin line by line, and keeps reading: its end means stop. Resolves each `nextLine()` with the
+ * next line Hangar wrote.
+ */
+const stdinLines = (() => {
+  /** @type {string[]} */
+  const lines = [];
+  /** @type {((line: string) => void) | null} */
+  let waiting = null;
+  let text = "";
+  let ended = false;
+  process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (/** @type {string} */ chunk) => {
+    text += chunk;
+    let newline = text.indexOf("\n");
+    while (newline !== -1) {
+      lines.push(text.slice(0, newline));
+      text = text.slice(newline + 1);
+      newline = text.indexOf("\n");
+    }
+    if (text.length > MAX_LINE_BYTES) failToLoad(new Error("a line from Hangar is too long"));
+    if (waiting && lines.length > 0) {
+      const resolve = waiting;
+      waiting = null;
+      resolve(/** @type {string} */ (lines.shift()));
+    }
+  });
+  process.stdin.on("end", () => {
+    ended = true;
+    if (waiting) failToLoad(new Error("stdin ended before Hangar's settings"));
+    stop("the end of stdin");
+  });
+  process.stdin.on("error", () => stop("an error on stdin"));
+  return {
+    /** @returns {Promise<string>} */
+    nextLine() {
+      const line = lines.shift();
+      if (line !== undefined) return Promise.resolve(line);
+      if (ended) failToLoad(new Error("stdin ended before Hangar's settings"));
+      return new Promise((resolve) => {
+        waiting = resolve;
+      });
+    },
+  };
+})();
+
+/**
+ * The settings line, and with awaitNetwork the word that the replica's network is settled.
  * @returns {Promise<Settings>}
  */
-function readSettings() {
-  return new Promise((resolve) => {
-    let text = "";
-    let done = false;
-    process.stdin.setEncoding("utf8");
-    process.stdin.on("data", (/** @type {string} */ chunk) => {
-      if (done) return;
-      text += chunk;
-      const newline = text.indexOf("\n");
-      if (newline === -1) {
-        if (text.length > MAX_SETTINGS_BYTES) failToLoad(new Error("runner settings line is too long"));
-        return;
-      }
-      done = true;
-      /** @type {any} */
-      let value;
-      try {
-        value = JSON.parse(text.slice(0, newline));
-      } catch (err) {
-        failToLoad(new Error(`runner settings are not JSON: ${messageOf(err)}`));
-      }
-      if (!/^[0-9a-f]{64}$/.test(String(value?.secret))) {
-        failToLoad(new Error("runner settings need a 64-hex-digit secret"));
-      }
-      resolve({
-        secret: value.secret,
-        codeRoot: typeof value.codeRoot === "string" ? path.resolve(value.codeRoot) : null,
-        command: typeof value.command === "string" ? value.command : null,
-        port: Number.isInteger(value.port) ? value.port : null,
-      });
-    });
-    process.stdin.on("end", () => {
-      if (!done) failToLoad(new Error("stdin ended before the runner settings"));
-      stop("the end of stdin");
-    });
-    process.stdin.on("error", () => stop("an error on stdin"));
-  });
+async function readSettings() {
+  /** @type {any} */
+  let value;
+  try {
+    value = JSON.parse(await stdinLines.nextLine());
+  } catch (err) {
+    failToLoad(new Error(`runner settings are not JSON: ${messageOf(err)}`));
+  }
+  if (!/^[0-9a-f]{64}$/.test(String(value?.secret))) {
+    failToLoad(new Error("runner settings need a 64-hex-digit secret"));
+  }
+  const settings = {
+    secret: value.secret,
+    codeRoot: typeof value.codeRoot === "string" ? path.resolve(value.codeRoot) : null,
+    command: typeof value.command === "string" ? value.command : null,
+    port: Number.isInteger(value.port) ? value.port : null,
+    awaitNetwork: value.awaitNetwork === true,
+  };
+  // What the line says does not matter here: without a network the replica runs closed off, and Hangar
+  // has logged why.
+  if (settings.awaitNetwork) await stdinLines.nextLine();
+  return settings;
 }
 
 const PREAMBLE_PREFIX = "HANGAR-REPLICA ";

@@ -323,6 +323,9 @@ export class ProcessRuntime implements Runtime {
     });
     const note = await launch.attach(child).catch((error: Error) => error.message);
     if (note) this.observer.log(spec.deploymentId, replica.id, "system", note);
+    if (launch.settings.awaitNetwork) {
+      child.stdin?.write(`${JSON.stringify({ network: note === null ? "up" : "none" })}\n`);
+    }
     await this.probe(entry, replica, spec.readinessPath);
   }
 

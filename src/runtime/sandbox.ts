@@ -15,6 +15,11 @@ export interface RunnerSettings {
   codeRoot: string | null;
   command: string | null;
   port: number | null;
+  /**
+   * The runner loads nothing of the model until a second line on its stdin says that the replica's
+   * network is settled (written once attach() has finished).
+   */
+  awaitNetwork: boolean;
 }
 
 export interface ReplicaLaunch {
@@ -121,7 +126,7 @@ export class Unfenced implements Sandbox {
       args,
       env,
       cwd: spec.dir,
-      settings: { codeRoot: null, command: spec.command, port },
+      settings: { codeRoot: null, command: spec.command, port, awaitNetwork: false },
       stage: async (next) => next.dir,
       release: async () => {},
       explainExit: async () => null,

@@ -20,6 +20,12 @@ const pythonEchoDir = path.join(repoRoot, "examples/python-echo");
 const hasPython = spawnSync("python3", ["--version"]).status === 0;
 
 const fixtures: Record<string, Record<string, string>> = {
+  announcing: {
+    "model.mjs": `
+      console.log("model imported");
+      export default class Model { predict() { return { ok: true }; } }
+    `,
+  },
   working: {
     "model.mjs": `
       export default class Model {
@@ -214,13 +220,18 @@ interface Replica {
 let sockets = 0;
 
 /** Starts the runner with its settings on stdin: serving the model in env's folder, or relaying to `command`. */
-async function spawnReplica(cwd: string, env: NodeJS.ProcessEnv, command: string | null = null) {
+async function spawnReplica(
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+  command: string | null = null,
+  awaitNetwork = false,
+) {
   const socket = path.join(fixturesRoot, `replica-${++sockets}.sock`);
   const secret = newReplicaSecret();
   const port = command === null ? null : await freePort();
   const child = await spawnRunner({ cwd, env: { ...process.env, ...env } }, socket);
   child.stdin?.on("error", () => {});
-  child.stdin?.write(`${JSON.stringify({ secret, codeRoot: null, command, port })}\n`);
+  child.stdin?.write(`${JSON.stringify({ secret, codeRoot: null, command, port, awaitNetwork })}\n`);
   running.add(child);
   let out = "";
   let err = "";
@@ -763,6 +774,26 @@ describe("the replica channel", () => {
     running.delete(child);
     expect(code).toBe(1);
     expect(err).toContain("cannot serve the channel: no channel socket on descriptor 3");
+  });
+
+  it("loads nothing of the model until Hangar says the replica's network is settled", async () => {
+    const dir = path.join(fixturesRoot, "announcing");
+    const replica = await spawnReplica(
+      repoRoot,
+      { HANGAR_MODEL_DIR: dir, HANGAR_MODEL_CONFIG: "" },
+      null,
+      true,
+    );
+    // Unheld, the runner imports a model within a few tens of milliseconds; held, it waits.
+    const quietUntil = Date.now() + 750;
+    while (Date.now() < quietUntil) {
+      expect(replica.stdout()).not.toContain("model imported");
+      expect(replica.child.exitCode).toBeNull();
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    replica.child.stdin?.write(`${JSON.stringify({ network: "none" })}\n`);
+    await waitForHealth(replica);
+    expect(replica.stdout()).toContain("model imported");
   });
 
   it("stops when its stdin ends, as when Hangar goes away", async () => {
