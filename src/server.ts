@@ -32,6 +32,7 @@ import { createSignInLink } from "./services/sessions.ts";
 import { registerBootstrapKey } from "./store/api-keys.ts";
 import { ArtifactStore } from "./store/artifacts.ts";
 import { LogWriter } from "./store/logs.ts";
+import { DatabaseArtifacts } from "./store/shared-artifacts.ts";
 
 export interface RunningServer {
   url: string;
@@ -75,6 +76,8 @@ export async function startServer(
       artifacts: new ArtifactStore({
         root: `${config.dataDir}/artifacts`,
         maxUploadBytes: config.maxUploadBytes,
+        // The embedded database is one process's: its disk is the store. PostgreSQL may have other members.
+        shared: db.kind === "postgres" ? new DatabaseArtifacts(db.prisma) : null,
       }),
       logs: new LogWriter(db, (error) => log.error({ err: error }, "writing logs failed")),
       log,

@@ -236,6 +236,8 @@ export class DeploymentController implements RuntimeFacts {
           await commit("at next start");
           return;
         }
+        if (!(await this.ctx.artifacts.ensure(artifactHash)))
+          throw new Error(`artifact ${artifactHash} is missing`);
         const dir = await modelRoot(this.ctx.artifacts.dir(artifactHash));
         const built = await buildSpec({
           deploymentId: deployment.id,
@@ -330,8 +332,10 @@ export class DeploymentController implements RuntimeFacts {
     const logBuild = (line: string) =>
       this.ctx.logs.write({ deploymentId: id, replica: null, stream: "build", line });
     let result: Awaited<ReturnType<typeof buildSpec>>;
-    if (!(await this.ctx.artifacts.has(deployment.artifactHash))) {
-      result = { error: `artifact ${deployment.artifactHash} is missing from the data dir`, log: [] };
+    const stored = await this.ctx.artifacts.ensure(deployment.artifactHash).catch((error: Error) => error);
+    if (stored !== true) {
+      const why = stored === false ? "is missing from the data dir" : `cannot be read: ${stored.message}`;
+      result = { error: `artifact ${deployment.artifactHash} ${why}`, log: [] };
     } else {
       const dir = await modelRoot(this.ctx.artifacts.dir(deployment.artifactHash));
       result = await buildSpec({

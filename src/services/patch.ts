@@ -41,6 +41,10 @@ export async function patchDevelopment(
   const artifact = await storeUpload(ctx.artifacts, source);
   const unchanged = { deployment, applied: false, needsFullDeploy: false, error: null };
   if (artifact.hash === deployment.artifactHash) return unchanged;
+  // Without the running code (gone from every store) there is nothing to compare with: a full deploy.
+  if (!(await ctx.artifacts.ensure(deployment.artifactHash))) {
+    return { deployment, applied: false, needsFullDeploy: true, error: null };
+  }
   const plan = planPatch(
     await compareFolders(
       await modelRoot(ctx.artifacts.dir(deployment.artifactHash)),

@@ -158,7 +158,8 @@ export class Retention {
       FROM "Deployment" GROUP BY "artifactHash"`;
     const references = new Map(rows.map((r) => [r.artifactHash, r]));
     const now = new Date(clock.now());
-    let removed = 0;
+    // Counted once each, whether this disk's copy, the shared one or both went.
+    const removed = new Set<string>();
     for (const { hash, usedAt } of await artifacts.stored()) {
       const reference = references.get(hash);
       if (reference?.live) {
@@ -166,8 +167,16 @@ export class Retention {
         continue;
       }
       const lastUse = Math.max(usedAt, reference?.deletedAt?.getTime() ?? 0);
-      if (lastUse < cutoff && (await artifacts.remove(hash, cutoff))) removed++;
+      if (lastUse < cutoff && (await artifacts.remove(hash, cutoff))) removed.add(hash);
     }
-    return removed;
+    // The members' shared copies, by the same rule (this disk's copy above is one member's cache). A live
+    // deployment's upload stays however long ago it was pushed: another member may have to fetch it.
+    for (const { hash, usedAt } of (await artifacts.shared?.list()) ?? []) {
+      const reference = references.get(hash);
+      if (reference?.live) continue;
+      const lastUse = Math.max(usedAt, reference?.deletedAt?.getTime() ?? 0);
+      if (lastUse < cutoff && (await artifacts.shared?.remove(hash, cutoff))) removed.add(hash);
+    }
+    return removed.size;
   }
 }

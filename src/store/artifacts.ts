@@ -32,6 +32,7 @@ import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { Parser, type ReadEntry } from "tar";
 import { UserError } from "../domain/errors.ts";
+import type { SharedArtifacts } from "./shared-artifacts.ts";
 
 /** A refused upload. The message is shown to the user as is. */
 export class InvalidArchiveError extends Error {
@@ -56,6 +57,11 @@ export interface ArtifactStoreOptions {
   maxExtractedBytes?: number;
   /** Cap on the number of archive entries (an archive of millions of empty files is a bomb too). */
   maxEntries?: number;
+  /**
+   * Where the members of one Hangar share uploads (PostgreSQL); null: this disk is the only store (the
+   * embedded database). The disk is then a cache of it.
+   */
+  shared?: SharedArtifacts | null;
 }
 
 export type UploadSource = AsyncIterable<Uint8Array> | ReadableStream<Uint8Array> | NodeJS.ReadableStream;
@@ -85,6 +91,7 @@ export class ArtifactStore {
   readonly maxUploadBytes: number;
   readonly maxExtractedBytes: number;
   readonly maxEntries: number;
+  readonly shared: SharedArtifacts | null;
 
   constructor(opts: ArtifactStoreOptions) {
     this.root = path.resolve(opts.root);
@@ -94,45 +101,75 @@ export class ArtifactStore {
       opts.maxExtractedBytes ?? 10 * opts.maxUploadBytes,
     );
     this.maxEntries = positive("maxEntries", opts.maxEntries ?? DEFAULT_MAX_ENTRIES);
+    this.shared = opts.shared ?? null;
   }
 
   /**
    * Stores an upload: receives it to a temporary file while hashing it, refuses it unless it is a sound
-   * gzip'd tar of a model folder, extracts it and moves archive and folder into place. The same bytes are
-   * stored once; a second put of them only reports the first.
+   * gzip'd tar of a model folder, extracts it and moves archive and folder into place, and shares it with
+   * the other members. The same bytes are stored once; a second put of them only reports the first.
    */
   async put(source: UploadSource): Promise<StoredArtifact> {
     await mkdir(this.root, { recursive: true });
-    const id = randomBytes(8).toString("hex");
-    const tempArchive = path.join(this.root, `${TEMP_PREFIX}${id}.tar.gz`);
-    const tempDir = path.join(this.root, `${TEMP_PREFIX}${id}`);
+    const tempArchive = this.tempName();
     try {
       const { hash, size } = await this.receive(source, tempArchive);
-      const stored = { hash, dir: this.dir(hash), size };
-      // Stored already: marked as used now, so the retention sweep does not take it before the deployment
-      // row that will reference it is written. Gone in between (the sweep took it): stored anew.
-      if ((await this.has(hash)) && (await this.markUsed(hash))) {
-        await rm(tempArchive, { force: true });
-        return { ...stored, deduplicated: true };
-      }
+      const deduplicated = await this.publish(hash, tempArchive);
+      await this.shared?.share(hash, this.archivePath(hash), size);
+      return { hash, dir: this.dir(hash), size, deduplicated };
+    } finally {
+      await rm(tempArchive, { force: true });
+    }
+  }
+
+  /**
+   * Makes sure an artifact is on this disk, fetching it from the shared store (and checking it as an upload
+   * is checked) when another member received it. False when neither has it.
+   */
+  async ensure(hash: string): Promise<boolean> {
+    if ((await this.has(hash)) && (await this.markUsed(hash))) return true;
+    if (!this.shared) return false;
+    await mkdir(this.root, { recursive: true });
+    const tempArchive = this.tempName();
+    try {
+      if (!(await this.shared.fetch(checkHash(hash), tempArchive))) return false;
+      await this.publish(hash, tempArchive);
+      return true;
+    } finally {
+      await rm(tempArchive, { force: true });
+    }
+  }
+
+  /**
+   * Extracts a received archive and moves archive and folder into place; true when these bytes were stored
+   * already (then nothing was written). The archive file is moved, or left for the caller to remove.
+   */
+  private async publish(hash: string, archive: string): Promise<boolean> {
+    // Stored already: marked as used now, so the retention sweep does not take it before the deployment
+    // row that will reference it is written. Gone in between (the sweep took it): stored anew.
+    if ((await this.has(hash)) && (await this.markUsed(hash))) return true;
+    const tempDir = this.tempName();
+    try {
       await mkdir(tempDir, { mode: 0o700 });
-      await new Extraction(tempDir, this.maxExtractedBytes, this.maxEntries).run(tempArchive);
+      await new Extraction(tempDir, this.maxExtractedBytes, this.maxEntries).run(archive);
       // The archive goes first: a published folder then always has its archive beside it. Replacing an
       // archive a concurrent put of the same bytes has just moved there changes no byte.
-      await rename(tempArchive, this.archivePath(hash));
+      await rename(archive, this.archivePath(hash));
       try {
-        await rename(tempDir, stored.dir);
+        await rename(tempDir, this.dir(hash));
       } catch (error) {
         // A concurrent put of the same bytes got there first; its folder is identical to ours.
         if (!hasCode(error, "ENOTEMPTY", "EEXIST") || !(await this.has(hash))) throw error;
-        await rm(tempDir, { recursive: true, force: true });
-        return { ...stored, deduplicated: true };
+        return true;
       }
-      return { ...stored, deduplicated: false };
-    } catch (error) {
-      await Promise.all([rm(tempArchive, { force: true }), rm(tempDir, { recursive: true, force: true })]);
-      throw error;
+      return false;
+    } finally {
+      await rm(tempDir, { recursive: true, force: true });
     }
+  }
+
+  private tempName(): string {
+    return path.join(this.root, `${TEMP_PREFIX}${randomBytes(8).toString("hex")}`);
   }
 
   /** The extracted model folder of a stored artifact. */

@@ -38,6 +38,11 @@ export interface StartOptions {
   generateKey?: boolean;
   /** Run the server as this user (the test runs as root); its data dir is handed over to it. */
   user?: { uid: number; gid: number };
+  /**
+   * Start another member of this server's Hangar (PostgreSQL only): the same database and admin key, a
+   * data dir of its own, empty, as on another machine.
+   */
+  joining?: TestHangar;
 }
 
 /**
@@ -70,6 +75,12 @@ async function freshDatabase(): Promise<{ dataDir: string; databaseUrl: string |
   return { dataDir, databaseUrl: null };
 }
 
+async function newMember(joining: TestHangar | undefined) {
+  if (!joining) return freshDatabase();
+  if (!joining.databaseUrl) throw new Error("only a Hangar on PostgreSQL has other members");
+  return { dataDir: await mkdtemp(path.join(tmpdir(), "hangar-test-")), databaseUrl: joining.databaseUrl };
+}
+
 export function startHangar(options: StartOptions = {}): Promise<TestHangar> {
   const start = launch(options);
   starting.add(start);
@@ -88,9 +99,9 @@ async function chownTree(root: string, user: { uid: number; gid: number }): Prom
 }
 
 async function launch(options: StartOptions): Promise<TestHangar> {
-  const { dataDir, databaseUrl } = options.reuse ?? (await freshDatabase());
+  const { dataDir, databaseUrl } = options.reuse ?? (await newMember(options.joining));
   const generated = options.generateKey === true;
-  let key = options.reuse?.key ?? `hk_test_${randomBytes(16).toString("hex")}`;
+  let key = options.reuse?.key ?? options.joining?.key ?? `hk_test_${randomBytes(16).toString("hex")}`;
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "",
     HOME: process.env.HOME ?? "/tmp",

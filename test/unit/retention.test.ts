@@ -13,6 +13,7 @@ import { FakeClock } from "../../src/domain/clock.ts";
 import { newId } from "../../src/domain/ids.ts";
 import { Retention } from "../../src/services/retention.ts";
 import { ArtifactStore } from "../../src/store/artifacts.ts";
+import { DatabaseArtifacts } from "../../src/store/shared-artifacts.ts";
 import { modelFolder, pack } from "../support/client.ts";
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -127,6 +128,40 @@ describe("artifacts", () => {
     expect(marks.get(live)).toBeGreaterThanOrEqual(clock.now() - 1000);
     // Nothing of the removed ones is left, not even their temporary names.
     expect((await readdir(store.root)).filter((n) => n.startsWith(".tmp-"))).toEqual([]);
+  });
+
+  it("applies the same rule to the copies the members share through the database", async () => {
+    store = new ArtifactStore({
+      root: path.join(dataDir, `artifacts-${Math.random()}`),
+      maxUploadBytes: 1_000_000,
+      shared: new DatabaseArtifacts(db.prisma),
+    });
+    const live = await artifact("shared live", 90);
+    const deletedLongAgo = await artifact("shared deleted long ago", 45);
+    const unreferencedLately = await artifact("shared unreferenced lately", 10);
+    // Received by another member: on no disk here, only in the database.
+    const elsewhere = await artifact("shared from elsewhere", 40);
+    await rm(store.dir(elsewhere), { recursive: true });
+    await rm(store.archivePath(elsewhere));
+    for (const [hash, days] of [
+      [live, 90],
+      [deletedLongAgo, 45],
+      [unreferencedLately, 10],
+      [elsewhere, 40],
+    ] as const) {
+      await db.prisma.artifactBlob.update({ where: { hash }, data: { usedAt: ago(days * DAY) } });
+    }
+    await deployment(live);
+    await deployment(deletedLongAgo, 31);
+
+    // Counted once each, whether the copy on this disk, the shared one, or both went.
+    expect((await retention().sweep()).artifacts).toBe(2);
+    const left = (await db.prisma.artifactBlob.findMany({ select: { hash: true } })).map((b) => b.hash);
+    expect(left.sort()).toEqual([live, unreferencedLately].sort());
+    expect(
+      await db.prisma.artifactChunk.count({ where: { hash: { in: [deletedLongAgo, elsewhere] } } }),
+    ).toBe(0);
+    await db.prisma.artifactBlob.deleteMany();
   });
 
   it("puts an artifact back that was marked used after the sweep listed it (a push of the same bytes)", async () => {
