@@ -7,8 +7,9 @@
 // string or null, "port": number or null, "awaitNetwork": boolean}. With awaitNetwork the runner loads
 // nothing of the model until a second line says the replica's network is settled ({"network": "up"} or
 // {"network": "none"}): Hangar puts it up while Node starts, so a model's constructor finds its way out.
-// Stdin then stays open: its end (Hangar closed it, or Hangar died) means stop, as SIGTERM does. Environment: HANGAR_MODEL_DIR (the model folder), HANGAR_ENVIRONMENT
-// (environment name, empty = null), HANGAR_MODEL_CONFIG (JSON, default {}).
+// Stdin then stays open: its end (Hangar closed it, or Hangar died) means stop, as SIGTERM does.
+// Environment: HANGAR_MODEL_DIR (the model folder), HANGAR_ENVIRONMENT (environment name, empty = null),
+// HANGAR_MODEL_CONFIG (JSON, default {}).
 //
 // The channel (runtime/replica-channel.ts): the runner serves only the Unix socket Hangar made for it,
 // which it inherits already bound as descriptor 3, and a connection must open with

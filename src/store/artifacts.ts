@@ -110,8 +110,7 @@ export class ArtifactStore {
    * the other members. The same bytes are stored once; a second put of them only reports the first.
    */
   async put(source: UploadSource): Promise<StoredArtifact> {
-    await mkdir(this.root, { recursive: true });
-    const tempArchive = this.tempName();
+    const tempArchive = await this.tempPath("upload");
     try {
       const { hash, size } = await this.receive(source, tempArchive);
       const deduplicated = await this.publish(hash, tempArchive);
@@ -129,8 +128,7 @@ export class ArtifactStore {
   async ensure(hash: string): Promise<boolean> {
     if ((await this.has(hash)) && (await this.markUsed(hash))) return true;
     if (!this.shared) return false;
-    await mkdir(this.root, { recursive: true });
-    const tempArchive = this.tempName();
+    const tempArchive = await this.tempPath("fetch");
     try {
       if (!(await this.shared.fetch(checkHash(hash), tempArchive))) return false;
       await this.publish(hash, tempArchive);
@@ -148,7 +146,7 @@ export class ArtifactStore {
     // Stored already: marked as used now, so the retention sweep does not take it before the deployment
     // row that will reference it is written. Gone in between (the sweep took it): stored anew.
     if ((await this.has(hash)) && (await this.markUsed(hash))) return true;
-    const tempDir = this.tempName();
+    const tempDir = await this.tempPath("extract");
     try {
       await mkdir(tempDir, { mode: 0o700 });
       await new Extraction(tempDir, this.maxExtractedBytes, this.maxEntries).run(archive);
@@ -166,10 +164,6 @@ export class ArtifactStore {
     } finally {
       await rm(tempDir, { recursive: true, force: true });
     }
-  }
-
-  private tempName(): string {
-    return path.join(this.root, `${TEMP_PREFIX}${randomBytes(8).toString("hex")}`);
   }
 
   /** The extracted model folder of a stored artifact. */
@@ -243,7 +237,7 @@ export class ArtifactStore {
     return movedDir || movedArchive;
   }
 
-  /** A fresh path for temporary work of others (an upload being received), swept like the store's own. */
+  /** A fresh path for temporary work (an upload being received, a folder being extracted), swept. */
   async tempPath(label: string): Promise<string> {
     await mkdir(this.root, { recursive: true });
     return path.join(this.root, `${TEMP_PREFIX}${label}-${randomBytes(8).toString("hex")}`);
