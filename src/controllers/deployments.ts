@@ -149,7 +149,13 @@ export class DeploymentController implements RuntimeFacts {
       if (this.runtime.has(id)) await this.runtime.stop(id, `deployment is ${deployment.status}`);
       this.forget(id);
       if (deployment.status === "DEACTIVATING") {
-        await transition(this.ctx.db.prisma, id, { kind: "replicas stopped" });
+        // Queued behind the exits the stop reported (they wait for this task): INACTIVE is said only
+        // once every replica's row says when it stopped.
+        void this.serial.run(
+          id,
+          async () => void (await transition(this.ctx.db.prisma, id, { kind: "replicas stopped" })),
+          this.onError,
+        );
       }
       if (deployment.leaseOwner === this.owner) {
         await prisma.deployment.updateMany({

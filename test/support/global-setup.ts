@@ -21,14 +21,23 @@ declare module "vitest" {
 
 const POSTGRES_TEMPLATE = "hangar_template";
 
-let postgres: ThrowawayPostgres | null = null;
-let scratch: string | null = null;
-
-export async function setup(project: TestProject): Promise<void> {
-  const database = process.env.HANGAR_TEST_DB === "postgres" ? "postgres" : "pglite";
+/**
+ * Runs once per project that names it. The database comes from the project's own `env` (vitest.config.ts),
+ * not from this process's: in a full run every project's setup shares one process, so reading
+ * `process.env` handed the PostgreSQL project the embedded database. Each call returns its own teardown
+ * for the same reason (module-level state would be overwritten by the next project's setup).
+ */
+export async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const wanted = project.config.env?.HANGAR_TEST_DB ?? process.env.HANGAR_TEST_DB;
+  const database = wanted === "postgres" ? "postgres" : "pglite";
   project.provide("database", database);
-  scratch = await mkdtemp(path.join(tmpdir(), "hangar-template-"));
+  const scratch = await mkdtemp(path.join(tmpdir(), "hangar-template-"));
   const template = path.join(scratch, "data");
+  let postgres: ThrowawayPostgres | null = null;
+  const teardown = async () => {
+    await postgres?.stop();
+    await rm(scratch, { recursive: true, force: true });
+  };
   if (database === "postgres") {
     postgres = await startPostgres();
     project.provide("postgresUrl", postgres.url);
@@ -51,9 +60,5 @@ export async function setup(project: TestProject): Promise<void> {
     project.provide("postgresUrl", "");
     project.provide("postgresTemplate", "");
   }
-}
-
-export async function teardown(): Promise<void> {
-  await postgres?.stop();
-  if (scratch) await rm(scratch, { recursive: true, force: true });
+  return teardown;
 }
