@@ -47,6 +47,10 @@ export interface Config {
   sandbox: SandboxMode;
   /** As root, replicas run as uids from here on (HANGAR_SANDBOX_UID_BASE). */
   sandboxUidBase: number;
+  /** HANGAR_MEMBER_NAME (API.md section 10); null: `<hostname>:<port>`, decided once the port is bound. */
+  memberName: string | null;
+  /** HANGAR_MEMBER_URL: how the other members reach this one; null: the public URL. */
+  memberUrl: string | null;
 }
 
 type Env = Record<string, string | undefined>;
@@ -58,6 +62,31 @@ function sandboxMode(raw: string | undefined): SandboxMode {
   if (raw === undefined || raw === "") return "auto";
   if ((SANDBOX_MODES as readonly string[]).includes(raw)) return raw as SandboxMode;
   throw new Error(`HANGAR_SANDBOX must be one of ${SANDBOX_MODES.join(", ")}, got '${raw}'`);
+}
+
+/** A member name: what the `members` query and every replica's `member` show. */
+function memberName(raw: string | undefined): string | null {
+  if (raw === undefined || raw === "") return null;
+  if (!/^[A-Za-z0-9._:@-]{1,128}$/.test(raw)) {
+    throw new Error(
+      `HANGAR_MEMBER_NAME must be 1-128 letters, digits, '.', '_', ':', '@' or '-', got '${raw.slice(0, 140)}'`,
+    );
+  }
+  return raw;
+}
+
+function memberUrl(raw: string | undefined): string | null {
+  if (raw === undefined || raw === "") return null;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error(`HANGAR_MEMBER_URL must be an http:// or https:// URL, got '${raw.slice(0, 200)}'`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new Error(`HANGAR_MEMBER_URL must be an http:// or https:// URL, got '${raw.slice(0, 200)}'`);
+  }
+  return raw.replace(/\/+$/, "");
 }
 
 function integer(env: Env, name: string, fallback: number, min = 0): number {
@@ -173,5 +202,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     sandbox: overrides.sandbox ?? sandboxMode(env.HANGAR_SANDBOX),
     // Below 1000 are the system's own users; the range must fit below 2^32 - 1 with room for 65536.
     sandboxUidBase: overrides.sandboxUidBase ?? integer(env, "HANGAR_SANDBOX_UID_BASE", 200_000, 1000),
+    memberName:
+      overrides.memberName !== undefined ? overrides.memberName : memberName(env.HANGAR_MEMBER_NAME),
+    memberUrl: overrides.memberUrl !== undefined ? overrides.memberUrl : memberUrl(env.HANGAR_MEMBER_URL),
   };
 }

@@ -1,12 +1,15 @@
+import { hostname } from "node:os";
 import type { Config } from "./config.ts";
 import { Autoscaler } from "./controllers/autoscaler.ts";
 import { DeploymentController } from "./controllers/deployments.ts";
 import { leaseOwnerName } from "./controllers/leases.ts";
+import { Membership } from "./controllers/membership.ts";
 import { PromotionController } from "./controllers/promotions.ts";
 import { openDatabase } from "./db/client.ts";
 import { systemClock } from "./domain/clock.ts";
 import { ChangeBus } from "./events/bus.ts";
 import { Gateway } from "./gateway/gateway.ts";
+import { MemberSecret, PeerDirectory } from "./gateway/peers.ts";
 import { RouteTable } from "./gateway/routes.ts";
 import { Credentials } from "./http/credentials.ts";
 import { GraphqlOverHttp } from "./http/graphql-http.ts";
@@ -26,7 +29,7 @@ import { DEFAULT_TIMEOUTS, ProcessRuntime, type RuntimeOptions } from "./runtime
 import { Workspace } from "./runtime/workspace.ts";
 import { resolveAdminKey } from "./services/bootstrap-key.ts";
 import type { ServiceContext } from "./services/context.ts";
-import { installationId } from "./services/installation.ts";
+import { installationId, memberSecret } from "./services/installation.ts";
 import { Retention } from "./services/retention.ts";
 import { createSignInLink } from "./services/sessions.ts";
 import { registerBootstrapKey } from "./store/api-keys.ts";
@@ -59,6 +62,9 @@ export async function startServer(
   const listener = new HttpListener(log);
   const port = await listener.listen(config.port, config.host);
   const effective: Config = { ...config, port, publicUrl: config.publicUrl.replace(/:0$/, `:${port}`) };
+  // API.md section 10: how this member is named and reached, once the port is known.
+  const memberName = config.memberName ?? `${hostname()}:${port}`;
+  const memberUrl = config.memberUrl ?? effective.publicUrl;
 
   try {
     const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
@@ -83,15 +89,25 @@ export async function startServer(
       log,
       clock: systemClock,
       member: leaseOwnerName(systemClock.now()),
+      memberName,
       isolation,
     };
     const runtime = new ProcessRuntime({ ...timeouts, workspace, sandbox }, systemClock);
-    const controller = new DeploymentController(ctx, runtime, systemClock, ctx.member);
+    const membership = new Membership(
+      db,
+      { id: ctx.member, name: ctx.memberName, url: memberUrl, host: hostname(), pid: process.pid },
+      systemClock,
+    );
+    const controller = new DeploymentController(ctx, runtime, systemClock, membership);
     ctx.reloader = controller;
     const routeTable = new RouteTable(db);
     routeTable.start(bus);
     const traffic = new TrafficMeter(systemClock);
-    const gateway = new Gateway(effective, routeTable, runtime, traffic, controller);
+    // API.md section 10: with PostgreSQL, requests for replicas other members run are handed to them.
+    const secret = db.kind === "postgres" ? new MemberSecret(await memberSecret(db.prisma)) : null;
+    const peers = secret ? new PeerDirectory(db.prisma, ctx.member, secret, systemClock) : null;
+    peers?.start(bus);
+    const gateway = new Gateway(effective, routeTable, runtime, traffic, controller, peers);
     const autoscaler = new Autoscaler(
       ctx,
       controller,
@@ -132,12 +148,13 @@ export async function startServer(
         credentials,
         graphql,
         gateway: (req, res, pathname, access) => gateway.handle(req, res, pathname, access),
+        peers: secret ? { secret, handle: (req, res, id) => gateway.handleForwarded(req, res, id) } : null,
         bodyLimits,
       }),
       (req, socket, head) => sockets.handleUpgrade(req, socket, head),
     );
 
-    const promotions = new PromotionController(ctx, controller.owner, controller, traffic);
+    const promotions = new PromotionController(ctx, membership, controller, traffic);
     await controller.start();
     await promotions.start();
     autoscaler.start();
@@ -179,6 +196,7 @@ export async function startServer(
         listener.closeAllConnections();
         await closed;
         routeTable.stop();
+        await peers?.close();
         await ctx.logs.flush();
         await bus.stop();
         await db.close();

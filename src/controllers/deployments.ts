@@ -20,12 +20,18 @@ import type { LogStream, ReplicaExit, Runtime, RuntimeFacts } from "../runtime/r
 import type { ServiceContext } from "../services/context.ts";
 import { modelRoot } from "../store/artifacts.ts";
 import { announceReplicas, keepResources, transition } from "../store/deployments.ts";
-import { HEARTBEAT_MS, heartbeat, lastSeen } from "../store/members.ts";
+import { endReplicasOf, HEARTBEAT_MS, lastSeen } from "../store/members.ts";
 import { claimable, leasedTo, leaseOwnerName, RELEASED } from "./leases.ts";
+import { Membership } from "./membership.ts";
 import { KeyedSerializer } from "./serial.ts";
 
 /** Each tick renews leases and is this process's heartbeat. */
 const TICK_MS = HEARTBEAT_MS;
+/**
+ * How often it looks for work nobody holds (a lease released, or left by a gone member): a dead
+ * member's deployments come back on the others within its expiry and this (API.md section 10).
+ */
+const TAKEOVER_MS = 1_000;
 
 function latest(a: Date, b: Date): Date {
   return a.getTime() > b.getTime() ? a : b;
@@ -47,6 +53,7 @@ interface Failures {
  */
 export class DeploymentController implements RuntimeFacts {
   readonly owner: string;
+  readonly membership: Membership;
   private readonly serial = new KeyedSerializer();
   private readonly specs = new Map<string, ReplicaSpec>();
   /** Replica counts chosen by the autoscaler, per deployment run here. */
@@ -59,19 +66,24 @@ export class DeploymentController implements RuntimeFacts {
   /** Wakes under way, so that many held requests make one. */
   private readonly waking = new Map<string, Promise<void>>();
   private timer: NodeJS.Timeout | null = null;
+  private takeoverTimer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private stopping = false;
-  private readonly startedAt: Date;
+  /** Why it last said it stopped acting (said once per cause, not every tick). */
+  private notActing: string | null = null;
 
   constructor(
     private readonly ctx: ServiceContext,
     private readonly runtime: Runtime,
     private readonly clock: Clock = systemClock,
-    /** The lease owner name it acts as: the server passes its member name (ServiceContext.member). */
-    owner: string = leaseOwnerName(clock.now()),
+    /** This start in the cluster: the server passes its own; alone, it names itself. */
+    membership?: Membership,
   ) {
-    this.owner = owner;
-    this.startedAt = this.now();
+    const id = leaseOwnerName(clock.now());
+    this.membership =
+      membership ??
+      new Membership(ctx.db, { id, name: id, url: "", host: hostname(), pid: process.pid }, clock);
+    this.owner = this.membership.id;
     // The runtime reports to the one that orders it.
     runtime.reportTo(this);
   }
@@ -81,29 +93,41 @@ export class DeploymentController implements RuntimeFacts {
   }
 
   async start(): Promise<void> {
-    await this.heartbeat();
+    await this.membership.join();
     await this.reapOrphans();
     this.unsubscribe = this.ctx.bus.on((change) => this.onChange(change));
     await this.tick();
     this.timer = setInterval(() => void this.tick(), TICK_MS);
+    // The embedded database has no other member to take over from.
+    if (this.ctx.db.kind === "postgres") {
+      this.takeoverTimer = setInterval(() => void this.takeOver(), TAKEOVER_MS);
+    }
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.takeoverTimer) clearInterval(this.takeoverTimer);
     this.unsubscribe?.();
     await this.serial.idle();
     await this.runtime.stopAll("Hangar is shutting down");
     await this.serial.idle();
-    await this.heartbeat().catch(this.onError);
+    await this.membership.leave().catch(this.onError);
     await this.ctx.db.prisma.deployment.updateMany({
       where: { leaseOwner: this.owner },
       data: RELEASED,
     });
   }
 
-  private heartbeat(): Promise<void> {
-    return heartbeat(this.ctx.db.prisma, this.owner, this.startedAt, this.now());
+  /** Whether it may act now; says so in the log when that changes. */
+  private mayAct(): boolean {
+    const why = this.membership.whyNotActing();
+    if (why !== this.notActing) {
+      if (why) this.ctx.log.warn(`member ${this.membership.name} stops acting (it keeps serving): ${why}`);
+      else this.ctx.log.info(`member ${this.membership.name} acts again`);
+      this.notActing = why;
+    }
+    return why === null;
   }
 
   private onError = (error: unknown) => {
@@ -119,7 +143,8 @@ export class DeploymentController implements RuntimeFacts {
     if (this.stopping) return;
     try {
       const { prisma } = this.ctx.db;
-      await this.heartbeat();
+      await this.membership.beat();
+      if (!this.mayAct()) return;
       await prisma.deployment.updateMany({
         where: { leaseOwner: this.owner },
         data: { leaseExpiresAt: leasedTo(this.owner, this.now()).leaseExpiresAt },
@@ -130,7 +155,10 @@ export class DeploymentController implements RuntimeFacts {
         },
         select: { id: true },
       });
-      await Promise.all(rows.map((row) => this.reconcile(row.id)));
+      const listed = new Set(rows.map((row) => row.id));
+      // Run here but no longer listed (deleted, or its lease taken while this member could not act).
+      const orphaned = this.runtime.deploymentIds().filter((id) => !listed.has(id));
+      await Promise.all([...rows.map((row) => row.id), ...orphaned].map((id) => this.reconcile(id)));
     } catch (error) {
       this.onError(error);
     }
@@ -140,11 +168,36 @@ export class DeploymentController implements RuntimeFacts {
     return this.serial.run(id, () => this.reconcileNow(id), this.onError);
   }
 
+  /** Deployments nobody may be running (released, or held by a gone member): reconciled, to claim them. */
+  private async takeOver(): Promise<void> {
+    if (this.stopping || !this.membership.canAct()) return;
+    try {
+      const { prisma } = this.ctx.db;
+      const held = await prisma.deployment.findMany({
+        where: { status: { in: [...SERVABLE_STATUSES] }, deletedAt: null, leaseOwner: { not: this.owner } },
+        select: { id: true, leaseOwner: true },
+      });
+      const gone = await this.membership.gone(
+        held.flatMap((row) => (row.leaseOwner ? [row.leaseOwner] : [])),
+      );
+      const free = held.filter((row) => row.leaseOwner === null || gone.has(row.leaseOwner));
+      await Promise.all(free.map((row) => this.reconcile(row.id)));
+    } catch (error) {
+      this.onError(error);
+    }
+  }
+
   private async reconcileNow(id: string): Promise<void> {
-    if (this.stopping) return;
+    if (this.stopping || !this.mayAct()) return;
     const { prisma } = this.ctx.db;
     const deployment = await prisma.deployment.findUnique({ where: { id } });
     if (!deployment) return;
+    if (this.runtime.has(id) && deployment.leaseOwner !== this.owner && deployment.leaseOwner !== null) {
+      // Another member took it over while this one could not act: it runs there now, not here too.
+      await this.runtime.stop(id, `member ${deployment.leaseOwner} runs it now`);
+      this.forget(id);
+      return;
+    }
     if (STOPPED_STATUSES.has(deployment.status) || deployment.deletedAt) {
       if (this.runtime.has(id)) await this.runtime.stop(id, `deployment is ${deployment.status}`);
       this.forget(id);
@@ -320,16 +373,28 @@ export class DeploymentController implements RuntimeFacts {
     }
   }
 
-  /** Takes or renews this process's lease on the deployment; false when another process holds it. */
+  /**
+   * Takes or renews this process's lease on the deployment; false when another process holds it. Taken
+   * from a gone member, the replicas that member ran end as it did (at its last heartbeat).
+   */
   private async claim(deployment: Deployment): Promise<boolean> {
     const now = this.now();
+    const previous = deployment.leaseOwner;
+    const gone =
+      previous && previous !== this.owner ? await this.membership.gone([previous]) : new Set<string>();
     const { count } = await this.ctx.db.prisma.deployment.updateMany({
       where: {
         id: deployment.id,
-        ...claimable(this.owner, now),
+        // The owner it was read with: a lease taken by another meanwhile is not taken from it.
+        leaseOwner: previous,
+        ...claimable(this.owner, gone),
       },
       data: leasedTo(this.owner, now),
     });
+    if (count === 1 && previous && gone.has(previous)) {
+      await endReplicasOf(this.ctx.db.prisma, previous, deployment.id);
+      this.log(deployment.id, null, "system", `taken over from member start ${previous}, which is gone`);
+    }
     return count === 1;
   }
 
@@ -527,6 +592,8 @@ export class DeploymentController implements RuntimeFacts {
       this.onError,
     );
     if (exit.kind === "stop" || this.stopping || this.givenUp.has(deploymentId)) return;
+    // A member that may not act starts nothing, a crashed replica's replacement included.
+    if (!this.membership.canAct()) return;
     // Decided at once, as the exit is reported, so that no reconcile in between restarts it uncounted.
     const failures = this.failures.get(deploymentId) ?? { starts: 0, crashes: [] };
     this.failures.set(deploymentId, failures);

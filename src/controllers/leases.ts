@@ -2,23 +2,44 @@ import { hostname } from "node:os";
 
 /**
  * Leases on rows a controller works on (deployments, promotions): the one
- * Hangar process holding a row's lease acts on it; a lease that is not
- * renewed lapses, and another process may take it over.
+ * Hangar process holding a row's lease acts on it. A lease is held for as
+ * long as its owner is alive (store/members.ts, by the database's clock); the
+ * lease of a gone owner may be taken over (controllers/membership.ts says who
+ * is gone). The expiry written with it says when it was last renewed.
  */
 export const LEASE_MS = 30_000;
 
 /**
- * A Hangar process's name as the owner of leases and of the replicas it runs (its member name,
- * serverInfo's `member`): host, PID and the time it started, so that a restarted Hangar is another
- * owner. `host:pid` is how the deployment controller tells that an owner on this host is gone.
+ * A Hangar process's start id as the owner of leases and of the replicas it runs (the Member row's id;
+ * its member name is another setting): host, PID and the time it started, so that a restarted Hangar is
+ * another owner. `host:pid` is how the deployment controller tells that an owner on this host is gone.
  */
 export function leaseOwnerName(startedAt: number): string {
   return `${hostname()}:${process.pid}:${startedAt.toString(36)}`;
 }
 
-/** Rows `owner` may claim now: unclaimed, its own, or with a lapsed lease. */
-export function claimable(owner: string, now: Date) {
-  return { OR: [{ leaseOwner: null }, { leaseOwner: owner }, { leaseExpiresAt: { lt: now } }] };
+/** Who holds leases, as the controllers need it (controllers/membership.ts; soleHolder in tests). */
+export interface LeaseHolder {
+  /** The owner its leases are written with. */
+  readonly id: string;
+  /** Whether it may act now: take or renew leases, start or stop replicas, move promotions. */
+  canAct(): boolean;
+  /** Which of `owners` are gone, so that their leases may be taken. */
+  gone(owners: Iterable<string>): Promise<Set<string>>;
+}
+
+/** The only process on its database (the embedded one, a unit test): every other owner is gone. */
+export function soleHolder(id: string): LeaseHolder {
+  return {
+    id,
+    canAct: () => true,
+    gone: async (owners) => new Set([...owners].filter((owner) => owner !== id)),
+  };
+}
+
+/** Rows `owner` may claim now: unclaimed, its own, or held by an owner that is gone. */
+export function claimable(owner: string, gone: ReadonlySet<string>) {
+  return { OR: [{ leaseOwner: null }, { leaseOwner: owner }, { leaseOwner: { in: [...gone] } }] };
 }
 
 /** The lease columns of a row claimed (or renewed) by `owner` at `now`. */

@@ -7,7 +7,7 @@ import type { Promotion } from "../generated/prisma/client.ts";
 import type { AnswerCounts, AnswerReadings } from "../metrics/traffic.ts";
 import type { ServiceContext } from "../services/context.ts";
 import { applyPlan, lockPromotion, observePromotion, stateOf } from "../store/promotions.ts";
-import { claimable, holdsFreshLease, leasedTo, RELEASED } from "./leases.ts";
+import { claimable, holdsFreshLease, type LeaseHolder, leasedTo, RELEASED } from "./leases.ts";
 import { KeyedSerializer } from "./serial.ts";
 
 /** Starts a scaled-to-zero deployment (the deployment controller). */
@@ -36,7 +36,8 @@ export class PromotionController {
 
   constructor(
     private readonly ctx: ServiceContext,
-    private readonly owner: string,
+    /** Who it acts as: the deployment controller's membership (soleHolder in tests). */
+    private readonly holder: LeaseHolder,
     private readonly waker: DeploymentWaker,
     private readonly answers: AnswerReadings,
     private readonly intervalMs = 250,
@@ -46,6 +47,10 @@ export class PromotionController {
     this.unsubscribe = this.ctx.bus.on((change) => this.onChange(change));
     await this.tick();
     this.timer = setInterval(() => void this.tick(), this.intervalMs);
+  }
+
+  private get owner(): string {
+    return this.holder.id;
   }
 
   async stop(): Promise<void> {
@@ -113,10 +118,13 @@ export class PromotionController {
   private async claim(promotion: Promotion): Promise<boolean> {
     const now = new Date(this.ctx.clock.now());
     if (holdsFreshLease(promotion, this.owner, now)) return true;
+    const previous = promotion.leaseOwner;
+    const gone = previous && previous !== this.owner ? await this.holder.gone([previous]) : new Set<string>();
     const { count } = await this.ctx.db.prisma.promotion.updateMany({
       where: {
         id: promotion.id,
-        ...claimable(this.owner, now),
+        leaseOwner: previous,
+        ...claimable(this.owner, gone),
       },
       data: leasedTo(this.owner, now),
     });
@@ -125,6 +133,8 @@ export class PromotionController {
 
   /** Makes one move of the promotion's state machine; false when there is nothing to do now. */
   private async step(id: string): Promise<boolean> {
+    // A member that may not act moves nothing (controllers/membership.ts); another takes it over.
+    if (!this.holder.canAct()) return false;
     const promotion = await this.ctx.db.prisma.promotion.findUnique({ where: { id } });
     if (!promotion || !movable(promotion)) return false;
     if (!(await this.claim(promotion))) return false;

@@ -8,6 +8,7 @@ import { type DeploymentStatus, INACTIVE_STATUSES, SERVABLE_STATUSES } from "../
 import type { TrafficSink } from "../metrics/traffic.ts";
 import type { Replica } from "../runtime/replica.ts";
 import type { ReplicaRouter } from "../runtime/runtime.ts";
+import { PEER_MISS_HEADER, type PeerDirectory, PeerRoute } from "./peers.ts";
 import type { RouteTable } from "./routes.ts";
 
 const DEPLOYMENT_HEADER = "x-hangar-deployment-id";
@@ -28,6 +29,31 @@ interface Reroute {
   stillRouted(deploymentId: string): Promise<boolean>;
   fresh(): Promise<string>;
 }
+
+/** Where a request can go: a replica this process runs, or another member's replicas. */
+type Route = Replica | PeerRoute;
+
+/** Another member did not serve a request it was handed, before the request reached a replica: try again. */
+class PeerFailed extends Error {
+  constructor(
+    readonly route: PeerRoute,
+    readonly why: "unreachable" | "no replica",
+  ) {
+    super(`member ${route.memberName}: ${why}`);
+  }
+}
+
+/** Connection errors that mean the request never reached the other member, so sending it again is safe. */
+const NOT_SENT = new Set([
+  "ECONNREFUSED",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
+/** How many other members a request may be handed to before the gateway gives up on it. */
+const PEER_ATTEMPTS = 4;
 
 /** The environment now points at another deployment: route there instead. */
 class Rerouted extends Error {
@@ -149,6 +175,8 @@ export class Gateway {
     private readonly runtime: ReplicaRouter,
     private readonly traffic: TrafficSink,
     private readonly demand: DemandSink,
+    /** Other members' replicas (PostgreSQL); null on the embedded database, which has no other member. */
+    private readonly peers: PeerDirectory | null = null,
   ) {}
 
   async handle(req: IncomingMessage, res: ServerResponse, pathname: string, access: Access): Promise<void> {
@@ -210,14 +238,14 @@ export class Gateway {
     };
     res.once("close", onClose);
     try {
-      for (let attempt = 0; ; attempt++) {
+      for (let attempt = 0, peerAttempts = 0; ; attempt++) {
         const target: string = deploymentId;
         // Counted from here, held time included: demand the autoscaler must see.
         this.traffic.started(target);
         try {
-          const replica = await this.pickReplica(target, reroute);
+          const route = await this.pickRoute(target, reroute);
           if (gone.aborted) return;
-          const status = await this.forward(replica, body, res, target, gone);
+          const status = await this.forward(route, body, res, target, gone);
           // No answer to count when the client left before it.
           if (status !== null) this.traffic.answered(target, status);
           return;
@@ -225,6 +253,20 @@ export class Gateway {
           if (error instanceof Rerouted && attempt === 0) {
             deploymentId = error.deploymentId;
             continue;
+          }
+          if (error instanceof PeerFailed && ++peerAttempts < PEER_ATTEMPTS) {
+            if (error.why === "unreachable") this.peers?.markDown(error.route.memberId);
+            else this.peers?.forget(target);
+            continue;
+          }
+          if (error instanceof PeerFailed) {
+            const failure = new GatewayError(
+              503,
+              "model_unavailable",
+              `deployment '${target}': ${error.message}`,
+            );
+            this.traffic.answered(target, failure.status);
+            return sendError(res, failure, target);
           }
           if (error instanceof GatewayError) {
             this.traffic.answered(target, error.status);
@@ -235,6 +277,56 @@ export class Gateway {
           this.traffic.finished(target);
         }
       }
+    } finally {
+      res.off("close", onClose);
+    }
+  }
+
+  /**
+   * A request another member handed over (peers.ts): its key was checked there and its deployment
+   * chosen; it is served by a replica of this process or not at all (a 503 that tells the other member
+   * to look again), and is not counted here, where the member that received it counted it.
+   */
+  async handleForwarded(req: IncomingMessage, res: ServerResponse, deploymentId: string): Promise<void> {
+    if (req.method !== "POST") {
+      res.setHeader("allow", "POST");
+      return sendError(res, new GatewayError(405, "method_not_allowed", "inference paths take POST"));
+    }
+    if (this.runtime.ready(deploymentId).length === 0) {
+      req.resume();
+      res.setHeader(PEER_MISS_HEADER, "1");
+      return sendError(
+        res,
+        new GatewayError(503, "model_unavailable", "no ready replica here"),
+        deploymentId,
+      );
+    }
+    let body: Buffer;
+    try {
+      body = await this.readBody(req);
+    } catch (error) {
+      if (error instanceof GatewayError) return sendError(res, error, deploymentId);
+      throw error;
+    }
+    const ready = this.runtime.ready(deploymentId);
+    if (ready.length === 0) {
+      res.setHeader(PEER_MISS_HEADER, "1");
+      return sendError(
+        res,
+        new GatewayError(503, "model_unavailable", "no ready replica here"),
+        deploymentId,
+      );
+    }
+    const gone = new ClientGone();
+    const onClose = () => {
+      if (!res.writableFinished) gone.abort();
+    };
+    res.once("close", onClose);
+    try {
+      await this.forward(this.leastInFlight(ready), body, res, deploymentId, gone);
+    } catch (error) {
+      if (error instanceof GatewayError) return sendError(res, error, deploymentId);
+      throw error;
     } finally {
       res.off("close", onClose);
     }
@@ -347,7 +439,7 @@ export class Gateway {
     deploymentId: string,
     needReplica: boolean,
     reroute: Reroute | null = null,
-  ): Promise<Replica[]> {
+  ): Promise<Route[]> {
     const deadline = Date.now() + this.config.readyTimeoutMs;
     // Report the demand before any database round trip: a deployment this process scaled to zero
     // starts at once (for an environment, only while the environment still routes to it: a demoted
@@ -356,6 +448,8 @@ export class Gateway {
     for (;;) {
       const ready = this.runtime.ready(deploymentId);
       if (ready.length > 0) return ready;
+      const elsewhere = needReplica && this.peers ? await this.peers.routes(deploymentId) : [];
+      if (elsewhere.length > 0) return elsewhere;
       const deployment = await this.routes.deployment(deploymentId);
       if (
         reroute &&
@@ -392,19 +486,28 @@ export class Gateway {
       // Wake on a replica change; re-read the status now and then in case it failed.
       await this.runtime.nextChange(deploymentId, Math.min(left, 500));
       this.routes.refresh(deploymentId);
+      this.peers?.forget(deploymentId);
     }
   }
 
-  private async pickReplica(deploymentId: string, reroute: Reroute | null): Promise<Replica> {
-    let ready = this.runtime.ready(deploymentId);
-    if (ready.length === 0) ready = await this.deploymentReady(deploymentId, true, reroute);
-    // Least in-flight, starting from a rotating index so ties spread evenly.
-    const n = ready.length;
+  /** A replica of this process when one is ready (no extra hop), else another member's, else it waits. */
+  private async pickRoute(deploymentId: string, reroute: Reroute | null): Promise<Route> {
+    const ready = this.runtime.ready(deploymentId);
+    if (ready.length > 0) return this.leastInFlight(ready);
+    const elsewhere = this.peers ? await this.peers.routes(deploymentId) : [];
+    return this.leastInFlight(
+      elsewhere.length > 0 ? elsewhere : await this.deploymentReady(deploymentId, true, reroute),
+    );
+  }
+
+  /** Least in flight per ready replica, starting from a rotating index so that ties spread evenly. */
+  private leastInFlight<R extends Route>(routes: R[]): R {
+    const n = routes.length;
     const start = this.rotation++ % n;
-    let best = ready[start] as Replica;
+    let best = routes[start] as R;
     for (let i = 1; i < n; i++) {
-      const candidate = ready[(start + i) % n] as Replica;
-      if (candidate.inFlight < best.inFlight) best = candidate;
+      const candidate = routes[(start + i) % n] as R;
+      if (load(candidate) < load(best)) best = candidate;
     }
     return best;
   }
@@ -416,7 +519,7 @@ export class Gateway {
    * GatewayErrors; after it, the client's connection is reset.
    */
   private async forward(
-    replica: Replica,
+    replica: Route,
     body: Buffer,
     res: ServerResponse,
     deploymentId: string,
@@ -427,10 +530,15 @@ export class Gateway {
     try {
       let response: Dispatcher.ResponseData;
       try {
+        const headers: Record<string, string> = {
+          "content-type": "application/json",
+          "content-length": String(body.length),
+        };
+        if (replica instanceof PeerRoute) Object.assign(headers, replica.headers);
         response = await replica.pool.request({
           method: "POST",
           path: replica.predictPath,
-          headers: { "content-type": "application/json", "content-length": String(body.length) },
+          headers,
           body,
           headersTimeout: this.config.predictTimeoutMs,
           bodyTimeout: this.config.predictTimeoutMs,
@@ -438,7 +546,14 @@ export class Gateway {
         });
       } catch (error) {
         if (gone.aborted) return null;
+        if (replica instanceof PeerRoute && NOT_SENT.has((error as { code?: string }).code ?? "")) {
+          throw new PeerFailed(replica, "unreachable");
+        }
         throw this.replicaFailure(error);
+      }
+      if (replica instanceof PeerRoute && response.headers[PEER_MISS_HEADER] !== undefined) {
+        response.body.resume();
+        throw new PeerFailed(replica, "no replica");
       }
       const declared = Number(response.headers["content-length"] ?? Number.NaN);
       if (declared > limit) {
@@ -524,6 +639,11 @@ export class Gateway {
     }
     return new GatewayError(503, "model_unavailable", `the replica failed: ${(error as Error).message}`);
   }
+}
+
+/** A route's load: requests in flight per ready replica behind it. */
+function load(route: Route): number {
+  return route instanceof PeerRoute ? route.inFlight / Math.max(1, route.ready) : route.inFlight;
 }
 
 /** Enough of a server command's error body to pass its message on. */

@@ -60,6 +60,14 @@ export const ReplicaRef = builder.prismaObject("Replica", {
     readyAt: t.expose("readyAt", { type: "DateTime", nullable: true }),
     stoppedAt: t.expose("stoppedAt", { type: "DateTime", nullable: true }),
     exitReason: t.exposeString("exitReason", { nullable: true }),
+    member: t.string({
+      description: "The name of the member it runs (or ran) on",
+      select: { owner: true },
+      // findUnique calls of one tick are batched by Prisma: one query for a page of replicas.
+      resolve: async (r, _args, ctx) =>
+        (await ctx.prisma.member.findUnique({ where: { id: r.owner }, select: { name: true } }))?.name ??
+        r.owner,
+    }),
   }),
 });
 

@@ -8,6 +8,7 @@ import "./event.ts";
 import "./model.ts";
 import "./environment.ts";
 import "./deployment.ts";
+import "./members.ts";
 import "./usage.ts";
 import "./promotion.ts";
 import "./api-key.ts";

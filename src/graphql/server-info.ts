@@ -19,7 +19,9 @@ export const ServerInfoRef = builder.objectRef<ServerInfo>("ServerInfo").impleme
     database: t.exposeString("database", { description: "pglite (embedded) or postgresql" }),
     sandbox: t.field({ type: SandboxStateEnum, resolve: (info) => info.sandbox }),
     limits: t.exposeBoolean("limits", { description: "Whether replicas' resources are enforced" }),
-    member: t.exposeString("member", { description: "This process's member name" }),
+    member: t.exposeString("member", {
+      description: "The name of the member that answered (HANGAR_MEMBER_NAME)",
+    }),
   }),
 });
 

@@ -5,6 +5,12 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Access } from "../domain/access.ts";
+import {
+  MEMBER_SECRET_HEADER,
+  type MemberSecret,
+  PEER_PATH_PREFIX,
+  parsePeerPath,
+} from "../gateway/peers.ts";
 import { type BodyLimits, readGraphqlBody } from "./body-limit.ts";
 import type { Credentials } from "./credentials.ts";
 import type { GraphqlOverHttp } from "./graphql-http.ts";
@@ -34,12 +40,20 @@ export type GatewayHandler = (
   access: Access,
 ) => Promise<void> | void;
 
+/** Where requests handed over by another member go (gateway/peers.ts), and the secret they must bring. */
+export interface PeerTargets {
+  secret: MemberSecret;
+  handle(req: IncomingMessage, res: ServerResponse, deploymentId: string): Promise<void>;
+}
+
 export interface RouteTargets {
   origins: OriginPolicy;
   browser: BrowserSignIn;
   credentials: Credentials;
   graphql: GraphqlOverHttp;
   gateway: GatewayHandler;
+  /** Null on the embedded database: no other member can hand anything over. */
+  peers: PeerTargets | null;
   bodyLimits: BodyLimits;
 }
 
@@ -77,6 +91,13 @@ export function routes(to: RouteTargets): (req: IncomingMessage, res: ServerResp
       const access = await to.credentials.bearer(req.headers.authorization);
       if (!access) return refuse(req, res, 401, UNAUTHORIZED);
       return to.gateway(req, res, url.pathname, access);
+    }
+    if (to.peers && url.pathname.startsWith(PEER_PATH_PREFIX)) {
+      if (!to.peers.secret.admits(req.headers[MEMBER_SECRET_HEADER])) {
+        return refuse(req, res, 401, { error: "missing or wrong member secret", error_code: "unauthorized" });
+      }
+      const deploymentId = parsePeerPath(url.pathname);
+      if (deploymentId !== null) return to.peers.handle(req, res, deploymentId);
     }
     refuse(req, res, 404, { error: `nothing at ${url.pathname}`, error_code: "not_found" });
   };

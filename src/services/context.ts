@@ -8,6 +8,7 @@ import type { Deployment } from "../generated/prisma/client.ts";
 import type { Logger } from "../logger.ts";
 import type { IsolationReport } from "../runtime/isolation.ts";
 import type { ArtifactStore } from "../store/artifacts.ts";
+import { isWriteConflict } from "../store/errors.ts";
 import type { LogWriter } from "../store/logs.ts";
 
 /** Loads new code into a running development deployment (the deployment controller). */
@@ -29,8 +30,10 @@ export interface ServiceContext {
   log: Logger;
   /** Every rule that reads the time reads it here (a fake clock in controller tests). */
   clock: Clock;
-  /** This process's member name: the owner of the leases its controllers hold (serverInfo's `member`). */
+  /** This start's id: the owner of the leases its controllers hold and of the replicas it runs. */
   member: string;
+  /** The member's name (HANGAR_MEMBER_NAME; serverInfo's `member`). */
+  memberName: string;
   /** What the runtime can enforce on replicas, decided at start (serverInfo's `sandbox` and `limits`). */
   isolation: IsolationReport;
   /** Set once the deployment controller exists (it is built from this context). */
@@ -51,5 +54,24 @@ export function transaction<T>(
   run: (tx: Tx) => Promise<T>,
 ): Promise<T> {
   const actor = "access" in ctx ? ctx.access.name : null;
-  return ctx.db.prisma.$transaction((tx) => run(actor === null ? tx : withActor(tx, actor)));
+  const attempt = () => ctx.db.prisma.$transaction((tx) => run(actor === null ? tx : withActor(tx, actor)));
+  return retryConflicts(attempt);
+}
+
+/** How often a use case's transaction is tried when PostgreSQL aborts it for a deadlock. */
+const CONFLICT_ATTEMPTS = 3;
+
+/**
+ * Runs a transaction again when PostgreSQL chose it as a deadlock's victim: it did nothing, and the
+ * caller would otherwise get an internal error for a race it cannot see.
+ */
+async function retryConflicts<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (n >= CONFLICT_ATTEMPTS || !isWriteConflict(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * n));
+    }
+  }
 }

@@ -36,10 +36,7 @@ export async function deleteModel(ctx: RequestContext, id: string): Promise<Mode
         await endPromotion(tx, promotion, "CANCELED", "the model was deleted", ctx.clock.now());
     }
     const now = new Date(ctx.clock.now());
-    const deployments = await tx.deployment.findMany({ where: { modelId: id, deletedAt: null } });
-    for (const deployment of deployments) {
-      await markDeleted(tx, deployment, `deployment '${deployment.name}' deleted with its model`, now);
-    }
+    // Environments before deployments, the order every writer of both takes (no deadlock).
     const environments = await tx.environment.findMany({ where: { modelId: id, deletedAt: null } });
     for (const environment of environments) {
       await tx.environment.update({
@@ -52,6 +49,10 @@ export async function deleteModel(ctx: RequestContext, id: string): Promise<Mode
         environmentId: environment.id,
         message: `environment '${environment.name}' deleted with its model`,
       });
+    }
+    const deployments = await tx.deployment.findMany({ where: { modelId: id, deletedAt: null } });
+    for (const deployment of deployments) {
+      await markDeleted(tx, deployment, `deployment '${deployment.name}' deleted with its model`, now);
     }
     const model = await tx.model.update({ where: { id }, data: { deletedAt: now, liveName: null } });
     await appendEvent(tx, { modelId: id, type: "MODEL_DELETED", message: `model '${model.name}' deleted` });

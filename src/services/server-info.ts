@@ -11,7 +11,7 @@ export interface ServerInfo {
   sandbox: SandboxState;
   /** Whether replicas' resources are enforced here. */
   limits: boolean;
-  /** This process's member name (the lease owner its controllers act as). */
+  /** This member's name (HANGAR_MEMBER_NAME, API.md section 10). */
   member: string;
 }
 
@@ -21,6 +21,6 @@ export function serverInfo(ctx: ServiceContext): ServerInfo {
     database: ctx.db.kind === "pglite" ? "pglite" : "postgresql",
     sandbox: ctx.isolation.sandbox,
     limits: ctx.isolation.limits,
-    member: ctx.member,
+    member: ctx.memberName,
   };
 }

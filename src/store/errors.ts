@@ -7,3 +7,16 @@ export function isUniqueViolation(error: unknown): boolean {
     (error as { code?: unknown }).code === "P2002"
   );
 }
+
+/**
+ * True when PostgreSQL aborted the transaction for a deadlock or a serialization failure
+ * (Prisma's P2034): the transaction did nothing and may be run again.
+ */
+export function isWriteConflict(error: unknown): boolean {
+  return (
+    typeof error === "object" &&
+    error !== null &&
+    "code" in error &&
+    (error as { code?: unknown }).code === "P2034"
+  );
+}

@@ -1,8 +1,11 @@
 // Several Hangar processes on one PostgreSQL (API.md section 10), each with a data dir of its own as on
 // separate machines: what one member received, any member builds and runs.
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deploymentStatus, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
+import { deploymentStatus, gql, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { waitFor } from "../support/wait.ts";
 
 const model = (n: number) => ({
   "model.mjs": `export default class M { predict(input) { return { n: ${n}, echo: input }; } }`,
@@ -10,6 +13,20 @@ const model = (n: number) => ({
 
 const predictPath = (dep: { id: string; model: { id: string } }) =>
   `/models/${dep.model.id}/deployments/${dep.id}/predict`;
+
+const MEMBERS = `{ members { name url alive startedAt lastSeenAt replicaCount } }`;
+const REPLICAS = `query($id: ID!) { deployment(id: $id) { replicas { state member } } }`;
+
+/** The default member name: this host and the port the member listens on. */
+const defaultName = (hangar: TestHangar) => `${hostname()}:${new URL(hangar.url).port}`;
+
+/** The names of the members running the deployment's ready replicas. */
+async function runningOn(hangar: TestHangar, id: string): Promise<string[]> {
+  const { deployment } = await gql(hangar, REPLICAS, { id });
+  return deployment.replicas
+    .filter((r: { state: string }) => r.state === "READY")
+    .map((r: { member: string }) => r.member);
+}
 
 // Only PostgreSQL can have several members: vitest.config.ts runs this file in integration-postgres only.
 describe("members sharing one PostgreSQL", () => {
@@ -38,6 +55,83 @@ describe("members sharing one PostgreSQL", () => {
     expect(statuses).toEqual(pushed.map(() => "ACTIVE"));
   });
 
+  it("lists its members by name and URL, each member's own bootstrap key working on all", async () => {
+    const own = `hk_test_${randomBytes(16).toString("hex")}`;
+    const c = await startHangar({
+      joining: a,
+      env: {
+        HANGAR_MEMBER_NAME: "third",
+        HANGAR_MEMBER_URL: "http://third.internal:9000",
+        HANGAR_ADMIN_KEY: own,
+      },
+    });
+    try {
+      const { members } = await gql(b, MEMBERS);
+      const byName = new Map(members.map((m: { name: string }) => [m.name, m]));
+      expect(byName.get(defaultName(a))).toMatchObject({ url: a.url, alive: true });
+      expect(byName.get(defaultName(b))).toMatchObject({ url: b.url, alive: true });
+      expect(byName.get("third")).toMatchObject({ url: "http://third.internal:9000", alive: true });
+      const { serverInfo } = await gql(c, "{ serverInfo { member } }");
+      expect(serverInfo.member).toBe("third");
+      // c's key, which a and b were never given, is a key of this Hangar: a accepts it, and c accepts a's.
+      expect((await gql({ ...a, key: own }, "{ serverInfo { member } }")).serverInfo.member).toBe(
+        defaultName(a),
+      );
+      expect((await gql({ ...c, key: a.key }, "{ serverInfo { member } }")).serverInfo.member).toBe("third");
+    } finally {
+      await c.dispose();
+    }
+    // A member that stopped is listed as gone (for an hour), not as alive.
+    const { members } = await gql(a, MEMBERS);
+    expect(members.find((m: { name: string }) => m.name === "third")).toMatchObject({ alive: false });
+  });
+
+  it("says which member runs each replica", async () => {
+    const dep = await pushFolder(b, "whose-replica", await modelFolder(model(7)));
+    await waitForStatus(a, dep.id, "ACTIVE", 60_000);
+    const on = await runningOn(a, dep.id);
+    expect(on).toHaveLength(1);
+    expect([defaultName(a), defaultName(b)]).toContain(on[0]);
+    expect(await runningOn(b, dep.id)).toEqual(on);
+    const { members } = await gql(a, MEMBERS);
+    expect(members.find((m: { name: string }) => m.name === on[0]).replicaCount).toBeGreaterThanOrEqual(1);
+  });
+
+  it("serves through every member, whichever runs the replicas, one replica for all", async () => {
+    const dep = await pushFolder(a, "served-by-all", await modelFolder(model(5)));
+    await waitForStatus(a, dep.id, "ACTIVE", 60_000);
+    const on = await runningOn(a, dep.id);
+    expect(on).toHaveLength(1);
+    // Through the member that does not run it the request is handed to the one that does: no second
+    // replica starts, and the answer is the model's.
+    for (const member of [a, b]) {
+      const answer = await predict(member, predictPath(dep), { via: member.url });
+      expect(answer.status).toBe(200);
+      expect(answer.body).toEqual({ n: 5, echo: { via: member.url } });
+    }
+    expect(await runningOn(a, dep.id)).toEqual(on);
+  });
+
+  it("refuses a handed-over request without the members' secret", async () => {
+    const dep = await pushFolder(a, "secret-path", await modelFolder(model(6)));
+    await waitForStatus(a, dep.id, "ACTIVE", 60_000);
+    for (const secret of [undefined, "guess", a.key]) {
+      for (const member of [a, b]) {
+        const response = await fetch(`${member.url}/internal/v1/deployments/${dep.id}/predict`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            authorization: `Bearer ${a.key}`,
+            ...(secret ? { "x-hangar-member-secret": secret } : {}),
+          },
+          body: "{}",
+        });
+        expect(response.status).toBe(401);
+        expect((await response.json()).error_code).toBe("unauthorized");
+      }
+    }
+  });
+
   it("runs a deployment on a member whose disk never saw its upload", async () => {
     const dep = await pushFolder(a, "pushed-elsewhere", await modelFolder(model(42)));
     await waitForStatus(a, dep.id, "ACTIVE", 60_000);
@@ -56,4 +150,43 @@ describe("members sharing one PostgreSQL", () => {
       await c.dispose();
     }
   }, 120_000);
+});
+
+describe("a member that dies", () => {
+  let a: TestHangar;
+  let b: TestHangar;
+
+  beforeAll(async () => {
+    a = await startHangar();
+    b = await startHangar({ joining: a });
+  });
+
+  afterAll(async () => {
+    await b?.dispose();
+    await a?.dispose();
+  });
+
+  it("has its deployments run and serve on the others within 20 s of a SIGKILL", async () => {
+    const dep = await pushFolder(a, "survivor", await modelFolder(model(9)));
+    await waitForStatus(a, dep.id, "ACTIVE", 60_000);
+    const [runner] = await runningOn(a, dep.id);
+    const [dead, alive] = runner === defaultName(a) ? [a, b] : [b, a];
+    await dead.kill();
+    const killedAt = Date.now();
+    // API.md section 10: within 20 s its deployments run and serve on the others.
+    await waitFor(async () => (await runningOn(alive, dep.id)).includes(defaultName(alive)), {
+      what: "the survivor to run the dead member's deployment",
+      timeoutMs: 20_000,
+    });
+    const answer = await predict(alive, predictPath(dep), { after: "takeover" });
+    expect(answer.status).toBe(200);
+    expect(answer.body).toEqual({ n: 9, echo: { after: "takeover" } });
+    expect(Date.now() - killedAt).toBeLessThan(20_000);
+    // Nothing runs twice: the dead member's replica row is closed, the survivor's is the only one ready.
+    expect(await runningOn(alive, dep.id)).toEqual([defaultName(alive)]);
+    const { members } = await gql(alive, MEMBERS);
+    expect(members.find((m: { name: string }) => m.name === defaultName(dead))).toMatchObject({
+      alive: false,
+    });
+  }, 90_000);
 });

@@ -82,6 +82,7 @@ export function useControllerWorld(): ControllerWorld {
       clock: { now: () => clock.now() },
       // Each controller names itself (a restart is another owner); nothing here reads these two.
       member: "controller-world",
+      memberName: "controller-world",
       isolation: { sandbox: "OFF", limits: false, reasons: [] },
     };
     modelId = newId("Model");

@@ -4,6 +4,7 @@
  * mid-stage, and rollbacks, each in moves the test makes by advancing the clock.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { soleHolder } from "../../src/controllers/leases.ts";
 import { PromotionController } from "../../src/controllers/promotions.ts";
 import type { Database } from "../../src/db/client.ts";
 import { DEFAULT_AUTOSCALING } from "../../src/domain/autoscaling.ts";
@@ -108,7 +109,7 @@ function controller(clock: FakeClock, answers: AnswerReadings = new Answers(), o
   const ctx = { db, bus: new ChangeBus(), log, clock } as unknown as ServiceContext;
   const promotions = new PromotionController(
     ctx,
-    owner,
+    soleHolder(owner),
     { wake: async (id) => void wakes.push(id) },
     answers,
   );

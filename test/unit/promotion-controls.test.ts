@@ -3,6 +3,7 @@
 // on the clock the test moves, in milliseconds of test time rather than minutes of wall time.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Config } from "../../src/config.ts";
+import { soleHolder } from "../../src/controllers/leases.ts";
 import { PromotionController } from "../../src/controllers/promotions.ts";
 import type { Database } from "../../src/db/client.ts";
 import type { Access } from "../../src/domain/access.ts";
@@ -58,11 +59,12 @@ beforeEach(() => {
     log: silent,
     clock,
     member: "test-owner",
+    memberName: "test-owner",
     isolation: { sandbox: "OFF", limits: false, reasons: [] },
   };
   controller = new PromotionController(
     ctx,
-    "test-owner",
+    soleHolder("test-owner"),
     { wake: async (id) => void woken.push(id) },
     { answerCounts: (id) => ({ ...(answers.get(id) ?? { answered: 0, failed: 0 }) }), inFlight: () => 0 },
   );

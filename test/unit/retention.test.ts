@@ -215,7 +215,7 @@ describe("leftovers", () => {
 describe("members", () => {
   it("removes Hangar processes last seen a day ago, but not one whose replica is not marked stopped", async () => {
     const member = (id: string, lastSeenAt: Date) =>
-      db.prisma.member.create({ data: { id, startedAt: ago(3 * DAY), lastSeenAt } });
+      db.prisma.member.create({ data: { id, name: id, startedAt: ago(3 * DAY), lastSeenAt } });
     await member("alive", ago(1000));
     await member("gone-long-ago", ago(2 * DAY));
     await member("gone-with-a-replica", ago(2 * DAY));

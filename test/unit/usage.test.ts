@@ -45,6 +45,7 @@ async function runningReplica(
     await db.prisma.member.create({
       data: {
         id: member.id,
+        name: member.id,
         startedAt: new Date(now - startedSecondsAgo * 1000),
         lastSeenAt: new Date(now - member.lastSeenSecondsAgo * 1000),
       },

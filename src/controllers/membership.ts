@@ -1,0 +1,97 @@
+import type { Database } from "../db/client.ts";
+import type { Clock } from "../domain/clock.ts";
+import {
+  goneOwners,
+  HEARTBEAT_MS,
+  heartbeat,
+  join,
+  leave,
+  MEMBER_STALE_MS,
+  type MemberStart,
+} from "../store/members.ts";
+
+/**
+ * This start's standing in the cluster (API.md section 10), which every controller asks before it acts:
+ * - it may act (take or renew a lease, start or stop a replica, move a promotion) only while its last
+ *   heartbeat is recent enough that no other member can have judged it dead: it stops a heartbeat short
+ *   of the expiry the others go by, and keeps serving;
+ * - it may judge another member dead only once it has itself heartbeat for a whole expiry without a
+ *   miss: after an outage every member gets the time to heartbeat again first (a fresh start has seen
+ *   no outage and judges at once);
+ * - a later start under its name supersedes it: it never acts again.
+ * Whether an owner is gone is the database's verdict (store/members.ts); the embedded database admits
+ * one process, so there every other owner is gone.
+ */
+export class Membership {
+  epoch = 0;
+  private lastBeatAt = Number.NEGATIVE_INFINITY;
+  /** Since when heartbeats have succeeded without a miss; null after a miss until the next success. */
+  private beatingSince: number | null = Number.NEGATIVE_INFINITY;
+  private superseded = false;
+
+  constructor(
+    private readonly db: Database,
+    readonly start: MemberStart,
+    private readonly clock: Clock,
+  ) {}
+
+  get id(): string {
+    return this.start.id;
+  }
+
+  get name(): string {
+    return this.start.name;
+  }
+
+  async join(): Promise<void> {
+    this.epoch = await join(this.db.prisma, this.start);
+    this.lastBeatAt = this.clock.now();
+  }
+
+  /** One heartbeat; false when it failed (the database is away) or this start was superseded. */
+  async beat(): Promise<boolean> {
+    let ok: boolean;
+    try {
+      ok = await heartbeat(this.db.prisma, this.start.id);
+    } catch {
+      this.beatingSince = null;
+      return false;
+    }
+    if (!ok) {
+      this.superseded = true;
+      return false;
+    }
+    const now = this.clock.now();
+    this.lastBeatAt = now;
+    this.beatingSince ??= now;
+    return true;
+  }
+
+  /** Whether this start may act now (see the class comment). */
+  canAct(): boolean {
+    if (this.superseded) return false;
+    // Nobody can take over on the embedded database, which one process holds: it always may.
+    if (this.db.kind === "pglite") return true;
+    return this.clock.now() - this.lastBeatAt < MEMBER_STALE_MS - HEARTBEAT_MS;
+  }
+
+  /** Why it may not act, for a log line; null when it may. */
+  whyNotActing(): string | null {
+    if (this.superseded) return `a later start of member '${this.start.name}' took over`;
+    return this.canAct() ? null : "its heartbeat could not be renewed (is the database reachable?)";
+  }
+
+  /** Which of `owners` are gone, so that their leases may be taken; none while it may not judge. */
+  async gone(owners: Iterable<string>): Promise<Set<string>> {
+    const others = [...new Set(owners)].filter((owner) => owner !== this.start.id);
+    if (this.db.kind === "pglite") return new Set(others);
+    if (!this.canAct() || this.beatingSince === null) return new Set();
+    if (this.clock.now() - this.beatingSince < MEMBER_STALE_MS) return new Set();
+    return goneOwners(this.db.prisma, others);
+  }
+
+  /** The last heartbeat of a clean stop: this start is over, and its replicas ended now. */
+  async leave(): Promise<void> {
+    if (!this.superseded) await leave(this.db.prisma, this.start.id);
+  }
+}

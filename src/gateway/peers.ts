@@ -1,0 +1,183 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import { Pool } from "undici";
+import type { Clock } from "../domain/clock.ts";
+import type { ChangeBus } from "../events/bus.ts";
+import type { PrismaClient } from "../generated/prisma/client.ts";
+import { type PeerReplicas, readyElsewhere } from "../store/members.ts";
+
+/**
+ * How one member's gateway hands a request to another member's replicas (API.md section 10). The
+ * member that received the request has already checked its key, resolved its path and chosen the
+ * deployment (a canary's split included); the member that runs the replicas only checks that the
+ * caller is a member (the secret every member reads from the database), serves the request with a
+ * replica of its own, and never forwards it again.
+ */
+export const PEER_PATH_PREFIX = "/internal/v1/deployments/";
+export const MEMBER_SECRET_HEADER = "x-hangar-member-secret";
+/** On a 503: the member has no ready replica of the deployment (any more); ask another. */
+export const PEER_MISS_HEADER = "x-hangar-peer-miss";
+
+/** The path another member's replica of `deploymentId` is called at. */
+export function peerPredictPath(deploymentId: string): string {
+  return `${PEER_PATH_PREFIX}${encodeURIComponent(deploymentId)}/predict`;
+}
+
+/** The deployment a forwarded request names, or null for any other path. */
+export function parsePeerPath(pathname: string): string | null {
+  if (!pathname.startsWith(PEER_PATH_PREFIX) || !pathname.endsWith("/predict")) return null;
+  const segment = pathname.slice(PEER_PATH_PREFIX.length, -"/predict".length);
+  if (!segment || segment.includes("/")) return null;
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
+}
+
+/** Checks a presented member secret in constant time (digests, so lengths never leak either). */
+export class MemberSecret {
+  private readonly digest: Buffer;
+
+  constructor(readonly value: string) {
+    this.digest = createHash("sha256").update(value).digest();
+  }
+
+  admits(presented: string | string[] | undefined): boolean {
+    if (typeof presented !== "string" || presented.length === 0) return false;
+    return timingSafeEqual(createHash("sha256").update(presented).digest(), this.digest);
+  }
+}
+
+/** The way to another member's ready replicas of one deployment, as the gateway picks among routes. */
+export class PeerRoute {
+  inFlight = 0;
+  ready: number;
+  readonly predictPath: string;
+  readonly headers: Record<string, string>;
+
+  constructor(
+    readonly memberId: string,
+    readonly memberName: string,
+    readonly pool: Pool,
+    deploymentId: string,
+    ready: number,
+    secret: MemberSecret,
+  ) {
+    this.ready = ready;
+    this.predictPath = peerPredictPath(deploymentId);
+    this.headers = { [MEMBER_SECRET_HEADER]: secret.value };
+  }
+}
+
+/** A member that refused a connection stays out of rotation this long (its replica rows may lag). */
+export const PEER_DOWN_MS = 10_000;
+/** A cached answer is asked again after this long even without a change notice (a notice can be lost). */
+const DIRECTORY_TTL_MS = 5_000;
+/** Connecting to another member: it is on the same network, so this is generous. */
+const PEER_CONNECT_TIMEOUT_MS = 2_000;
+
+interface Entry {
+  at: number;
+  routes: Promise<PeerRoute[]>;
+}
+
+/**
+ * Which other members run ready replicas of a deployment, from the replica registry in the database,
+ * cached per deployment until a replica change of it is announced. One keep-alive pool per member.
+ */
+export class PeerDirectory {
+  private readonly entries = new Map<string, Entry>();
+  /** Per member and deployment: one route object, so its in-flight count outlives cache refreshes. */
+  private readonly known = new Map<string, PeerRoute>();
+  private readonly pools = new Map<string, Pool>();
+  private readonly downUntil = new Map<string, number>();
+  private unsubscribe: (() => void) | null = null;
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly selfId: string,
+    private readonly secret: MemberSecret,
+    private readonly clock: Clock,
+  ) {}
+
+  start(bus: ChangeBus): void {
+    this.unsubscribe = bus.on((change) => {
+      if (change.kind === "deployment") this.forget(change.deploymentId);
+      else if (change.kind === "event" && change.deploymentId) this.forget(change.deploymentId);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe?.();
+    this.entries.clear();
+    await Promise.all([...this.pools.values()].map((pool) => pool.destroy()));
+    this.pools.clear();
+  }
+
+  /** The routes to other members' ready replicas of the deployment, members out of rotation left out. */
+  async routes(deploymentId: string): Promise<PeerRoute[]> {
+    const now = this.clock.now();
+    let entry = this.entries.get(deploymentId);
+    if (!entry || now - entry.at > DIRECTORY_TTL_MS) {
+      const loading = this.load(deploymentId);
+      entry = { at: now, routes: loading };
+      this.entries.set(deploymentId, entry);
+      // A failed lookup is not kept: the next request asks again.
+      const kept = entry;
+      loading.catch(() => {
+        if (this.entries.get(deploymentId) === kept) this.entries.delete(deploymentId);
+      });
+    }
+    const routes = await entry.routes;
+    return routes.filter((route) => (this.downUntil.get(route.memberId) ?? 0) <= now);
+  }
+
+  /** Drops what is cached for the deployment: the next request looks it up again. */
+  forget(deploymentId: string): void {
+    this.entries.delete(deploymentId);
+  }
+
+  /** Takes a member out of rotation for a while: it did not answer. */
+  markDown(memberId: string): void {
+    this.downUntil.set(memberId, this.clock.now() + PEER_DOWN_MS);
+  }
+
+  private async load(deploymentId: string): Promise<PeerRoute[]> {
+    const found = await readyElsewhere(this.prisma, deploymentId, this.selfId);
+    const routes = found.map((peer) => this.route(deploymentId, peer));
+    // Routes of members that no longer run it are dropped with the lookup that no longer finds them.
+    for (const [key, route] of this.known) {
+      if (key.endsWith(`/${deploymentId}`) && !routes.includes(route)) this.known.delete(key);
+    }
+    return routes;
+  }
+
+  private route(deploymentId: string, peer: PeerReplicas): PeerRoute {
+    const key = `${peer.memberId}/${deploymentId}`;
+    let route = this.known.get(key);
+    if (route) {
+      route.ready = peer.ready;
+      return route;
+    }
+    route = new PeerRoute(
+      peer.memberId,
+      peer.name,
+      this.pool(peer.url),
+      deploymentId,
+      peer.ready,
+      this.secret,
+    );
+    this.known.set(key, route);
+    return route;
+  }
+
+  private pool(url: string): Pool {
+    const origin = new URL(url).origin;
+    let pool = this.pools.get(origin);
+    if (!pool) {
+      pool = new Pool(origin, { connectTimeout: PEER_CONNECT_TIMEOUT_MS, keepAliveTimeout: 30_000 });
+      this.pools.set(origin, pool);
+    }
+    return pool;
+  }
+}
