@@ -68,6 +68,10 @@ export async function startServer(
 
   try {
     const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    db.onConnection((event) => {
+      if (event.kind === "lost") log.warn({ err: event.error }, "lost the database connection; reconnecting");
+      else log.info("database connection restored; caches read again");
+    });
     const bus = new ChangeBus();
     await bus.start(db);
     const bootstrapKey = await registerBootstrapKey(db.prisma, admin.key);

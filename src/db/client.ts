@@ -2,9 +2,9 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { PrismaPg } from "@prisma/adapter-pg";
-import pg from "pg";
 import { PrismaPGlite } from "pglite-prisma-adapter";
 import { PrismaClient } from "../generated/prisma/client.ts";
+import { ReconnectingListener } from "./listener.ts";
 import { applyMigrations } from "./migrate.ts";
 import type { SqlSession } from "./sql.ts";
 
@@ -17,8 +17,15 @@ export interface Database {
   kind: "pglite" | "postgres";
   /** Subscribes to a NOTIFY channel; resolves to an unsubscribe function. */
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * Told when the LISTEN session is lost and when it is back (PostgreSQL only: the embedded database
+   * cannot go away): notices sent in between were missed, so caches must be read again.
+   */
+  onConnection(handler: (event: ConnectionEvent) => void): () => void;
   close(): Promise<void>;
 }
+
+export type ConnectionEvent = { kind: "lost"; error: Error } | { kind: "restored" };
 
 export interface OpenDatabaseOptions {
   databaseUrl: string | null;
@@ -60,6 +67,7 @@ async function openPglite(dir: string, onQuery?: (sql: string) => void): Promise
         await unlisten();
       };
     },
+    onConnection: () => () => undefined,
     close: async () => {
       await prisma.$disconnect();
       await pglite.close();
@@ -68,40 +76,45 @@ async function openPglite(dir: string, onQuery?: (sql: string) => void): Promise
 }
 
 async function openPostgres(url: string, onQuery?: (sql: string) => void): Promise<Database> {
-  // A connection of our own for migrations and LISTEN; Prisma pools the rest.
-  const listener = new pg.Client({ connectionString: url });
-  await listener.connect();
+  const watchers = new Set<(event: ConnectionEvent) => void>();
+  const tell = (event: ConnectionEvent) => {
+    for (const watcher of watchers) watcher(event);
+  };
+  // A session of our own for migrations and LISTEN, which survives PostgreSQL going away; Prisma
+  // pools the rest (its pool drops broken connections and opens new ones by itself).
+  const listener = new ReconnectingListener(url, {
+    onLost: (error) => tell({ kind: "lost", error }),
+    onRestored: () => tell({ kind: "restored" }),
+  });
+  const first = await listener.connect();
   const session: SqlSession = {
     query: async <Row>(sql: string, params?: unknown[]) =>
-      (await listener.query(sql, params as unknown[])).rows as Row[],
+      (await first.query(sql, params as unknown[])).rows as Row[],
     exec: async (sql: string) => {
-      await listener.query(sql);
+      await first.query(sql);
     },
   };
-  await applyMigrations(session);
+  try {
+    await applyMigrations(session);
+  } catch (error) {
+    await listener.close();
+    throw error;
+  }
   const prisma = newPrismaClient(new PrismaPg({ connectionString: url }), onQuery);
-  const handlers = new Map<string, Set<(payload: string) => void>>();
-  listener.on("notification", (msg) => {
-    for (const handler of handlers.get(msg.channel) ?? []) handler(msg.payload ?? "");
-  });
   return {
     prisma,
     kind: "postgres",
     listen: async (channel, onPayload) => {
-      let set = handlers.get(channel);
-      if (!set) {
-        set = new Set();
-        handlers.set(channel, set);
-        await listener.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
-      }
-      set.add(onPayload);
-      return async () => {
-        set.delete(onPayload);
-      };
+      const unlisten = await listener.listen(channel, onPayload);
+      return async () => unlisten();
+    },
+    onConnection: (handler) => {
+      watchers.add(handler);
+      return () => watchers.delete(handler);
     },
     close: async () => {
       await prisma.$disconnect();
-      await listener.end();
+      await listener.close();
     },
   };
 }

@@ -23,7 +23,12 @@ export type Change =
   /** Something about a deployment changed that is not an event: replica counts. */
   | { kind: "deployment"; modelId: string; deploymentId: string }
   /** New log lines were written for a deployment. */
-  | { kind: "logs"; deploymentId: string };
+  | { kind: "logs"; deploymentId: string }
+  /**
+   * The notices between two moments were lost (the database connection was down): every cache and
+   * every reader must look again. Emitted locally, never sent.
+   */
+  | { kind: "resync" };
 
 export async function announce(tx: Tx, change: Change): Promise<void> {
   await tx.$executeRaw`SELECT pg_notify(${CHANNEL}, ${JSON.stringify(change)})`;
@@ -32,6 +37,7 @@ export async function announce(tx: Tx, change: Change): Promise<void> {
 export class ChangeBus {
   private readonly emitter = new EventEmitter();
   private unlisten: (() => Promise<void>) | null = null;
+  private unwatch: (() => void) | null = null;
 
   constructor() {
     // One listener per open subscription; thousands are expected.
@@ -48,9 +54,13 @@ export class ChangeBus {
       }
       this.emitter.emit("change", change);
     });
+    this.unwatch = db.onConnection((event) => {
+      if (event.kind === "restored") this.emitter.emit("change", { kind: "resync" } satisfies Change);
+    });
   }
 
   async stop(): Promise<void> {
+    this.unwatch?.();
     await this.unlisten?.();
     this.unlisten = null;
   }

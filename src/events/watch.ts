@@ -1,4 +1,5 @@
 import { Repeater } from "@repeaterjs/repeater";
+import { isDatabaseUnavailable } from "../db/unavailable.ts";
 import type { Change, ChangeBus } from "./bus.ts";
 
 export interface Batch<T> {
@@ -26,7 +27,7 @@ export function watch<T>(
     let pending = false;
     let wake: (() => void) | null = null;
     const unsubscribe = bus.on((change) => {
-      if (!matches(change)) return;
+      if (change.kind !== "resync" && !matches(change)) return;
       pending = true;
       wake?.();
     });
@@ -37,7 +38,18 @@ export function watch<T>(
     });
     try {
       while (!stopped) {
-        const batch = await produce();
+        let batch: Batch<T>;
+        try {
+          batch = await produce();
+        } catch (error) {
+          // The database is away: the subscription stays open and reads again once it is back (the
+          // reconnect announces a resync, which wakes every reader).
+          if (!isDatabaseUnavailable(error)) throw error;
+          if (!pending) await new Promise<void>((resolve) => (wake = resolve));
+          wake = null;
+          pending = false;
+          continue;
+        }
         for (const item of batch.items) await push(item);
         if (batch.done) break;
         if (batch.more) continue;

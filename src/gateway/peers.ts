@@ -102,7 +102,8 @@ export class PeerDirectory {
 
   start(bus: ChangeBus): void {
     this.unsubscribe = bus.on((change) => {
-      if (change.kind === "deployment") this.forget(change.deploymentId);
+      if (change.kind === "resync") this.entries.clear();
+      else if (change.kind === "deployment") this.forget(change.deploymentId);
       else if (change.kind === "event" && change.deploymentId) this.forget(change.deploymentId);
     });
   }

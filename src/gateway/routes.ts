@@ -62,6 +62,11 @@ export class RouteTable {
 
   start(bus: ChangeBus): void {
     this.unsubscribe = bus.on((change) => {
+      if (change.kind === "resync") {
+        this.models.clear();
+        this.deployments.clear();
+        return;
+      }
       if (change.kind !== "event") return;
       this.models.delete(change.modelId);
       if (change.deploymentId) this.deployments.delete(change.deploymentId);

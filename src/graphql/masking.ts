@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { GraphQLError } from "graphql";
 import { maskError as yogaMaskError } from "graphql-yoga";
+import { DATABASE_UNAVAILABLE_MESSAGE, isDatabaseUnavailable } from "../db/unavailable.ts";
 import type { Logger } from "../logger.ts";
 
 type MaskError = (error: unknown, message: string, isDev?: boolean) => Error;
@@ -23,6 +24,17 @@ export function errorMasking(log: Pick<Logger, "error">): ErrorMasking {
     const masked = yogaMaskError(error, message, isDev);
     // Errors meant for the client (GraphQLErrors thrown on purpose, validation) pass as they are.
     if (masked === error || !(masked instanceof GraphQLError)) return masked;
+    const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
+    if (isDatabaseUnavailable(original)) {
+      // Not a defect to look up by id: the database is away (API.md section 10), and it says so.
+      return new GraphQLError(DATABASE_UNAVAILABLE_MESSAGE, {
+        nodes: masked.nodes,
+        source: masked.source,
+        positions: masked.positions,
+        path: masked.path,
+        extensions: { code: "DATABASE_UNAVAILABLE", http: { status: 503 } },
+      });
+    }
     const errorId = randomBytes(6).toString("hex");
     const cause = error instanceof GraphQLError ? (error.originalError ?? error) : error;
     log.error({ err: cause, errorId }, "GraphQL request failed");

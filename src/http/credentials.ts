@@ -1,3 +1,4 @@
+import { isDatabaseUnavailable } from "../db/unavailable.ts";
 import type { Access } from "../domain/access.ts";
 import type { Clock } from "../domain/clock.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
@@ -91,7 +92,15 @@ export class Credentials {
     const now = this.clock.now();
     const hit = this.cache.get(cacheKey);
     if (hit && hit.until > now) return hit.access;
-    const entry = await load(cacheKey.slice(2), new Date(now));
+    let entry: Entry;
+    try {
+      entry = await load(cacheKey.slice(2), new Date(now));
+    } catch (error) {
+      // The database is away: a credential seen before keeps its last answer until it is back, so that
+      // running deployments go on serving (API.md section 10). One never seen has no answer to give.
+      if (hit && isDatabaseUnavailable(error)) return hit.access;
+      throw error;
+    }
     if (this.cache.size >= MAX_ENTRIES) this.cache.clear();
     this.cache.set(cacheKey, entry);
     return entry.access;

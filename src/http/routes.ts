@@ -4,6 +4,7 @@
  * gateway's paths (a bearer key), and 404 for the rest.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { DATABASE_UNAVAILABLE_MESSAGE, isDatabaseUnavailable } from "../db/unavailable.ts";
 import type { Access } from "../domain/access.ts";
 import {
   MEMBER_SECRET_HEADER,
@@ -59,6 +60,27 @@ export interface RouteTargets {
 
 /** The handler for every request once Hangar is ready (listener.ts answers before that). */
 export function routes(to: RouteTargets): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const route = routeOnce(to);
+  return async (req, res) => {
+    try {
+      await route(req, res);
+    } catch (error) {
+      // A credential or route that had to be read while the database is away (API.md section 10).
+      if (!isDatabaseUnavailable(error) || res.headersSent) throw error;
+      const body =
+        targetOf(req).pathname === "/graphql"
+          ? {
+              errors: [
+                { message: DATABASE_UNAVAILABLE_MESSAGE, extensions: { code: "DATABASE_UNAVAILABLE" } },
+              ],
+            }
+          : { error: DATABASE_UNAVAILABLE_MESSAGE, error_code: "database_unavailable" };
+      refuse(req, res, 503, body);
+    }
+  };
+}
+
+function routeOnce(to: RouteTargets): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   return async (req, res) => {
     const url = targetOf(req);
     // Origin rules and CORS before any credential (http/origin.ts): preflights, other sites' pages.

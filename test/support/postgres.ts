@@ -9,6 +9,10 @@ import { freePort } from "../../src/runtime/ports.ts";
 export interface ThrowawayPostgres {
   url: string;
   stop(): Promise<void>;
+  /** Stops the server as an outage would (its connections cut), keeping its data. */
+  pause(): Promise<void>;
+  /** Starts it again on the same port and data. */
+  resume(): Promise<void>;
 }
 
 function binDir(): string {
@@ -67,6 +71,7 @@ export async function startPostgres(): Promise<ThrowawayPostgres> {
   // pg_ctl binds the port itself, later: another process may take a free port first. PostgreSQL then
   // fails to start ("could not bind", "Address already in use"), and it is started again on another.
   let port = 0;
+  let startOptions = "";
   for (let attempt = 1; ; attempt++) {
     port = await freePort();
     const options = [
@@ -81,6 +86,7 @@ export async function startPostgres(): Promise<ThrowawayPostgres> {
     const log = path.join(dir, `log-${attempt}`);
     try {
       await run(path.join(bin, "pg_ctl"), ["-D", data, "-o", options, "-l", log, "-w", "start"], user);
+      startOptions = options;
       break;
     } catch (error) {
       const text = await readFile(log, "utf8").catch(() => "");
@@ -91,6 +97,13 @@ export async function startPostgres(): Promise<ThrowawayPostgres> {
   }
   return {
     url: `postgresql://postgres@127.0.0.1:${port}/postgres`,
+    pause: () => run(path.join(bin, "pg_ctl"), ["-D", data, "-m", "fast", "-w", "stop"], user),
+    resume: () =>
+      run(
+        path.join(bin, "pg_ctl"),
+        ["-D", data, "-o", startOptions, "-l", path.join(dir, "log-resumed"), "-w", "start"],
+        user,
+      ),
     stop: async () => {
       await run(path.join(bin, "pg_ctl"), ["-D", data, "-m", "immediate", "-w", "stop"], user).catch(
         () => {},
