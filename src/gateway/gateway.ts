@@ -211,13 +211,8 @@ export class Gateway {
         throw error;
       }
     }
-    let body: Buffer;
-    try {
-      body = await this.readBody(req);
-    } catch (error) {
-      if (error instanceof GatewayError) return sendError(res, error, deploymentId);
-      throw error;
-    }
+    const body = await this.bodyOrAnswer(req, res, deploymentId);
+    if (!body) return;
     // An environment's deployment can change under a request (a promotion's
     // ACTIVATE): when the one it was routed to stops taking requests, look the
     // environment up again, once, rather than waking or failing the old one.
@@ -292,30 +287,13 @@ export class Gateway {
       res.setHeader("allow", "POST");
       return sendError(res, new GatewayError(405, "method_not_allowed", "inference paths take POST"));
     }
-    if (this.runtime.ready(deploymentId).length === 0) {
-      req.resume();
-      res.setHeader(PEER_MISS_HEADER, "1");
-      return sendError(
-        res,
-        new GatewayError(503, "model_unavailable", "no ready replica here"),
-        deploymentId,
-      );
-    }
-    let body: Buffer;
-    try {
-      body = await this.readBody(req);
-    } catch (error) {
-      if (error instanceof GatewayError) return sendError(res, error, deploymentId);
-      throw error;
-    }
+    const body = await this.bodyOrAnswer(req, res, deploymentId);
+    if (!body) return;
     const ready = this.runtime.ready(deploymentId);
     if (ready.length === 0) {
       res.setHeader(PEER_MISS_HEADER, "1");
-      return sendError(
-        res,
-        new GatewayError(503, "model_unavailable", "no ready replica here"),
-        deploymentId,
-      );
+      const miss = new GatewayError(503, "model_unavailable", "no ready replica here");
+      return sendError(res, miss, deploymentId);
     }
     const gone = new ClientGone();
     const onClose = () => {
@@ -393,6 +371,21 @@ export class Gateway {
       throw new GatewayError(404, "deployment_inactive", `deployment '${deploymentId}' is inactive`);
     }
     return deploymentId;
+  }
+
+  /** The request's body, or null once its error (too large, not JSON) has been answered. */
+  private async bodyOrAnswer(
+    req: IncomingMessage,
+    res: ServerResponse,
+    deploymentId: string,
+  ): Promise<Buffer | null> {
+    try {
+      return await this.readBody(req);
+    } catch (error) {
+      if (!(error instanceof GatewayError)) throw error;
+      sendError(res, error, deploymentId);
+      return null;
+    }
   }
 
   private readBody(req: IncomingMessage): Promise<Buffer> {

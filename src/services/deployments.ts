@@ -226,7 +226,11 @@ export async function deleteDeployment(ctx: RequestContext, id: string): Promise
       );
     }
     const promotion = await tx.promotion.findFirst({
-      where: { activeEnvironmentId: { not: null }, OR: [{ deploymentId: id }, { previousDeploymentId: id }] },
+      // The source too: until CREATE_DEPLOYMENT has run, the promotion names no deployment of its own.
+      where: {
+        activeEnvironmentId: { not: null },
+        OR: [{ deploymentId: id }, { previousDeploymentId: id }, { sourceDeploymentId: id }],
+      },
       select: { id: true },
     });
     if (promotion) {

@@ -1,11 +1,16 @@
-/** True for PostgreSQL unique violations as Prisma reports them. */
-export function isUniqueViolation(error: unknown): boolean {
+/** Whether a Prisma error carries `code`. */
+function hasPrismaCode(error: unknown, code: string): boolean {
   return (
     typeof error === "object" &&
     error !== null &&
     "code" in error &&
-    (error as { code?: unknown }).code === "P2002"
+    (error as { code?: unknown }).code === code
   );
+}
+
+/** True for PostgreSQL unique violations as Prisma reports them. */
+export function isUniqueViolation(error: unknown): boolean {
+  return hasPrismaCode(error, "P2002");
 }
 
 /**
@@ -13,10 +18,5 @@ export function isUniqueViolation(error: unknown): boolean {
  * (Prisma's P2034): the transaction did nothing and may be run again.
  */
 export function isWriteConflict(error: unknown): boolean {
-  return (
-    typeof error === "object" &&
-    error !== null &&
-    "code" in error &&
-    (error as { code?: unknown }).code === "P2034"
-  );
+  return hasPrismaCode(error, "P2034");
 }

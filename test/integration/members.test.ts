@@ -28,14 +28,19 @@ async function runningOn(hangar: TestHangar, id: string): Promise<string[]> {
     .map((r: { member: string }) => r.member);
 }
 
+/** Two members of a new Hangar on one database. */
+async function twoMembers(): Promise<[TestHangar, TestHangar]> {
+  const first = await startHangar();
+  return [first, await startHangar({ joining: first })];
+}
+
 // Only PostgreSQL can have several members: vitest.config.ts runs this file in integration-postgres only.
 describe("members sharing one PostgreSQL", () => {
   let a: TestHangar;
   let b: TestHangar;
 
   beforeAll(async () => {
-    a = await startHangar();
-    b = await startHangar({ joining: a });
+    [a, b] = await twoMembers();
   });
 
   afterAll(async () => {
@@ -153,40 +158,33 @@ describe("members sharing one PostgreSQL", () => {
 });
 
 describe("a member that dies", () => {
-  let a: TestHangar;
-  let b: TestHangar;
-
-  beforeAll(async () => {
-    a = await startHangar();
-    b = await startHangar({ joining: a });
-  });
-
-  afterAll(async () => {
-    await b?.dispose();
-    await a?.dispose();
-  });
-
   it("has its deployments run and serve on the others within 20 s of a SIGKILL", async () => {
-    const dep = await pushFolder(a, "survivor", await modelFolder(model(9)));
-    await waitForStatus(a, dep.id, "ACTIVE", 60_000);
-    const [runner] = await runningOn(a, dep.id);
-    const [dead, alive] = runner === defaultName(a) ? [a, b] : [b, a];
-    await dead.kill();
-    const killedAt = Date.now();
-    // API.md section 10: within 20 s its deployments run and serve on the others.
-    await waitFor(async () => (await runningOn(alive, dep.id)).includes(defaultName(alive)), {
-      what: "the survivor to run the dead member's deployment",
-      timeoutMs: 20_000,
-    });
-    const answer = await predict(alive, predictPath(dep), { after: "takeover" });
-    expect(answer.status).toBe(200);
-    expect(answer.body).toEqual({ n: 9, echo: { after: "takeover" } });
-    expect(Date.now() - killedAt).toBeLessThan(20_000);
-    // Nothing runs twice: the dead member's replica row is closed, the survivor's is the only one ready.
-    expect(await runningOn(alive, dep.id)).toEqual([defaultName(alive)]);
-    const { members } = await gql(alive, MEMBERS);
-    expect(members.find((m: { name: string }) => m.name === defaultName(dead))).toMatchObject({
-      alive: false,
-    });
-  }, 90_000);
+    const [a, b] = await twoMembers();
+    try {
+      const dep = await pushFolder(a, "survivor", await modelFolder(model(9)));
+      await waitForStatus(a, dep.id, "ACTIVE", 60_000);
+      const [runner] = await runningOn(a, dep.id);
+      const [dead, alive] = runner === defaultName(a) ? [a, b] : [b, a];
+      await dead.kill();
+      const killedAt = Date.now();
+      // API.md section 10: within 20 s its deployments run and serve on the others.
+      await waitFor(async () => (await runningOn(alive, dep.id)).includes(defaultName(alive)), {
+        what: "the survivor to run the dead member's deployment",
+        timeoutMs: 20_000,
+      });
+      const answer = await predict(alive, predictPath(dep), { after: "takeover" });
+      expect(answer.status).toBe(200);
+      expect(answer.body).toEqual({ n: 9, echo: { after: "takeover" } });
+      expect(Date.now() - killedAt).toBeLessThan(20_000);
+      // Nothing runs twice: the dead member's replica row is closed, the survivor's is the only one ready.
+      expect(await runningOn(alive, dep.id)).toEqual([defaultName(alive)]);
+      const { members } = await gql(alive, MEMBERS);
+      expect(members.find((m: { name: string }) => m.name === defaultName(dead))).toMatchObject({
+        alive: false,
+      });
+    } finally {
+      await b.dispose();
+      await a.dispose();
+    }
+  }, 120_000);
 });

@@ -1,0 +1,85 @@
+/**
+ * Takeover benchmark (issue: several Hangar processes on one PostgreSQL): two members on a throwaway
+ * PostgreSQL; a deployment runs on one of them, which is SIGKILLed; measured is the time from the kill
+ * until the survivor answers a request for the deployment. Fresh members and database every round;
+ * prints each round and the median. API.md section 10 promises 20 s; the goal is 10 s.
+ * Run: npm run bench:takeover [-- --rounds N] [-- --json]
+ */
+import { hostname } from "node:os";
+import pg from "pg";
+import { startPostgres } from "../test/support/postgres.ts";
+import { gql, modelFolder, pushFolder, startHangar, waitForActive } from "./support/hangar.ts";
+import { median } from "./support/median.ts";
+import { cleanUpOnSignals, cleanup } from "./support/processes.ts";
+
+const args = process.argv.slice(2);
+const rounds = Number(args[args.indexOf("--rounds") + 1]) || 5;
+const asJson = args.includes("--json");
+const log = (line: string) => {
+  if (!asJson) process.stdout.write(`${line}\n`);
+};
+
+const MODEL = { "model.mjs": "export default class M { predict() { return { pid: process.pid }; } }" };
+
+async function round(adminUrl: string, n: number): Promise<number> {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE takeover_${n}`);
+  await admin.end();
+  const url = new URL(adminUrl);
+  url.pathname = `/takeover_${n}`;
+  const env = { DATABASE_URL: url.toString() };
+  const a = await startHangar({ env });
+  const b = await startHangar({ env });
+  try {
+    const { deploymentId, modelId } = await pushFolder(a, `takeover-${n}`, await modelFolder(MODEL));
+    await waitForActive(a, deploymentId);
+    const replicas = await gql(a, `query($id: ID!) { deployment(id: $id) { replicas { state member } } }`, {
+      id: deploymentId,
+    });
+    const runner = replicas.deployment.replicas.find((r: { state: string }) => r.state === "READY").member;
+    const [dead, alive] = runner === `${hostname()}:${a.port}` ? [a, b] : [b, a];
+    const killed = performance.now();
+    dead.process.child.kill("SIGKILL");
+    for (;;) {
+      const response = await fetch(`${alive.url}/models/${modelId}/deployments/${deploymentId}/predict`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${alive.key}` },
+        body: "{}",
+        signal: AbortSignal.timeout(2_000),
+      }).catch(() => null);
+      if (response?.status === 200) {
+        const answer = (await response.json()) as { pid: number };
+        // The dead member's replica died with it: the answer is the survivor's own replica.
+        if (answer.pid) return performance.now() - killed;
+      } else {
+        await response?.body?.cancel();
+      }
+      if (performance.now() - killed > 60_000) throw new Error("no takeover within 60 s");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    await Promise.allSettled([a.process.stop(), b.process.stop()]);
+  }
+}
+
+async function main(): Promise<void> {
+  cleanUpOnSignals();
+  const cluster = await startPostgres();
+  try {
+    const times: number[] = [];
+    for (let n = 1; n <= rounds; n++) {
+      const ms = await round(cluster.url, n);
+      times.push(ms);
+      log(`round ${n}: serving on the survivor ${(ms / 1000).toFixed(1)} s after the SIGKILL`);
+    }
+    const result = { rounds: times.length, takeoverMsMedian: Math.round(median(times)), takeoverMs: times };
+    if (asJson) process.stdout.write(`${JSON.stringify(result)}\n`);
+    else log(`takeover after SIGKILL: median ${(result.takeoverMsMedian / 1000).toFixed(1)} s of ${rounds}`);
+  } finally {
+    await cluster.stop();
+    await cleanup();
+  }
+}
+
+await main();
