@@ -23,7 +23,6 @@ import {
  * one process, so there every other owner is gone.
  */
 export class Membership {
-  epoch = 0;
   private lastBeatAt = Number.NEGATIVE_INFINITY;
   /** Since when heartbeats have succeeded without a miss; null after a miss until the next success. */
   private beatingSince: number | null = Number.NEGATIVE_INFINITY;
@@ -44,7 +43,7 @@ export class Membership {
   }
 
   async join(): Promise<void> {
-    this.epoch = await join(this.db.prisma, this.start);
+    await join(this.db.prisma, this.start);
     this.lastBeatAt = this.clock.now();
   }
 

@@ -120,14 +120,6 @@ export async function listMembers(prisma: PrismaClient): Promise<MemberView[]> {
   }));
 }
 
-/** The member names of the starts `ids` (a start with no row is named by its id). */
-export async function memberNames(prisma: PrismaClient, ids: string[]): Promise<Map<string, string>> {
-  const rows = await prisma.member.findMany({ where: { id: { in: ids } }, select: { id: true, name: true } });
-  const names = new Map(rows.map((row) => [row.id, row.name]));
-  for (const id of ids) if (!names.has(id)) names.set(id, id);
-  return names;
-}
-
 /**
  * The replicas a gone start left recorded as running ended with it, at its last heartbeat (never before
  * they started). Returns how many rows it closed.
