@@ -19,7 +19,11 @@ const DATABASE_INDEPENDENT = [
 ];
 
 /** Files about several Hangar processes on one database, which only PostgreSQL can be (API.md section 10). */
-const POSTGRES_ONLY = ["test/integration/members.test.ts", "test/integration/database-outage.test.ts"];
+const POSTGRES_ONLY = [
+  "test/integration/members.test.ts",
+  "test/integration/members-traffic.test.ts",
+  "test/integration/database-outage.test.ts",
+];
 
 /** Integration tests run twice: on the embedded database and on a throwaway PostgreSQL cluster. */
 const integration = (database: "pglite" | "postgres") => ({

@@ -22,6 +22,7 @@ import { SharedSubscriptions } from "./http/shared-subscriptions.ts";
 import { BrowserSignIn } from "./http/sign-in.ts";
 import type { Logger } from "./logger.ts";
 import { installMemoryProbe } from "./memory-probe.ts";
+import { NO_OTHER_MEMBERS, SharedTraffic } from "./metrics/shared-traffic.ts";
 import { TrafficMeter } from "./metrics/traffic.ts";
 import { openFence } from "./runtime/fence.ts";
 import type { IsolationReport } from "./runtime/isolation.ts";
@@ -107,6 +108,9 @@ export async function startServer(
     const routeTable = new RouteTable(db);
     routeTable.start(bus);
     const traffic = new TrafficMeter(systemClock);
+    // API.md section 10: with PostgreSQL, every member's counts are summed (metrics/shared-traffic.ts).
+    const sharedTraffic =
+      db.kind === "postgres" ? new SharedTraffic(db.prisma, ctx.member, traffic, systemClock, log) : null;
     // API.md section 10: with PostgreSQL, requests for replicas other members run are handed to them.
     const secret = db.kind === "postgres" ? new MemberSecret(await memberSecret(db.prisma)) : null;
     const peers = secret ? new PeerDirectory(db.prisma, ctx.member, secret, systemClock) : null;
@@ -119,6 +123,7 @@ export async function startServer(
       traffic,
       systemClock,
       config.autoscalerIntervalMs,
+      sharedTraffic ?? NO_OTHER_MEMBERS,
     );
 
     // Browsers: which pages may talk to Hangar (origin.ts), and the session cookie's sign-in (sign-in.ts).
@@ -158,10 +163,17 @@ export async function startServer(
       (req, socket, head) => sockets.handleUpgrade(req, socket, head),
     );
 
-    const promotions = new PromotionController(ctx, membership, controller, traffic);
+    const promotions = new PromotionController(
+      ctx,
+      membership,
+      controller,
+      traffic,
+      sharedTraffic ?? NO_OTHER_MEMBERS,
+    );
     await controller.start();
     await promotions.start();
     autoscaler.start();
+    sharedTraffic?.start();
     // Old log lines, unreferenced artifacts and a killed process's leftovers go (services/retention.ts).
     const retention = new Retention({
       db,
@@ -201,6 +213,7 @@ export async function startServer(
         await closed;
         routeTable.stop();
         await peers?.close();
+        await sharedTraffic?.stop();
         await ctx.logs.flush();
         await bus.stop();
         await db.close();

@@ -2,9 +2,11 @@ import { decideReplicas } from "../domain/autoscaler.ts";
 import { type AutoscalingSettings, effectiveAutoscaling } from "../domain/autoscaling.ts";
 import type { Clock } from "../domain/clock.ts";
 import { AWAITING_REPLICA_STATUSES, type DeploymentStatus, READY_STATUSES } from "../domain/status.ts";
+import { NO_OTHER_MEMBERS, type OtherMembersTraffic } from "../metrics/shared-traffic.ts";
 import type { ConcurrencyReadings } from "../metrics/traffic.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 import type { ServiceContext } from "../services/context.ts";
+import type { RemoteConcurrency } from "../store/traffic.ts";
 
 /** Where the autoscaler's decisions go (the deployment controller actuates them). */
 export interface ScaleTarget {
@@ -18,9 +20,11 @@ export interface ScalingMetrics extends ConcurrencyReadings {
 
 /**
  * The autoscaler: every tick, for each deployment run by this process, reads
- * the gateway's concurrency figures and the runtime's replica count, asks the
- * scaling rule (domain/autoscaler.ts) for a replica count, and hands changes
- * to the deployment controller, which actuates them.
+ * the concurrency figures (this process's gateway's, plus what the other
+ * members' gateways counted: requests are counted where they entered) and the
+ * runtime's replica count, asks the scaling rule (domain/autoscaler.ts) for a
+ * replica count, and hands changes to the deployment controller, which
+ * actuates them.
  */
 export class Autoscaler {
   private timer: NodeJS.Timeout | null = null;
@@ -34,6 +38,7 @@ export class Autoscaler {
     private readonly traffic: ScalingMetrics,
     private readonly clock: Clock,
     private readonly intervalMs: number,
+    private readonly others: OtherMembersTraffic = NO_OTHER_MEMBERS,
   ) {}
 
   start(): void {
@@ -57,7 +62,18 @@ export class Autoscaler {
         where: { id: { in: ids }, deletedAt: null },
         select: { id: true, status: true, autoscaling: true, promotionAutoscaling: true },
       });
-      for (const row of rows) await this.evaluate(row.id, row.status, effectiveAutoscaling(row));
+      const settings = rows.map((row) => ({ row, settings: effectiveAutoscaling(row) }));
+      const nowSecond = Math.floor(this.clock.now() / 1000);
+      const remote = await this.others.concurrency(
+        settings.map(({ row, settings: s }) => ({
+          deploymentId: row.id,
+          // A second more than the window: the others' last second is written a moment after it ends.
+          busySince: nowSecond - s.autoscalingWindow,
+          activeSince: nowSecond - Math.max(s.autoscalingWindow, s.scaleDownDelay) - 1,
+        })),
+      );
+      for (const { row, settings: s } of settings)
+        await this.evaluate(row.id, row.status, s, remote.get(row.id));
     } catch (error) {
       this.ctx.log.error({ err: error }, "autoscaler tick failed");
     } finally {
@@ -65,18 +81,26 @@ export class Autoscaler {
     }
   }
 
-  private async evaluate(id: string, status: DeploymentStatus, settings: AutoscalingSettings): Promise<void> {
+  private async evaluate(
+    id: string,
+    status: DeploymentStatus,
+    settings: AutoscalingSettings,
+    remote: RemoteConcurrency | undefined,
+  ): Promise<void> {
     if (!READY_STATUSES.has(status) && !AWAITING_REPLICA_STATUSES.has(status)) return;
     const window = this.traffic.concurrency(id);
     const now = this.clock.now();
     const current = this.runtime.count(id);
+    const averageConcurrency =
+      (window?.average(now, settings.autoscalingWindow) ?? 0) +
+      (remote?.busyMs ?? 0) / (settings.autoscalingWindow * 1000);
     const decision = decideReplicas({
       now,
       settings,
       current,
-      averageConcurrency: window?.average(now, settings.autoscalingWindow) ?? 0,
-      inFlight: window?.inFlight ?? 0,
-      lastActivityAt: window?.lastActivityAt ?? 0,
+      averageConcurrency,
+      inFlight: (window?.inFlight ?? 0) + (remote?.inFlight ?? 0),
+      lastActivityAt: Math.max(window?.lastActivityAt ?? 0, remote?.lastActivityAt ?? 0),
       lastReadyAt: this.runtime.lastReadyAt(id),
       lowSince: this.lowSince.get(id) ?? null,
     });
@@ -86,7 +110,7 @@ export class Autoscaler {
     const reason =
       decision.desired === 0
         ? `no traffic for ${settings.scaleDownDelay} s`
-        : `average concurrency ${(window?.average(now, settings.autoscalingWindow) ?? 0).toFixed(2)} over ${settings.autoscalingWindow} s`;
+        : `average concurrency ${averageConcurrency.toFixed(2)} over ${settings.autoscalingWindow} s`;
     await this.controller.scaleTo(id, decision.desired, reason);
   }
 }

@@ -4,6 +4,7 @@ import { type Plan, planPromotion } from "../domain/promotion-plan.ts";
 import type { Change } from "../events/bus.ts";
 import { failpoint } from "../failpoints.ts";
 import type { Promotion } from "../generated/prisma/client.ts";
+import { NO_OTHER_MEMBERS, type OtherMembersTraffic } from "../metrics/shared-traffic.ts";
 import type { AnswerCounts, AnswerReadings } from "../metrics/traffic.ts";
 import type { ServiceContext } from "../services/context.ts";
 import { applyPlan, lockPromotion, observePromotion, stateOf } from "../store/promotions.ts";
@@ -28,8 +29,14 @@ export class PromotionController {
   private readonly serial = new KeyedSerializer();
   /** Ramping promotions whose stage clock runs in this process (see ramp()). */
   private readonly rampingHere = new Set<string>();
-  /** Per ramping promotion: the new deployment's answer counts when its current stage began here. */
-  private readonly stageBaselines = new Map<string, { stage: number; counts: AnswerCounts }>();
+  /**
+   * Per ramping promotion: when its current stage began here, and the new deployment's answer counts
+   * in this process's meter then (the other members' are read by the second, from the stage's first).
+   */
+  private readonly stageBaselines = new Map<
+    string,
+    { stage: number; counts: AnswerCounts; second: number }
+  >();
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private stopping = false;
@@ -40,6 +47,8 @@ export class PromotionController {
     private readonly holder: LeaseHolder,
     private readonly waker: DeploymentWaker,
     private readonly answers: AnswerReadings,
+    /** What the other members' gateways counted (requests are counted by the member they entered). */
+    private readonly others: OtherMembersTraffic = NO_OTHER_MEMBERS,
     private readonly intervalMs = 250,
   ) {}
 
@@ -138,13 +147,27 @@ export class PromotionController {
     const promotion = await this.ctx.db.prisma.promotion.findUnique({ where: { id } });
     if (!promotion || !movable(promotion)) return false;
     if (!(await this.claim(promotion))) return false;
+    // Read before the transaction (the other members' counts are a query of their own), and used only
+    // if the stage is still the one they were read for.
+    const ramping = promotion.status === "RAMPING_UP" && promotion.deploymentId && promotion.canaryStage;
+    const answers = ramping
+      ? {
+          stage: promotion.canaryStage,
+          outcome: await this.stageOutcome(
+            id,
+            promotion.deploymentId as string,
+            promotion.canaryStage as number,
+          ),
+        }
+      : null;
     const result = await this.ctx.db.prisma.$transaction(async (tx) => {
       const current = await lockPromotion(tx, id);
       if (!current || !movable(current)) return null;
       const obs = await observePromotion(tx, current);
       obs.clockRunningHere = this.rampingHere.has(id);
       if (current.status === "RAMPING_UP" && current.deploymentId && current.canaryStage) {
-        obs.stageAnswers = this.stageOutcome(id, current.deploymentId, current.canaryStage);
+        obs.stageAnswers =
+          answers?.stage === current.canaryStage ? answers.outcome : { answered: 0, failed: 0 };
       }
       const plan = planPromotion(stateOf(current), obs, this.ctx.clock.now());
       return { plan, updated: await applyPlan(tx, current, plan) };
@@ -168,27 +191,44 @@ export class PromotionController {
 
   /** A stage has just begun: the new deployment's answers from here on are the stage's. */
   private beginStage(promotionId: string, deploymentId: string, stage: number): void {
-    this.stageBaselines.set(promotionId, { stage, counts: this.answers.answerCounts(deploymentId) });
+    this.stageBaselines.set(promotionId, {
+      stage,
+      counts: this.answers.answerCounts(deploymentId),
+      second: Math.floor(this.ctx.clock.now() / 1000),
+    });
   }
 
   /**
-   * What the new deployment answered in the current stage, counted by this
-   * process's gateway from when the stage began (a stage this process did not
-   * begin, as after a restart, counts from when it first sees it: the counts
-   * before that are gone).
+   * What the new deployment answered in the current stage: counted by this
+   * process's gateway from when the stage began, plus what the other members'
+   * gateways counted from the stage's first second on (a stage this process did
+   * not begin, as after a takeover, counts from when it first sees it).
    */
-  private stageOutcome(promotionId: string, deploymentId: string, stage: number): StageOutcome {
+  private async stageOutcome(
+    promotionId: string,
+    deploymentId: string,
+    stage: number,
+  ): Promise<StageOutcome> {
     const baseline = this.stageBaselines.get(promotionId);
-    const inFlight = this.answers.inFlight(deploymentId);
     if (baseline?.stage !== stage) {
       this.beginStage(promotionId, deploymentId, stage);
-      return { answered: 0, failed: 0, inFlight };
+      const others = await this.others.answers(deploymentId, Math.floor(this.ctx.clock.now() / 1000));
+      return { answered: 0, failed: 0, inFlight: this.answers.inFlight(deploymentId) + others.inFlight };
     }
+    const others = await this.others.answers(deploymentId, baseline.second);
     const counts = this.answers.answerCounts(deploymentId);
+    // The meter forgets a deployment idle here for long (metrics/traffic.ts): its totals start again.
+    const reset = counts.answered < baseline.counts.answered;
+    const local = reset
+      ? counts
+      : {
+          answered: counts.answered - baseline.counts.answered,
+          failed: counts.failed - baseline.counts.failed,
+        };
     return {
-      answered: counts.answered - baseline.counts.answered,
-      failed: counts.failed - baseline.counts.failed,
-      inFlight,
+      answered: local.answered + others.answered,
+      failed: local.failed + others.failed,
+      inFlight: this.answers.inFlight(deploymentId) + others.inFlight,
     };
   }
 }

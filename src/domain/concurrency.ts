@@ -58,6 +58,21 @@ export class ConcurrencyWindow {
     return sum / (window * BUCKET_MS);
   }
 
+  /**
+   * The request-milliseconds in flight in each second from `fromSecond` (ms / 1000) up to now's, the
+   * current one so far: what a member writes for the others to read (metrics/shared-traffic.ts).
+   */
+  areasSince(fromSecond: number, now: number): { second: number; busyMs: number }[] {
+    this.accumulate(now);
+    const out: { second: number; busyMs: number }[] = [];
+    for (let i = this.buckets.length - 1; i >= this.head; i--) {
+      const b = this.buckets[i] as number;
+      if (b < fromSecond) break;
+      out.push({ second: b, busyMs: this.areas[i] as number });
+    }
+    return out.reverse();
+  }
+
   /** Adds inFlight x elapsed time to the buckets it spans, and drops buckets no window reaches. */
   private accumulate(now: number): void {
     const from = this.lastChangeAt;

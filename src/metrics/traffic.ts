@@ -30,70 +30,163 @@ export interface AnswerReadings {
   inFlight(deploymentId: string): number;
 }
 
+/** One deployment's traffic in one second (ms / 1000), as this process's gateway counted it so far. */
+export interface TrafficSecond {
+  deploymentId: string;
+  second: number;
+  answered: number;
+  failed: number;
+  /** Request-milliseconds in flight during the second: 1000 x its average concurrency. */
+  busyMs: number;
+  /** In flight now (the same on every row of one reading). */
+  inFlight: number;
+}
+
+/** What the other members are told (metrics/shared-traffic.ts writes it to the database). */
+export interface TrafficSeconds {
+  secondsSince(fromSecond: number): TrafficSecond[];
+}
+
+/**
+ * How long an entry of a deployment not run here is kept once idle: requests
+ * that entered here for a replica elsewhere are counted here (API.md section 10),
+ * and a canary driven here reads its totals across quiet spells.
+ */
+export const IDLE_ENTRY_MS = 10 * 60_000;
+/** Seconds of answer counts kept per deployment for secondsSince (a writer reads every second or so). */
+const RECENT_SECONDS = 60;
+
+/** One deployment's figures. */
+class DeploymentTraffic {
+  readonly window: ConcurrencyWindow;
+  readonly totals: AnswerCounts = { answered: 0, failed: 0 };
+  lastActivityAt: number;
+  /** Answer counts of the recent seconds, oldest first. */
+  private recent: { second: number; answered: number; failed: number }[] = [];
+
+  constructor(now: number) {
+    this.window = new ConcurrencyWindow(now);
+    this.lastActivityAt = now;
+  }
+
+  answer(now: number, failed: boolean): void {
+    this.lastActivityAt = now;
+    this.totals.answered++;
+    if (failed) this.totals.failed++;
+    const second = Math.floor(now / 1000);
+    let last = this.recent.at(-1);
+    if (last?.second !== second) {
+      last = { second, answered: 0, failed: 0 };
+      this.recent.push(last);
+      if (this.recent.length > RECENT_SECONDS) this.recent.shift();
+    }
+    last.answered++;
+    if (failed) last.failed++;
+  }
+
+  secondsSince(deploymentId: string, fromSecond: number, now: number): TrafficSecond[] {
+    const bySecond = new Map<number, TrafficSecond>();
+    const inFlight = this.window.inFlight;
+    const row = (second: number): TrafficSecond => {
+      let found = bySecond.get(second);
+      if (!found) {
+        found = { deploymentId, second, answered: 0, failed: 0, busyMs: 0, inFlight };
+        bySecond.set(second, found);
+      }
+      return found;
+    };
+    for (const { second, busyMs } of this.window.areasSince(fromSecond, now)) row(second).busyMs = busyMs;
+    for (const counts of this.recent) {
+      if (counts.second < fromSecond) continue;
+      const found = row(counts.second);
+      found.answered = counts.answered;
+      found.failed = counts.failed;
+    }
+    // In flight with nothing accumulated yet (started this very millisecond): still news for the others.
+    if (inFlight > 0 && bySecond.size === 0) row(Math.floor(now / 1000));
+    return [...bySecond.values()].sort((a, b) => a.second - b.second);
+  }
+}
+
 /**
  * The traffic meter: in-flight requests and answer counts per deployment, as
- * this process's gateway sees them. The gateway writes, the autoscaler and
- * the canary read; entries of deployments no longer run here go (retain).
+ * this process's gateway sees them. The gateway writes; the autoscaler, the
+ * canary and the shared table (metrics/shared-traffic.ts) read; entries of
+ * deployments no longer run here go once idle (retain).
  */
-export class TrafficMeter implements TrafficSink, ConcurrencyReadings, AnswerReadings {
-  private readonly windows = new Map<string, ConcurrencyWindow>();
-  private readonly answers = new Map<string, AnswerCounts>();
+export class TrafficMeter implements TrafficSink, ConcurrencyReadings, AnswerReadings, TrafficSeconds {
+  private readonly entries = new Map<string, DeploymentTraffic>();
 
   constructor(private readonly clock: Clock) {}
 
+  private entry(deploymentId: string, now: number): DeploymentTraffic {
+    let entry = this.entries.get(deploymentId);
+    if (!entry) {
+      entry = new DeploymentTraffic(now);
+      this.entries.set(deploymentId, entry);
+    }
+    return entry;
+  }
+
   started(deploymentId: string): void {
     const now = this.clock.now();
-    let window = this.windows.get(deploymentId);
-    if (!window) {
-      window = new ConcurrencyWindow(now);
-      this.windows.set(deploymentId, window);
-    }
-    window.started(now);
+    const entry = this.entry(deploymentId, now);
+    entry.window.started(now);
+    entry.lastActivityAt = now;
   }
 
   finished(deploymentId: string): void {
-    this.windows.get(deploymentId)?.finished(this.clock.now());
+    const now = this.clock.now();
+    const entry = this.entries.get(deploymentId);
+    if (!entry) return;
+    entry.window.finished(now);
+    entry.lastActivityAt = now;
   }
 
   answered(deploymentId: string, status: number): void {
-    let counts = this.answers.get(deploymentId);
-    if (!counts) {
-      counts = { answered: 0, failed: 0 };
-      this.answers.set(deploymentId, counts);
-    }
-    counts.answered++;
-    if (status >= 500) counts.failed++;
+    const now = this.clock.now();
+    this.entry(deploymentId, now).answer(now, status >= 500);
   }
 
   answerCounts(deploymentId: string): AnswerCounts {
-    const counts = this.answers.get(deploymentId);
-    return counts ? { ...counts } : { answered: 0, failed: 0 };
+    const totals = this.entries.get(deploymentId)?.totals;
+    return totals ? { ...totals } : { answered: 0, failed: 0 };
   }
 
   inFlight(deploymentId: string): number {
-    return this.windows.get(deploymentId)?.inFlight ?? 0;
+    return this.entries.get(deploymentId)?.window.inFlight ?? 0;
   }
 
   concurrency(deploymentId: string): ConcurrencyWindow | undefined {
-    return this.windows.get(deploymentId);
+    return this.entries.get(deploymentId)?.window;
+  }
+
+  secondsSince(fromSecond: number): TrafficSecond[] {
+    const now = this.clock.now();
+    const rows: TrafficSecond[] = [];
+    for (const [id, entry] of this.entries) {
+      if (entry.window.inFlight === 0 && Math.floor(entry.lastActivityAt / 1000) < fromSecond) continue;
+      rows.push(...entry.secondsSince(id, fromSecond, now));
+    }
+    return rows;
   }
 
   /**
    * Drops the entries of every deployment `runHere` says no longer runs here
-   * (deleted, deactivated, given up on, or run by another process), except one
-   * with requests still in flight (they are held for it and will finish).
+   * (deleted, deactivated, given up on, or run by another process) once they
+   * have been idle for IDLE_ENTRY_MS: none with requests in flight (they are
+   * held for it and will finish).
    */
   retain(runHere: (deploymentId: string) => boolean): void {
-    for (const [id, window] of this.windows) {
-      if (!runHere(id) && window.inFlight === 0) this.windows.delete(id);
-    }
-    for (const id of this.answers.keys()) {
-      if (!runHere(id) && !this.windows.has(id)) this.answers.delete(id);
+    const now = this.clock.now();
+    for (const [id, entry] of this.entries) {
+      const idle = entry.window.inFlight === 0 && now - entry.lastActivityAt >= IDLE_ENTRY_MS;
+      if (idle && !runHere(id)) this.entries.delete(id);
     }
   }
 
   /** Deployments with entries (tests, and to see that none stays forever). */
   size(): number {
-    return new Set([...this.windows.keys(), ...this.answers.keys()]).size;
+    return this.entries.size;
   }
 }

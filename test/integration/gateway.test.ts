@@ -135,7 +135,9 @@ describe("lifecycle", () => {
     );
     const lines: { replica: string | null; line: string }[] = data.deployment.logs;
     const failures = lines.filter((l) => l.line.includes("model failed to load: weights missing"));
-    expect(new Set(failures.map((l) => l.replica)).size).toBe(3);
+    // On a failure, the lines and the server's output say which attempt did not fail the way it should.
+    const explain = () => `${JSON.stringify(lines, null, 1)}\n${hangar.output().slice(-8000)}`;
+    expect(new Set(failures.map((l) => l.replica)).size, explain()).toBe(3);
     const answer = await predict(
       hangar,
       `/models/${deployment.model.id}/deployments/${deployment.id}/predict`,

@@ -15,6 +15,7 @@ import type { PromotionSettings } from "../../src/domain/promotion-settings.ts";
 import type { DeploymentStatus } from "../../src/domain/status.ts";
 import { ChangeBus } from "../../src/events/bus.ts";
 import { createLogger } from "../../src/logger.ts";
+import { NO_OTHER_MEMBERS, type OtherMembersTraffic } from "../../src/metrics/shared-traffic.ts";
 import type { AnswerCounts, AnswerReadings } from "../../src/metrics/traffic.ts";
 import type { ServiceContext } from "../../src/services/context.ts";
 import { insertPromotion } from "../../src/store/promotions.ts";
@@ -104,7 +105,12 @@ async function readyReplicas(deploymentId: string, count: number) {
   }
 }
 
-function controller(clock: FakeClock, answers: AnswerReadings = new Answers(), owner = "owner-1") {
+function controller(
+  clock: FakeClock,
+  answers: AnswerReadings = new Answers(),
+  owner = "owner-1",
+  others: OtherMembersTraffic = NO_OTHER_MEMBERS,
+) {
   const wakes: string[] = [];
   const ctx = { db, bus: new ChangeBus(), log, clock } as unknown as ServiceContext;
   const promotions = new PromotionController(
@@ -112,6 +118,7 @@ function controller(clock: FakeClock, answers: AnswerReadings = new Answers(), o
     soleHolder(owner),
     { wake: async (id) => void wakes.push(id) },
     answers,
+    others,
   );
   return { promotions, wakes };
 }
@@ -239,6 +246,39 @@ describe("the promotion controller", () => {
     expect(environment.currentDeploymentId).toBe(w.previous.id);
     const next = await db.prisma.deployment.findUniqueOrThrow({ where: { id: w.next.id } });
     expect(next.promotionAutoscaling).toBeNull();
+  }, 30_000);
+
+  it("counts the answers other members' gateways gave in the stage, from the stage's first second", async () => {
+    const clock = new FakeClock(Date.parse("2026-12-03T11:00:00.400Z"));
+    const w = await world("canary-errors-elsewhere", {
+      rampUpWhilePromoting: true,
+      rampUpDurationSeconds: 100,
+      errorRateThresholdPercent: 10,
+    });
+    await readyReplicas(w.next.id, 2);
+    const asked: number[] = [];
+    let elsewhere = { answered: 0, failed: 0, inFlight: 0 };
+    const others: OtherMembersTraffic = {
+      concurrency: async () => new Map(),
+      answers: async (deploymentId, sinceSecond) => {
+        expect(deploymentId).toBe(w.next.id);
+        asked.push(sinceSecond);
+        return elsewhere;
+      },
+    };
+    const promotion = await promote(w, clock);
+    const { promotions } = controller(clock, new Answers(), "owner-1", others);
+    await promotions.advance(promotion.id);
+    expect((await row(promotion.id)).status).toBe("RAMPING_UP");
+    // Nothing entered this member; another counted 25 answers of the new deployment, 5 of them 5xx.
+    elsewhere = { answered: 25, failed: 5, inFlight: 2 };
+    clock.advance(1_000);
+    await promotions.advance(promotion.id);
+    expect(asked.at(-1)).toBe(Math.floor(Date.parse("2026-12-03T11:00:00.400Z") / 1000));
+    expect(await row(promotion.id)).toMatchObject({
+      status: "FAILED",
+      errorMessage: expect.stringContaining("20.0% of the new deployment's requests failed (5 of 25)"),
+    });
   }, 30_000);
 
   it("holds a stage whose time is up while the new deployment's answers are still on their way, then judges them", async () => {

@@ -1,0 +1,151 @@
+/**
+ * Shared traffic counts (API.md section 10): what a member's meter says of each second, and how the
+ * TrafficSecond table sums the other members' seconds (a real embedded database; the SQL is the same on
+ * a PostgreSQL server).
+ */
+import { pino } from "pino";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { Database } from "../../src/db/client.ts";
+import { FakeClock } from "../../src/domain/clock.ts";
+import { SharedTraffic } from "../../src/metrics/shared-traffic.ts";
+import { TrafficMeter } from "../../src/metrics/traffic.ts";
+import {
+  otherMembersAnswers,
+  otherMembersConcurrency,
+  pruneTrafficSeconds,
+  writeTrafficSeconds,
+} from "../../src/store/traffic.ts";
+import { scratchDatabase } from "../support/scratch-database.ts";
+
+const T0 = 1_800_000_000_000; // a whole second
+const log = pino({ level: "silent" });
+
+describe("TrafficMeter.secondsSince", () => {
+  it("gives each second's answers, failures and busy time, and what is in flight now", () => {
+    const clock = new FakeClock(T0);
+    const meter = new TrafficMeter(clock);
+    meter.started("d");
+    clock.advance(500);
+    meter.answered("d", 200);
+    meter.finished("d");
+    meter.started("d");
+    meter.started("d");
+    clock.advance(1_000); // 1.5 s: two in flight since 0.5 s
+    meter.answered("d", 503);
+    meter.finished("d");
+    const s = T0 / 1000;
+    expect(meter.secondsSince(s)).toEqual([
+      { deploymentId: "d", second: s, answered: 1, failed: 0, busyMs: 500 + 2 * 500, inFlight: 1 },
+      { deploymentId: "d", second: s + 1, answered: 1, failed: 1, busyMs: 2 * 500, inFlight: 1 },
+    ]);
+    // Only the seconds asked for; a deployment idle since before them says nothing.
+    expect(meter.secondsSince(s + 1).map((r) => r.second)).toEqual([s + 1]);
+    meter.finished("d");
+    clock.advance(3_000);
+    expect(meter.secondsSince(s + 3)).toEqual([]);
+  });
+
+  it("reports a request in flight over seconds without answers, for every second it spans", () => {
+    const clock = new FakeClock(T0);
+    const meter = new TrafficMeter(clock);
+    meter.started("slow");
+    clock.advance(2_500);
+    const rows = meter.secondsSince(T0 / 1000);
+    expect(rows.map((r) => [r.busyMs, r.answered, r.inFlight])).toEqual([
+      [1000, 0, 1],
+      [1000, 0, 1],
+      [500, 0, 1],
+    ]);
+  });
+});
+
+describe("the TrafficSecond table", () => {
+  let db: Database;
+  let dispose: () => Promise<void>;
+  const s = T0 / 1000;
+  const row = (
+    deploymentId: string,
+    second: number,
+    answered: number,
+    failed: number,
+    busyMs = 0,
+    inFlight = 0,
+  ) => ({
+    deploymentId,
+    second,
+    answered,
+    failed,
+    busyMs,
+    inFlight,
+  });
+
+  beforeAll(async () => {
+    ({ db, dispose } = await scratchDatabase());
+  });
+  afterAll(async () => {
+    await dispose?.();
+  });
+  beforeEach(async () => {
+    await db.prisma.$executeRaw`DELETE FROM "TrafficSecond"`;
+  });
+
+  it("sums the other members' answers from a second on, not the reader's own", async () => {
+    await writeTrafficSeconds(db.prisma, "a", [row("d", s, 5, 1), row("d", s + 1, 7, 2)]);
+    await writeTrafficSeconds(db.prisma, "b", [row("d", s + 1, 3, 3), row("other", s + 1, 100, 100)]);
+    await writeTrafficSeconds(db.prisma, "self", [row("d", s + 1, 50, 50)]);
+    expect(await otherMembersAnswers(db.prisma, "self", "d", s + 1)).toEqual({
+      answered: 10,
+      failed: 5,
+      inFlight: 0,
+    });
+    expect(await otherMembersAnswers(db.prisma, "self", "d", s)).toMatchObject({ answered: 15, failed: 6 });
+  });
+
+  it("sets a second's figures when a member writes it again (it never adds them up)", async () => {
+    await writeTrafficSeconds(db.prisma, "a", [row("d", s, 1, 0)]);
+    await writeTrafficSeconds(db.prisma, "a", [row("d", s, 4, 1)]);
+    expect(await otherMembersAnswers(db.prisma, "self", "d", s)).toMatchObject({ answered: 4, failed: 1 });
+  });
+
+  it("gives busy time in the window, the last second with activity, and each member's latest in flight", async () => {
+    await writeTrafficSeconds(db.prisma, "a", [row("d", s - 100, 1, 0, 10), row("d", s, 0, 0, 700, 2)]);
+    await writeTrafficSeconds(db.prisma, "a", [row("d", s + 1, 0, 0, 1000, 1)]);
+    await writeTrafficSeconds(db.prisma, "b", [row("d", s + 1, 2, 0, 300, 3)]);
+    const figures = await otherMembersConcurrency(db.prisma, "self", [
+      { deploymentId: "d", busySince: s - 10, activeSince: s - 200 },
+      { deploymentId: "quiet", busySince: s - 10, activeSince: s - 200 },
+    ]);
+    expect(figures.get("d")).toEqual({ busyMs: 2000, inFlight: 1 + 3, lastActivityAt: (s + 2) * 1000 });
+    expect(figures.get("quiet")).toEqual({ busyMs: 0, inFlight: 0, lastActivityAt: 0 });
+  });
+
+  it("prunes the seconds before a cutoff", async () => {
+    await writeTrafficSeconds(db.prisma, "a", [row("d", s - 5000, 1, 0), row("d", s, 1, 0)]);
+    expect(await pruneTrafficSeconds(db.prisma, s - 3700)).toBe(1);
+    expect(await otherMembersAnswers(db.prisma, "self", "d", 0)).toMatchObject({ answered: 1 });
+  });
+
+  it("is written by SharedTraffic from a member's meter, the current second again at the next write", async () => {
+    const clock = new FakeClock(T0);
+    const meter = new TrafficMeter(clock);
+    const writer = new SharedTraffic(db.prisma, "a", meter, clock, log);
+    meter.started("d");
+    meter.answered("d", 500);
+    meter.finished("d");
+    await writer.write();
+    meter.started("d");
+    meter.answered("d", 200);
+    meter.finished("d");
+    clock.advance(1_000);
+    meter.started("d");
+    meter.answered("d", 200);
+    await writer.write();
+    expect(await otherMembersAnswers(db.prisma, "self", "d", s)).toEqual({
+      answered: 3,
+      failed: 1,
+      inFlight: 1,
+    });
+    // The writer's own rows are not "others" to it.
+    expect(await writer.answers("d", s)).toEqual({ answered: 0, failed: 0, inFlight: 0 });
+  });
+});
