@@ -26,6 +26,7 @@ import { NO_OTHER_MEMBERS, SharedTraffic } from "./metrics/shared-traffic.ts";
 import { TrafficMeter } from "./metrics/traffic.ts";
 import { openFence } from "./runtime/fence.ts";
 import type { IsolationReport } from "./runtime/isolation.ts";
+import { machineOwnerOf } from "./runtime/process-identity.ts";
 import { DEFAULT_TIMEOUTS, ProcessRuntime, type RuntimeOptions } from "./runtime/process-runtime.ts";
 import { Workspace } from "./runtime/workspace.ts";
 import { resolveAdminKey } from "./services/bootstrap-key.ts";
@@ -100,7 +101,14 @@ export async function startServer(
     const runtime = new ProcessRuntime({ ...timeouts, workspace, sandbox }, systemClock);
     const membership = new Membership(
       db,
-      { id: ctx.member, name: ctx.memberName, url: memberUrl, host: hostname(), pid: process.pid },
+      {
+        id: ctx.member,
+        name: ctx.memberName,
+        url: memberUrl,
+        host: hostname(),
+        pid: process.pid,
+        process: machineOwnerOf(process.pid),
+      },
       systemClock,
     );
     const controller = new DeploymentController(ctx, runtime, systemClock, membership);

@@ -1,6 +1,8 @@
 import type { Database } from "../db/client.ts";
 import type { Clock } from "../domain/clock.ts";
+import { machineOwnerHasEnded } from "../runtime/process-identity.ts";
 import {
+  expireNow,
   goneOwners,
   HEARTBEAT_MS,
   heartbeat,
@@ -8,6 +10,7 @@ import {
   leave,
   MEMBER_STALE_MS,
   type MemberStart,
+  processesOf,
 } from "../store/members.ts";
 
 /**
@@ -19,8 +22,10 @@ import {
  *   miss: after an outage every member gets the time to heartbeat again first (a fresh start has seen
  *   no outage and judges at once);
  * - a later start under its name supersedes it: it never acts again.
- * Whether an owner is gone is the database's verdict (store/members.ts); the embedded database admits
- * one process, so there every other owner is gone.
+ * Whether an owner is gone is the database's verdict (store/members.ts), with one shortcut: a start on
+ * this machine whose process has ended (runtime/process-identity.ts: same boot, same PID namespace, the
+ * PID gone or reused) is gone at once, and recorded so, without waiting for its expiry. The embedded
+ * database admits one process, so there every other owner is gone.
  */
 export class Membership {
   private lastBeatAt = Number.NEGATIVE_INFINITY;
@@ -84,9 +89,21 @@ export class Membership {
   async gone(owners: Iterable<string>): Promise<Set<string>> {
     const others = [...new Set(owners)].filter((owner) => owner !== this.start.id);
     if (this.db.kind === "pglite") return new Set(others);
-    if (!this.canAct() || this.beatingSince === null) return new Set();
-    if (this.clock.now() - this.beatingSince < MEMBER_STALE_MS) return new Set();
-    return goneOwners(this.db.prisma, others);
+    if (!this.canAct()) return new Set();
+    // A process seen to have ended is gone whatever the outage rule below says: it cannot heartbeat again.
+    const ended = await this.endedOnThisMachine(others);
+    if (this.beatingSince === null || this.clock.now() - this.beatingSince < MEMBER_STALE_MS) return ended;
+    const gone = await goneOwners(this.db.prisma, others);
+    for (const id of ended) gone.add(id);
+    return gone;
+  }
+
+  /** Those of `owners` whose process ran on this machine and has ended; recorded as expired now. */
+  private async endedOnThisMachine(owners: string[]): Promise<Set<string>> {
+    const processes = await processesOf(this.db.prisma, owners);
+    const ended = [...processes].filter(([, name]) => machineOwnerHasEnded(name)).map(([id]) => id);
+    await expireNow(this.db.prisma, ended);
+    return new Set(ended);
   }
 
   /** The last heartbeat of a clean stop: this start is over, and its replicas ended now. */

@@ -56,3 +56,33 @@ export function ownerIsAlive(owner: string): boolean {
   const stat = readProcStat(Number(pid));
   return stat !== null && stat.startTime === startTime && stat.state !== "Z" && stat.state !== "X";
 }
+
+function bootId(): string | null {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The owner name of a process qualified by the machine's boot: a PID namespace's inode repeats from
+ * machine to machine (the initial one is the same everywhere), a boot id does not. "" without /proc.
+ */
+export function machineOwnerOf(pid: number): string {
+  const boot = bootId();
+  const owner = ownerOf(pid);
+  return boot && owner ? `${boot}/${owner}` : "";
+}
+
+/**
+ * Whether the process a machine owner name stands for has certainly ended: it ran on this machine, in
+ * this PID namespace, and is no longer there. Anything it cannot judge (another machine, another
+ * namespace, no name) is not known to have ended.
+ */
+export function machineOwnerHasEnded(name: string): boolean {
+  const slash = name.indexOf("/");
+  if (slash < 0 || name.slice(0, slash) !== bootId()) return false;
+  const owner = name.slice(slash + 1);
+  return OWNER.test(owner) && !ownerIsAlive(owner);
+}

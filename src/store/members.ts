@@ -22,6 +22,8 @@ export interface MemberStart {
   url: string;
   host: string;
   pid: number;
+  /** runtime/process-identity.ts machineOwnerOf: how a member on the same machine sees it end (none: never). */
+  process?: string;
 }
 
 const STALE_SECONDS = MEMBER_STALE_MS / 1000;
@@ -35,8 +37,8 @@ export async function join(prisma: PrismaClient, start: MemberStart): Promise<nu
     // One start of a name at a time picks its epoch (the lock is released at commit).
     await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext('hangar-member:' || ${start.name}))`;
     const rows = await tx.$queryRaw<{ epoch: number }[]>`
-      INSERT INTO "Member" (id, name, url, host, pid, epoch, "startedAt", "lastSeenAt", "expiresAt")
-      SELECT ${start.id}, ${start.name}, ${start.url}, ${start.host}, ${start.pid},
+      INSERT INTO "Member" (id, name, url, host, pid, process, epoch, "startedAt", "lastSeenAt", "expiresAt")
+      SELECT ${start.id}, ${start.name}, ${start.url}, ${start.host}, ${start.pid}, ${start.process ?? ""},
              COALESCE((SELECT max(epoch) FROM "Member" WHERE name = ${start.name}), 0) + 1,
              now(), now(), now() + make_interval(secs => ${STALE_SECONDS}::float8)
       ON CONFLICT (id) DO UPDATE SET "lastSeenAt" = now(), "expiresAt" = EXCLUDED."expiresAt"
@@ -86,6 +88,26 @@ export async function goneOwners(prisma: PrismaClient, ids: string[]): Promise<S
       AND NOT EXISTS (SELECT 1 FROM "Member" later WHERE later.name = m.name AND later.epoch > m.epoch)`;
   const living = new Set(alive.map((row) => row.id));
   return new Set(ids.filter((id) => !living.has(id)));
+}
+
+/** The process names (MemberStart.process) of the starts `ids`, of those that recorded one. */
+export async function processesOf(prisma: PrismaClient, ids: string[]): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map();
+  const rows = await prisma.member.findMany({
+    where: { id: { in: ids } },
+    select: { id: true, process: true },
+  });
+  return new Map(rows.filter((row) => row.process !== "").map((row) => [row.id, row.process]));
+}
+
+/**
+ * Records that the starts `ids` have ended now (a member on their machine saw their process end), so
+ * that every member goes by the same verdict without waiting for their expiry.
+ */
+export async function expireNow(prisma: PrismaClient, ids: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await prisma.$executeRaw`
+    UPDATE "Member" SET "expiresAt" = LEAST("expiresAt", now()) WHERE id = ANY(${ids}::text[])`;
 }
 
 /** A member as the `members` query shows it: its latest start. */

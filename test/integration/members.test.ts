@@ -167,6 +167,13 @@ describe("a member that dies", () => {
       const [dead, alive] = runner === defaultName(a) ? [a, b] : [b, a];
       await dead.kill();
       const killedAt = Date.now();
+      // On one machine the survivor sees the process end: the member is gone before its 15 s expiry.
+      await waitFor(
+        async () =>
+          (await gql(alive, MEMBERS)).members.find((m: { name: string }) => m.name === defaultName(dead))
+            ?.alive === false,
+        { what: "the killed member listed as gone before its expiry", timeoutMs: 10_000 },
+      );
       // API.md section 10: within 20 s its deployments run and serve on the others.
       await waitFor(async () => (await runningOn(alive, dep.id)).includes(defaultName(alive)), {
         what: "the survivor to run the dead member's deployment",

@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "Member" ADD COLUMN     "process" TEXT NOT NULL DEFAULT '';
