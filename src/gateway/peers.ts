@@ -75,6 +75,14 @@ export const PEER_DOWN_MS = 10_000;
 const DIRECTORY_TTL_MS = 5_000;
 /** Connecting to another member: it is on the same network, so this is generous. */
 const PEER_CONNECT_TIMEOUT_MS = 2_000;
+/**
+ * Between active probes (`GET /healthz`) of the members requests are handed to: a member that hangs
+ * (its event loop blocked, its process stopped, its network gone quiet) refuses nothing, so only a
+ * probe sees it before its heartbeat expires.
+ */
+export const PROBE_INTERVAL_MS = 2_000;
+/** A healthy member answers /healthz from its listener at once; a second is a hang. */
+export const PROBE_TIMEOUT_MS = 1_000;
 
 interface Entry {
   at: number;
@@ -91,13 +99,17 @@ export class PeerDirectory {
   private readonly known = new Map<string, PeerRoute>();
   private readonly pools = new Map<string, Pool>();
   private readonly downUntil = new Map<string, number>();
+  /** Members whose probe is under way (one at a time each). */
+  private readonly probing = new Set<string>();
   private unsubscribe: (() => void) | null = null;
+  private probeTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly prisma: PrismaClient,
     private readonly selfId: string,
     private readonly secret: MemberSecret,
     private readonly clock: Clock,
+    private readonly probeIntervalMs = PROBE_INTERVAL_MS,
   ) {}
 
   start(bus: ChangeBus): void {
@@ -106,9 +118,42 @@ export class PeerDirectory {
       else if (change.kind === "deployment") this.forget(change.deploymentId);
       else if (change.kind === "event" && change.deploymentId) this.forget(change.deploymentId);
     });
+    this.probeTimer = setInterval(() => void this.probe(), this.probeIntervalMs);
+    this.probeTimer.unref();
+  }
+
+  /**
+   * Probes each member that routes point at: one that does not answer /healthz with 200 in time goes
+   * out of rotation, one that answers comes back (a refused connection may have been a restart).
+   */
+  async probe(): Promise<void> {
+    const members = new Map<string, Pool>();
+    for (const route of this.known.values()) members.set(route.memberId, route.pool);
+    await Promise.all(
+      [...members].map(async ([memberId, pool]) => {
+        if (this.probing.has(memberId)) return;
+        this.probing.add(memberId);
+        try {
+          const answer = await pool.request({
+            method: "GET",
+            path: "/healthz",
+            headersTimeout: PROBE_TIMEOUT_MS,
+            bodyTimeout: PROBE_TIMEOUT_MS,
+          });
+          await answer.body.dump();
+          if (answer.statusCode === 200) this.downUntil.delete(memberId);
+          else this.markDown(memberId);
+        } catch {
+          this.markDown(memberId);
+        } finally {
+          this.probing.delete(memberId);
+        }
+      }),
+    );
   }
 
   async close(): Promise<void> {
+    if (this.probeTimer) clearInterval(this.probeTimer);
     this.unsubscribe?.();
     this.entries.clear();
     await Promise.all([...this.pools.values()].map((pool) => pool.destroy()));
