@@ -1,12 +1,12 @@
 // Traffic across members (API.md section 10): a request is counted by the member it entered, and the
 // autoscaler and the canary add up every member's counts; a ramp survives the member that ran it.
 // PostgreSQL only (vitest.config.ts): only it can have several members.
-import { hostname } from "node:os";
 import pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
 import { gql, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
 import { steadyClient, stopSteadyClients } from "../support/load.ts";
+import { defaultMemberName, runningOn } from "../support/members.ts";
 import { createEnvironment, finished, promoteTo, reachedStage } from "../support/promotions.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -22,7 +22,6 @@ const MODEL = (version: number, opts: { delayMs?: number; fail?: boolean } = {})
 });
 
 const ENV = { HANGAR_AUTOSCALER_INTERVAL_MS: "100" };
-const memberName = (hangar: TestHangar) => `${hostname()}:${new URL(hangar.url).port}`;
 
 const started: TestHangar[] = [];
 async function members(count: number): Promise<TestHangar[]> {
@@ -36,20 +35,6 @@ afterEach(async () => {
   await stopSteadyClients();
   for (const hangar of started.splice(0).reverse()) await hangar.dispose();
 });
-
-/** The names of the members running the deployment's ready replicas. */
-async function runningOn(hangar: TestHangar, id: string): Promise<string[]> {
-  const { deployment } = await gql(
-    hangar,
-    `query($id: ID!) { deployment(id: $id) { replicas { state member } } }`,
-    {
-      id,
-    },
-  );
-  return deployment.replicas
-    .filter((r: { state: string }) => r.state === "READY")
-    .map((r: { member: string }) => r.member);
-}
 
 /** The name of the member driving the promotion (its lease), as the database says. */
 async function driverOf(hangar: TestHangar, promotionId: string): Promise<string | null> {
@@ -101,7 +86,9 @@ describe("counts shared by the members", () => {
       what: "the candidate's replica",
     })) as string;
     const driver = await waitFor(() => driverOf(a, promotion.id), { what: "the promotion's driver" });
-    const entry = all.find((m) => memberName(m) !== runner && memberName(m) !== driver) as TestHangar;
+    const entry = all.find(
+      (m) => defaultMemberName(m) !== runner && defaultMemberName(m) !== driver,
+    ) as TestHangar;
     // Every request enters `entry`, which hands the candidate's share to `runner`; before the counts were
     // shared, `driver` saw no answers of the candidate at all and passed every stage on no evidence.
     const client = steadyClient(entry, path, 3);
@@ -112,7 +99,7 @@ describe("counts shared by the members", () => {
       /^canary stage \d+ \(\d+% of traffic\): \d+\.\d% of the new deployment's requests failed \(\d+ of \d+\), over the 20% threshold/,
     );
     // The premise held throughout: the driver never changed, and the entry ran none of the candidate.
-    expect(await driverOf(a, promotion.id)).not.toBe(memberName(entry));
+    expect(await driverOf(a, promotion.id)).not.toBe(defaultMemberName(entry));
     const failed = client.answers.filter((answer) => answer.status !== 200);
     expect(failed.length).toBeGreaterThan(0);
     for (const answer of failed) expect(answer).toMatchObject({ status: 500, deploymentId: newDeployment });
@@ -174,7 +161,7 @@ describe("a ramp whose member dies", () => {
     const runner = await waitFor(async () => (await runningOn(a, newDeployment))[0] ?? null, {
       what: "the new deployment's replica",
     });
-    const [dead, alive] = runner === memberName(a) ? [a, b] : [b, a];
+    const [dead, alive] = runner === defaultMemberName(a) ? [a, b] : [b, a];
     const deploymentsBefore = await deploymentIds(alive, modelId);
     await dead.kill();
     const killedAt = Date.now();
@@ -186,7 +173,7 @@ describe("a ramp whose member dies", () => {
         return (
           answer.status === 200 &&
           answer.deploymentId === newDeployment &&
-          (await runningOn(alive, newDeployment)).includes(memberName(alive))
+          (await runningOn(alive, newDeployment)).includes(defaultMemberName(alive))
         );
       },
       { what: "the survivor serving the new deployment", timeoutMs: 20_000 },

@@ -1,10 +1,10 @@
 // Several Hangar processes on one PostgreSQL (API.md section 10), each with a data dir of its own as on
 // separate machines: what one member received, any member builds and runs.
 import { randomBytes } from "node:crypto";
-import { hostname } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deploymentStatus, gql, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { defaultMemberName, runningOn } from "../support/members.ts";
 import { waitFor } from "../support/wait.ts";
 
 const model = (n: number) => ({
@@ -15,18 +15,6 @@ const predictPath = (dep: { id: string; model: { id: string } }) =>
   `/models/${dep.model.id}/deployments/${dep.id}/predict`;
 
 const MEMBERS = `{ members { name url alive startedAt lastSeenAt replicaCount } }`;
-const REPLICAS = `query($id: ID!) { deployment(id: $id) { replicas { state member } } }`;
-
-/** The default member name: this host and the port the member listens on. */
-const defaultName = (hangar: TestHangar) => `${hostname()}:${new URL(hangar.url).port}`;
-
-/** The names of the members running the deployment's ready replicas. */
-async function runningOn(hangar: TestHangar, id: string): Promise<string[]> {
-  const { deployment } = await gql(hangar, REPLICAS, { id });
-  return deployment.replicas
-    .filter((r: { state: string }) => r.state === "READY")
-    .map((r: { member: string }) => r.member);
-}
 
 /** Two members of a new Hangar on one database. */
 async function twoMembers(): Promise<[TestHangar, TestHangar]> {
@@ -73,14 +61,14 @@ describe("members sharing one PostgreSQL", () => {
     try {
       const { members } = await gql(b, MEMBERS);
       const byName = new Map(members.map((m: { name: string }) => [m.name, m]));
-      expect(byName.get(defaultName(a))).toMatchObject({ url: a.url, alive: true });
-      expect(byName.get(defaultName(b))).toMatchObject({ url: b.url, alive: true });
+      expect(byName.get(defaultMemberName(a))).toMatchObject({ url: a.url, alive: true });
+      expect(byName.get(defaultMemberName(b))).toMatchObject({ url: b.url, alive: true });
       expect(byName.get("third")).toMatchObject({ url: "http://third.internal:9000", alive: true });
       const { serverInfo } = await gql(c, "{ serverInfo { member } }");
       expect(serverInfo.member).toBe("third");
       // c's key, which a and b were never given, is a key of this Hangar: a accepts it, and c accepts a's.
       expect((await gql({ ...a, key: own }, "{ serverInfo { member } }")).serverInfo.member).toBe(
-        defaultName(a),
+        defaultMemberName(a),
       );
       expect((await gql({ ...c, key: a.key }, "{ serverInfo { member } }")).serverInfo.member).toBe("third");
     } finally {
@@ -96,7 +84,7 @@ describe("members sharing one PostgreSQL", () => {
     await waitForStatus(a, dep.id, "ACTIVE", 60_000);
     const on = await runningOn(a, dep.id);
     expect(on).toHaveLength(1);
-    expect([defaultName(a), defaultName(b)]).toContain(on[0]);
+    expect([defaultMemberName(a), defaultMemberName(b)]).toContain(on[0]);
     expect(await runningOn(b, dep.id)).toEqual(on);
     const { members } = await gql(a, MEMBERS);
     expect(members.find((m: { name: string }) => m.name === on[0]).replicaCount).toBeGreaterThanOrEqual(1);
@@ -164,18 +152,19 @@ describe("a member that dies", () => {
       const dep = await pushFolder(a, "survivor", await modelFolder(model(9)));
       await waitForStatus(a, dep.id, "ACTIVE", 60_000);
       const [runner] = await runningOn(a, dep.id);
-      const [dead, alive] = runner === defaultName(a) ? [a, b] : [b, a];
+      const [dead, alive] = runner === defaultMemberName(a) ? [a, b] : [b, a];
       await dead.kill();
       const killedAt = Date.now();
       // On one machine the survivor sees the process end: the member is gone before its 15 s expiry.
       await waitFor(
         async () =>
-          (await gql(alive, MEMBERS)).members.find((m: { name: string }) => m.name === defaultName(dead))
-            ?.alive === false,
+          (await gql(alive, MEMBERS)).members.find(
+            (m: { name: string }) => m.name === defaultMemberName(dead),
+          )?.alive === false,
         { what: "the killed member listed as gone before its expiry", timeoutMs: 10_000 },
       );
       // API.md section 10: within 20 s its deployments run and serve on the others.
-      await waitFor(async () => (await runningOn(alive, dep.id)).includes(defaultName(alive)), {
+      await waitFor(async () => (await runningOn(alive, dep.id)).includes(defaultMemberName(alive)), {
         what: "the survivor to run the dead member's deployment",
         timeoutMs: 20_000,
       });
@@ -184,9 +173,9 @@ describe("a member that dies", () => {
       expect(answer.body).toEqual({ n: 9, echo: { after: "takeover" } });
       expect(Date.now() - killedAt).toBeLessThan(20_000);
       // Nothing runs twice: the dead member's replica row is closed, the survivor's is the only one ready.
-      expect(await runningOn(alive, dep.id)).toEqual([defaultName(alive)]);
+      expect(await runningOn(alive, dep.id)).toEqual([defaultMemberName(alive)]);
       const { members } = await gql(alive, MEMBERS);
-      expect(members.find((m: { name: string }) => m.name === defaultName(dead))).toMatchObject({
+      expect(members.find((m: { name: string }) => m.name === defaultMemberName(dead))).toMatchObject({
         alive: false,
       });
     } finally {
