@@ -15,12 +15,13 @@ import { type DeploymentStatus, SERVABLE_STATUSES, STOPPED_STATUSES } from "../d
 import type { Change } from "../events/bus.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
 import { buildSpec, type ReplicaSpec } from "../runtime/build.ts";
+import { machineOwnerHasEnded } from "../runtime/process-identity.ts";
 import type { Replica } from "../runtime/replica.ts";
 import type { LogStream, ReplicaExit, Runtime, RuntimeFacts } from "../runtime/runtime.ts";
 import type { ServiceContext } from "../services/context.ts";
 import { modelRoot } from "../store/artifacts.ts";
 import { announceReplicas, keepResources, transition } from "../store/deployments.ts";
-import { endReplicasOf, HEARTBEAT_MS, lastSeen } from "../store/members.ts";
+import { endReplicasOf, HEARTBEAT_MS, processesOf } from "../store/members.ts";
 import { claimable, leasedTo, leaseOwnerName, RELEASED } from "./leases.ts";
 import { Membership } from "./membership.ts";
 import { KeyedSerializer } from "./serial.ts";
@@ -32,10 +33,6 @@ const TICK_MS = HEARTBEAT_MS;
  * member's deployments come back on the others within its expiry and this (API.md section 10).
  */
 const TAKEOVER_MS = 1_000;
-
-function latest(a: Date, b: Date): Date {
-  return a.getTime() > b.getTime() ? a : b;
-}
 
 /** Start failures and crashes of a deployment run here, for the retry and crash-loop policies. */
 interface Failures {
@@ -65,6 +62,8 @@ export class DeploymentController implements RuntimeFacts {
   private readonly givenUp = new Set<string>();
   /** Wakes under way, so that many held requests make one. */
   private readonly waking = new Map<string, Promise<void>>();
+  /** Deployments whose replica a wake started here (startLocally) while their WAKING_UP is not written yet. */
+  private readonly wokenHere = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private takeoverTimer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
@@ -232,6 +231,9 @@ export class DeploymentController implements RuntimeFacts {
       this.failures.delete(id);
       await transition(this.ctx.db.prisma, id, { kind: "starting again" });
     }
+    // Woken here since its status was read (WAKING_UP is not written yet): the replica that wake started
+    // must not be put away.
+    if (scaledToZero && this.wokenHere.has(id)) return;
     const settings = effectiveAutoscaling(deployment);
     const development = deployment.kind === "DEVELOPMENT";
     let replicas = scaledToZero ? 0 : (this.desired.get(id) ?? baselineReplicas(settings, development));
@@ -240,15 +242,18 @@ export class DeploymentController implements RuntimeFacts {
       replicas = Math.min(Math.max(replicas, baselineReplicas(settings, development)), settings.maxReplica);
     }
     this.desired.set(id, replicas);
-    this.order(spec, replicas);
+    void this.order(spec, replicas);
   }
 
-  /** Orders the runtime to run `replicas` of the spec; new code starts with a clean failure record. */
-  private order(spec: ReplicaSpec, replicas: number): void {
+  /**
+   * Orders the runtime to run `replicas` of the spec; new code starts with a clean failure record.
+   * Resolves once the replicas it starts are spawned (Runtime.ensure).
+   */
+  private order(spec: ReplicaSpec, replicas: number): Promise<void> {
     const last = this.ordered.get(spec.deploymentId);
     if (last && last.spec.artifactHash !== spec.artifactHash) this.failures.delete(spec.deploymentId);
     this.ordered.set(spec.deploymentId, { spec, replicas });
-    this.runtime.ensure(spec, replicas);
+    return this.runtime.ensure(spec, replicas);
   }
 
   /** Drops what this process kept about a deployment it no longer runs. */
@@ -332,15 +337,16 @@ export class DeploymentController implements RuntimeFacts {
   /**
    * The fast path of a wake, with no database work: when this process runs
    * the deployment and has scaled it to zero, start its replica now (the long
-   * pole); the status change follows. True when it started one.
+   * pole); the status change follows. Answers the replica's spawn (resolved
+   * once its process is spawned) when it started one, else null.
    */
-  startLocally(id: string): boolean {
+  startLocally(id: string): Promise<void> | null {
     const spec = this.specs.get(id);
     if (!spec || !this.runtime.has(id) || this.runtime.count(id) > 0 || this.desired.get(id) !== 0)
-      return false;
+      return null;
     this.desired.delete(id);
-    this.order(spec, 1);
-    return true;
+    this.wokenHere.add(id);
+    return this.order(spec, 1);
   }
 
   /**
@@ -352,11 +358,11 @@ export class DeploymentController implements RuntimeFacts {
    * requests make one wake.
    */
   waiting(id: string, seen?: DeploymentStatus): Promise<void> {
-    const started = this.startLocally(id);
-    if (!started && seen !== "SCALED_TO_ZERO" && this.specs.has(id)) return Promise.resolve();
+    const spawning = this.startLocally(id);
+    if (!spawning && seen !== "SCALED_TO_ZERO" && this.specs.has(id)) return Promise.resolve();
     let wake = this.waking.get(id);
     if (!wake) {
-      wake = this.wake(id)
+      wake = this.wake(id, spawning)
         .catch(this.onError)
         .finally(() => this.waking.delete(id));
       this.waking.set(id, wake);
@@ -364,12 +370,32 @@ export class DeploymentController implements RuntimeFacts {
     return wake;
   }
 
-  /** Starts a scaled-to-zero deployment (a request arrived, /wake, or a promotion). Idempotent. */
-  async wake(id: string): Promise<void> {
-    this.startLocally(id);
-    if (await transition(this.ctx.db.prisma, id, { kind: "woken" })) {
+  /**
+   * Starts a scaled-to-zero deployment (a request arrived, /wake, or a promotion). Idempotent. A replica
+   * started here (`spawning`, from startLocally) is spawned before anything is written: the database
+   * works on this event loop, and its transactions would hold back the steps that lead to the spawn.
+   */
+  async wake(id: string, spawning: Promise<void> | null = this.startLocally(id)): Promise<void> {
+    let woken = false;
+    // Queued at once among the deployment's facts, so that WAKING_UP is written before the replica's
+    // readiness, however soon that is reported.
+    await this.serial.run(
+      id,
+      async () => {
+        try {
+          if (spawning) await spawning;
+          woken = (await transition(this.ctx.db.prisma, id, { kind: "woken" })) !== null;
+        } finally {
+          this.wokenHere.delete(id);
+        }
+      },
+      this.onError,
+    );
+    if (woken) {
       this.desired.delete(id);
-      await this.reconcile(id);
+      // Started here, it needs nothing more now (the reconcile its WAKING_UP event brings sees to the
+      // rest); otherwise this reconcile starts it.
+      if (!spawning) await this.reconcile(id);
     }
   }
 
@@ -439,78 +465,28 @@ export class DeploymentController implements RuntimeFacts {
   }
 
   /**
-   * Whether the Hangar process that wrote `owner` is gone. The embedded
-   * database admits one process per data dir, so there every other owner is
-   * dead; on PostgreSQL, only an owner on this host whose PID is gone is known
-   * dead, and any other waits for its lease to lapse.
-   */
-  private ownerIsDead(owner: string): boolean {
-    if (owner === this.owner) return false;
-    if (this.ctx.db.kind === "pglite") return true;
-    const [host, pid] = owner.split(":");
-    if (host !== hostname()) return false;
-    try {
-      process.kill(Number(pid), 0);
-      return false;
-    } catch {
-      return true;
-    }
-  }
-
-  /**
-   * Cleans up after Hangar processes that died without stopping (SIGKILL, a
-   * crash): frees their leases at once and kills the replica processes they
-   * left, so deployments come back without waiting for leases to lapse.
+   * At start, what Hangar processes that are gone left behind (a SIGKILL, a crash). Who is gone is the
+   * membership's verdict (on the embedded database every earlier owner is): the replica rows they left
+   * recorded as running end as they did (store/members.ts endReplicasOf: at their last heartbeat), and
+   * their leases are taken by the claims that follow (claim, takeOver). What is this process's own to
+   * do is local: a replica process that outlived the start that ran it on this machine (one whose
+   * process has ended, runtime/process-identity.ts) is killed, by its PID, if it still is that replica.
    */
   private async reapOrphans(): Promise<void> {
     const { prisma } = this.ctx.db;
-    const now = this.now();
-    const query = {
-      where: { leaseOwner: { not: null } },
-      distinct: ["leaseOwner" as const],
-      select: { leaseOwner: true },
-    };
-    const owners = new Set(
-      [...(await prisma.deployment.findMany(query)), ...(await prisma.promotion.findMany(query))].map(
-        (r) => r.leaseOwner,
-      ),
-    );
-    for (const leaseOwner of owners) {
-      if (leaseOwner && this.ownerIsDead(leaseOwner)) {
-        await prisma.deployment.updateMany({ where: { leaseOwner }, data: RELEASED });
-        // The promotion controller runs under the same owner name.
-        await prisma.promotion.updateMany({ where: { leaseOwner }, data: RELEASED });
-      }
-    }
-    const stale = await prisma.replica.findMany({
+    const left = await prisma.replica.findMany({
       where: { state: { in: ["STARTING", "READY", "STOPPING"] }, owner: { not: this.owner } },
+      select: { id: true, owner: true, pid: true },
     });
-    // A replica ended with the process that ran it: at its last heartbeat, not now.
-    const seen = await lastSeen(prisma, [...new Set(stale.map((replica) => replica.owner))]);
-    for (const replica of stale) {
-      if (!this.ownerIsDead(replica.owner)) {
-        const holder = await prisma.deployment.findFirst({
-          where: { leaseOwner: replica.owner, leaseExpiresAt: { gt: now } },
-          select: { id: true },
-        });
-        if (holder) continue; // its process may be alive and still runs it
-      }
-      if (replica.pid && (await isOurReplica(replica.pid, replica.id))) {
-        try {
-          process.kill(-replica.pid, "SIGKILL");
-        } catch {
-          // Already gone.
-        }
-      }
-      await prisma.replica.update({
-        where: { id: replica.id },
-        data: {
-          state: "STOPPED",
-          stoppedAt: latest(replica.startedAt, seen.get(replica.owner) ?? now),
-          exitReason: replica.exitReason ?? "owner process died",
-        },
-      });
+    const gone = await this.membership.gone(left.map((replica) => replica.owner));
+    if (gone.size === 0) return;
+    const ranHere = await processesOf(prisma, [...gone]);
+    for (const replica of left) {
+      const start = ranHere.get(replica.owner);
+      if (!replica.pid || !gone.has(replica.owner) || !start || !machineOwnerHasEnded(start)) continue;
+      await killLeftReplica(replica.pid, replica.id);
     }
+    for (const owner of gone) await endReplicasOf(prisma, owner);
   }
 
   // RuntimeFacts: what the runtime reports, recorded in order per deployment; the policy is decided here.
@@ -647,12 +623,21 @@ export class DeploymentController implements RuntimeFacts {
   }
 }
 
-/** Guards against PID reuse: the process must carry the replica's ID in its environment. */
-async function isOurReplica(pid: number, replicaId: string): Promise<boolean> {
+/**
+ * Kills the process group of a replica left by a gone start. Guards against PID reuse: the process must
+ * carry the replica's ID in its environment.
+ */
+async function killLeftReplica(pid: number, replicaId: string): Promise<void> {
+  let environ: string;
   try {
-    const environ = await readFile(`/proc/${pid}/environ`, "latin1");
-    return environ.split("\0").includes(`HANGAR_REPLICA_ID=${replicaId}`);
+    environ = await readFile(`/proc/${pid}/environ`, "latin1");
   } catch {
-    return false;
+    return; // gone, or not ours to read
+  }
+  if (!environ.split("\0").includes(`HANGAR_REPLICA_ID=${replicaId}`)) return;
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // Already gone.
   }
 }

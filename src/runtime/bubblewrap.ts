@@ -208,19 +208,24 @@ export class Bubblewrap implements Sandbox {
     // The code root on the host: the deployment's folder is mounted at /code/<hash>, and a reload's code is
     // staged next to it.
     const codeRoot = path.join(dirs.root, "code");
-    await mkdir(path.join(codeRoot, spec.artifactHash), { recursive: true, mode: 0o755 });
-    await chmod(codeRoot, 0o755);
     const etc = path.join(dirs.root, "etc");
-    await mkdir(etc, { recursive: true });
     const replicaUid = uid ?? process.getuid?.() ?? 0;
-    await writeFile(
-      path.join(etc, "passwd"),
-      `replica:x:${replicaUid}:${replicaUid}::${INSIDE.home}:/usr/sbin/nologin\n`,
-    );
-    await writeFile(path.join(etc, "group"), `replica:x:${replicaUid}:\n`);
-    await writeFile(path.join(etc, "hosts"), "127.0.0.1 localhost\n::1 localhost\n");
-    // slirp4netns answers DNS at 10.0.2.3.
-    await writeFile(path.join(etc, "resolv.conf"), "nameserver 10.0.2.3\n");
+    const files: [string, string][] = [
+      ["passwd", `replica:x:${replicaUid}:${replicaUid}::${INSIDE.home}:/usr/sbin/nologin\n`],
+      ["group", `replica:x:${replicaUid}:\n`],
+      ["hosts", "127.0.0.1 localhost\n::1 localhost\n"],
+      // slirp4netns answers DNS at 10.0.2.3.
+      ["resolv.conf", "nameserver 10.0.2.3\n"],
+    ];
+    // Side by side: a replica's start waits for the longest chain of these, not for all of them in turn.
+    await Promise.all([
+      mkdir(path.join(codeRoot, spec.artifactHash), { recursive: true, mode: 0o755 }).then(() =>
+        chmod(codeRoot, 0o755),
+      ),
+      mkdir(etc, { recursive: true }).then(() =>
+        Promise.all(files.map(([name, text]) => writeFile(path.join(etc, name), text))),
+      ),
+    ]);
 
     const modelDir = `${INSIDE.code}/${spec.artifactHash}`;
     const port = spec.command ? COMMAND_PORT : null;
@@ -299,8 +304,7 @@ export class Bubblewrap implements Sandbox {
       extraPipes: network ? 1 : 0,
       attach: async (child) => {
         if (!network) return null;
-        // ChildProcess types only the first five; the others are there as ProcessRuntime made them.
-        const info = (child.stdio as ReadonlyArray<unknown>)[INFO_FD] as Readable;
+        const info = child.stdio[INFO_FD] as Readable;
         try {
           slirp = await network.start(await sandboxPid(info));
           return null;

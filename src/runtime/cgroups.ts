@@ -33,6 +33,15 @@ export interface Cgroups {
   readonly reason: string | null;
   /** Creates the replica's group(s) with the limits set; throws with a clear message on failure. */
   create(replicaId: string, limits: CgroupLimits): Promise<ReplicaCgroup>;
+  /**
+   * Readies the kernel for the cgroup migration a replica's join makes shortly (called as its start is
+   * prepared): never waited for, never fails. The first migration after a quiet spell waits for an RCU
+   * grace period (the kernel's cgroup_threadgroup_rwsem), 10-40 ms on a 2-core machine; one that
+   * follows another closely does not. So Hangar moves itself into the cgroup it is already in (which
+   * moves nothing), on a thread of libuv's pool, and the grace period passes while the start is
+   * prepared and spawned rather than after.
+   */
+  warm(): void;
   /** At start: kills processes left in groups of Hangar processes that are dead, removes those groups; returns how many processes were killed. */
   reapLeftovers(): Promise<number>;
   /** Kills every replica group of this process and removes this process's group (shutdown). */
@@ -250,6 +259,11 @@ interface Hierarchy {
 interface Layout {
   version: 1 | 2;
   hierarchies: Hierarchy[];
+  /**
+   * Hangar's own cgroup as /proc/self/cgroup said it at the start (v1: in the first hierarchy; v2:
+   * without the leaf), for warm(); null when that was not the real file (tests).
+   */
+  self: { path: string; controller: string | null } | null;
 }
 
 type Discovery = { layout: Layout } | { version: 1 | 2 | null; reason: string };
@@ -322,7 +336,10 @@ async function discover(options: CgroupsOptions, fs: CgroupFs): Promise<Discover
       if (same) same.controllers.push(c);
       else hierarchies.push({ controllers: [c], ownDir });
     }
-    return { layout: { version: 1, hierarchies } };
+    const first = v1[0]?.line;
+    const self =
+      options.selfCgroup === undefined && first ? { path: first.path, controller: v1[0]?.c ?? null } : null;
+    return { layout: { version: 1, hierarchies, self } };
   }
 
   const unified = lines.find((l) => l.controllers.length === 0 && l.path.startsWith("/"));
@@ -364,7 +381,8 @@ async function discover(options: CgroupsOptions, fs: CgroupFs): Promise<Discover
       reason: `the cgroup v2 ${missing.join(", ")} ${missing.length > 1 ? "controllers are" : "controller is"} not available in Hangar's cgroup ${ownDir}`,
     };
   }
-  return { layout: { version: 2, hierarchies: [{ controllers: [...CONTROLLERS], ownDir }] } };
+  const self = options.selfCgroup === undefined ? { path: ownPath, controller: null } : null;
+  return { layout: { version: 2, hierarchies: [{ controllers: [...CONTROLLERS], ownDir }], self } };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -475,8 +493,20 @@ class Context {
     }
   }
 
-  /** Makes `hangar/<owner>` in every hierarchy (and, v2, enables the controllers down to it). */
+  /**
+   * Makes `hangar/<owner>` in every hierarchy (and, v2, enables the controllers down to it). Once made
+   * they stay (no other Hangar removes a live owner's group, nor the shared one while it holds it), so
+   * later calls do nothing.
+   */
   async ensureOwnerGroups(): Promise<void> {
+    if (this.ownerGroupsMade) return;
+    await this.makeOwnerGroups();
+    this.ownerGroupsMade = true;
+  }
+
+  private ownerGroupsMade = false;
+
+  private async makeOwnerGroups(): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         for (const h of this.layout.hierarchies) {
@@ -650,6 +680,8 @@ class DisabledCgroups implements Cgroups {
     );
   }
 
+  warm(): void {}
+
   async reapLeftovers(): Promise<number> {
     return 0;
   }
@@ -683,21 +715,60 @@ class KernelCgroups implements Cgroups {
       throw fail(message(err));
     }
     const { ctx } = this;
-    const made: string[] = [];
+    const dirs = ctx.layout.hierarchies.map((h) => join(ctx.ownerDir(h), replicaId));
+    const made = new Set<string>();
     try {
       await ctx.ensureOwnerGroups();
-      for (const h of ctx.layout.hierarchies) {
-        const dir = join(ctx.ownerDir(h), replicaId);
-        await step("mkdir", dir, () => ctx.fs.mkdir(dir));
-        made.push(dir);
-        await ctx.writeLimits(h, dir, values);
-      }
+      // The hierarchies side by side: a replica's start waits for the slowest, not for their sum.
+      const results = await Promise.allSettled(
+        ctx.layout.hierarchies.map(async (h, i) => {
+          const dir = dirs[i] as string;
+          await step("mkdir", dir, () => ctx.fs.mkdir(dir));
+          made.add(dir);
+          await ctx.writeLimits(h, dir, values);
+        }),
+      );
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw failed.reason;
     } catch (err) {
-      for (const dir of made.reverse()) await ctx.rmdir(dir).catch(() => {});
+      for (const dir of dirs.filter((d) => made.has(d)).reverse()) await ctx.rmdir(dir).catch(() => {});
       throw fail(message(err));
     }
     const memory = ctx.layout.hierarchies.findIndex((h) => h.controllers.includes("memory"));
-    return new ReplicaGroup(ctx, replicaId, made, made[memory]!);
+    return new ReplicaGroup(ctx, replicaId, dirs, dirs[memory]!);
+  }
+
+  private warming = false;
+
+  warm(): void {
+    const { self } = this.ctx.layout;
+    const h = this.ctx.layout.hierarchies[0];
+    if (this.closed || this.warming || !self || !h) return;
+    let now: string | undefined;
+    try {
+      const lines = parseSelfCgroup(readFileSync("/proc/self/cgroup", "utf8"));
+      now = (
+        self.controller === null
+          ? lines.find((l) => l.controllers.length === 0)
+          : lines.find((l) => l.controllers.includes(self.controller as string))
+      )?.path;
+    } catch {
+      return;
+    }
+    // Only into the cgroup Hangar is in now (v2: its leaf, once it moved there); moved elsewhere since
+    // it started, it is not moved back.
+    let file: string;
+    if (now === self.path) file = join(h.ownDir, "cgroup.procs");
+    else if (this.ctx.v2 && now === `${self.path === "/" ? "" : self.path}/${LEAF}`)
+      file = join(h.ownDir, LEAF, "cgroup.procs");
+    else return;
+    this.warming = true;
+    this.ctx.fs
+      .writeFile(file, String(process.pid))
+      .catch(() => {})
+      .finally(() => {
+        this.warming = false;
+      });
   }
 
   async reapLeftovers(): Promise<number> {

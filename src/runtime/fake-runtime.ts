@@ -29,6 +29,9 @@ export class FakeRuntime implements Runtime {
   readonly orders: string[] = [];
   /** Replicas ever started, per deployment. */
   readonly started = new Map<string, number>();
+  /** While true, a started replica's spawn waits for releaseSpawns() (it is counted, but not reported started). */
+  holdSpawns = false;
+  private readonly heldSpawns: (() => void)[] = [];
 
   constructor(private readonly clock: Clock = systemClock) {
     this.changes.setMaxListeners(0);
@@ -43,8 +46,8 @@ export class FakeRuntime implements Runtime {
     return this.sink;
   }
 
-  ensure(spec: ReplicaSpec, replicas: number): void {
-    if (this.closed) return;
+  ensure(spec: ReplicaSpec, replicas: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.orders.push(`ensure ${spec.deploymentId} ${replicas}`);
     let entry = this.deployments.get(spec.deploymentId);
     if (entry && entry.spec.artifactHash !== spec.artifactHash) {
@@ -58,11 +61,19 @@ export class FakeRuntime implements Runtime {
     entry.spec = spec;
     entry.desired = replicas;
     const live = this.live(spec.deploymentId);
-    for (let n = live.length; n < replicas; n++) this.startOne(entry);
+    const spawns: Promise<void>[] = [];
+    for (let n = live.length; n < replicas; n++) spawns.push(this.startOne(entry));
     const surplus = live
       .sort((a, b) => Number(a.state === "ready") - Number(b.state === "ready"))
       .slice(0, Math.max(0, live.length - replicas));
     for (const replica of surplus) this.remove(replica, { kind: "stop", reason: "scaled down" });
+    return Promise.all(spawns).then(() => undefined);
+  }
+
+  /** The spawns held back while holdSpawns was true happen now. */
+  releaseSpawns(): void {
+    this.holdSpawns = false;
+    for (const spawn of this.heldSpawns.splice(0)) spawn();
   }
 
   async reload(spec: ReplicaSpec): Promise<{ reloaded: number } | { error: string }> {
@@ -154,7 +165,7 @@ export class FakeRuntime implements Runtime {
     );
   }
 
-  private startOne(entry: Entry): void {
+  private startOne(entry: Entry): Promise<void> {
     const { spec } = entry;
     const replica = new Replica(
       newId("Replica"),
@@ -167,7 +178,16 @@ export class FakeRuntime implements Runtime {
     );
     entry.replicas.add(replica);
     this.started.set(spec.deploymentId, (this.started.get(spec.deploymentId) ?? 0) + 1);
-    this.facts.replicaStarted(replica);
+    if (!this.holdSpawns) {
+      this.facts.replicaStarted(replica);
+      return Promise.resolve();
+    }
+    return new Promise((spawned) => {
+      this.heldSpawns.push(() => {
+        if (replica.state !== "stopped") this.facts.replicaStarted(replica);
+        spawned();
+      });
+    });
   }
 
   private remove(replica: Replica, exit: ReplicaExit): void {

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { type Clock, systemClock } from "../domain/clock.ts";
 import { newId } from "../domain/ids.ts";
@@ -7,9 +6,10 @@ import { packagePath } from "../package-root.ts";
 import type { ReplicaSpec } from "./build.ts";
 import { nextEmit } from "./changes.ts";
 import { Replica } from "./replica.ts";
-import { listenForReplica, newReplicaSecret, type ReplicaSocket, replicaPool } from "./replica-channel.ts";
+import { newReplicaSecret, replicaPool } from "./replica-channel.ts";
 import type { Runtime, RuntimeFacts } from "./runtime.ts";
 import { quietPipes, type ReplicaLaunch, type Sandbox } from "./sandbox.ts";
+import { Spawner } from "./spawner.ts";
 import type { Workspace } from "./workspace.ts";
 
 // A plain script (no TypeScript): replicas start without a loader, from src/ in every mode.
@@ -51,6 +51,12 @@ const NO_SINK: RuntimeFacts = {
   log() {},
 };
 
+/**
+ * How long the report that a replica is ready (database work, on this event loop) may wait for the
+ * requests the replica got as it became ready (held ones, from a wake) to be answered first.
+ */
+export const READY_REPORT_WAIT_MS = 200;
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const unrefTimer: Schedule = (ms, fn) => {
@@ -72,6 +78,10 @@ export class ProcessRuntime implements Runtime {
   private readonly launches = new Map<Replica, ReplicaLaunch>();
   private readonly workspace: Workspace;
   private readonly sandbox: Sandbox;
+  /** Spawns the replicas' processes, so that this (large) process is not forked for each. */
+  private readonly spawner = new Spawner();
+  /** Ready replicas whose report is waiting for their first requests to be answered (reportReady). */
+  private readonly readyReports = new Map<Replica, () => void>();
 
   constructor(
     private readonly options: RuntimeOptions,
@@ -122,9 +132,13 @@ export class ProcessRuntime implements Runtime {
     return nextEmit(this.changes, deploymentId, ms);
   }
 
-  /** Makes `desired` replicas of the spec run; replicas of other code are replaced. */
-  ensure(spec: ReplicaSpec, desired: number): void {
-    if (this.closed) return;
+  /**
+   * Makes `desired` replicas of the spec run; replicas of other code are replaced. Resolves once the
+   * replicas it starts have been spawned (or have failed before): what waits for it (a wake's database
+   * work) does not hold their spawn back.
+   */
+  ensure(spec: ReplicaSpec, desired: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
     let entry = this.deployments.get(spec.deploymentId);
     if (entry && entry.spec.artifactHash !== spec.artifactHash) {
       for (const replica of entry.replicas) void this.stopReplica(entry, replica, "replaced by new code");
@@ -135,22 +149,24 @@ export class ProcessRuntime implements Runtime {
     }
     entry.spec = spec;
     entry.desired = desired;
-    this.scale(entry);
+    return this.scale(entry);
   }
 
-  private scale(entry: DeploymentEntry): void {
-    if (entry.stopping || this.closed) return;
+  private scale(entry: DeploymentEntry): Promise<void> {
+    if (entry.stopping || this.closed) return Promise.resolve();
     const live = [...entry.replicas].filter((r) => r.state === "starting" || r.state === "ready");
+    const spawns: Promise<void>[] = [];
     // Starts under way count, or two orders in a row would start twice as many.
     for (let n = live.length + entry.pending; n < entry.desired; n++) {
       entry.pending++;
-      void this.startReplica(entry);
+      spawns.push(new Promise((spawned) => void this.startReplica(entry, spawned)));
     }
     // Remove not-yet-ready replicas first: they serve nobody yet.
     const surplus = live
       .sort((a, b) => Number(a.state === "ready") - Number(b.state === "ready") || b.startedAt - a.startedAt)
       .slice(0, Math.max(0, live.length - entry.desired));
     for (const replica of surplus) void this.stopReplica(entry, replica, "scaled down");
+    return spawns.length === 0 ? Promise.resolve() : Promise.all(spawns).then(() => undefined);
   }
 
   /**
@@ -204,10 +220,20 @@ export class ProcessRuntime implements Runtime {
   async stopAll(reason: string): Promise<void> {
     this.closed = true;
     await Promise.all([...this.deployments.keys()].map((id) => this.stop(id, reason)));
+    this.spawner.close();
     await this.workspace.close();
   }
 
-  private async startReplica(entry: DeploymentEntry): Promise<void> {
+  /** Starts one replica; `spawned` is called once its process is spawned, or once no process will be. */
+  private async startReplica(entry: DeploymentEntry, spawned: () => void): Promise<void> {
+    try {
+      await this.launchReplica(entry, spawned);
+    } finally {
+      spawned();
+    }
+  }
+
+  private async launchReplica(entry: DeploymentEntry, spawned: () => void): Promise<void> {
     const { spec } = entry;
     const id = newId("Replica");
     const dirs = await this.workspace.forReplica(id).finally(() => {
@@ -234,13 +260,10 @@ export class ProcessRuntime implements Runtime {
     );
     entry.replicas.add(replica);
     let launch: ReplicaLaunch;
-    let channel: ReplicaSocket | null = null;
     try {
-      channel = await listenForReplica(dirs.socket);
       launch = await this.sandbox.prepare({ id, spec, dirs, runner: MODEL_SERVER });
     } catch (error) {
       // A start that failed before any process existed: reported as one that exited at once.
-      channel?.close();
       this.observer.replicaStarted(replica);
       await this.workspace.removeReplica(id).catch(() => {});
       this.onExit(entry, replica, `could not start: ${(error as Error).message}`);
@@ -248,32 +271,46 @@ export class ProcessRuntime implements Runtime {
     }
     // Stopped meanwhile: by a stop of its deployment, or on its own (scaled down, replaced by new code),
     // which found no process to end and left it to this check. Spawned now, it would run unowned.
-    if (entry.stopping || this.closed || replica.state !== "starting") {
+    const stoppedMeanwhile = () => entry.stopping || this.closed || replica.state !== "starting";
+    if (stoppedMeanwhile()) {
       entry.replicas.delete(replica);
       void replica.pool.destroy().catch(() => {});
-      channel.close();
       await launch.release().catch(() => {});
       await this.workspace.removeReplica(id).catch(() => {});
       return;
     }
     replica.port = launch.settings.port;
     this.launches.set(replica, launch);
-    const child = spawn(launch.file, launch.args, {
-      cwd: launch.cwd,
+    // stdin carries the runner's settings and then stays open: its end tells the replica to stop, and
+    // it ends by itself when this process dies. Its channel, listening at dirs.socket, is fd 3
+    // (CHANNEL_FD); the spawner makes it.
+    const child = await this.spawner.spawn({
+      file: launch.file,
+      args: launch.args,
       env: launch.env,
-      // stdin carries the runner's settings and then stays open: its end tells the replica to stop, and
-      // it ends by itself when this process dies. The channel's listening socket is fd 3 (CHANNEL_FD).
-      stdio: [
-        "pipe",
-        "pipe",
-        "pipe",
-        channel.fd,
-        ...Array.from({ length: launch.extraPipes }, () => "pipe" as const),
-      ],
-      detached: true,
+      cwd: launch.cwd,
+      socketPath: dirs.socket,
+      extraPipes: launch.extraPipes,
     });
-    // The replica has its copy: this one would only take connections meant for it.
-    channel.close();
+    if (stoppedMeanwhile()) {
+      // Stopped while it was being spawned: it goes at once, never having served.
+      entry.replicas.delete(replica);
+      this.launches.delete(replica);
+      const gone = new Promise<void>((resolve) => child.once("close", () => resolve()));
+      quietPipes(child);
+      if (child.pid && child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(-child.pid, "SIGKILL");
+        } catch {
+          // Already gone.
+        }
+        await gone;
+      }
+      void replica.pool.destroy().catch(() => {});
+      await launch.release().catch(() => {});
+      await this.workspace.removeReplica(id).catch(() => {});
+      return;
+    }
     replica.child = child;
     quietPipes(child);
     child.stdin?.write(`${JSON.stringify({ ...launch.settings, secret })}\n`);
@@ -310,6 +347,7 @@ export class ProcessRuntime implements Runtime {
       exitReason ||= signal ? `killed by ${signal}` : `exited with code ${code}`;
     });
     this.observer.replicaStarted(replica);
+    spawned();
     this.observer.log(
       spec.deploymentId,
       replica.id,
@@ -355,12 +393,10 @@ export class ProcessRuntime implements Runtime {
           replica.state = "ready";
           replica.readyAt = this.clock.now();
           entry.lastReadyAt = replica.readyAt;
-          // Held requests go first; recording the fact (database work) comes after them.
+          // Held requests go first: they are sent on within this turn of the event loop, and the fact,
+          // whose recording is database work on this same event loop, waits for their answers.
           this.changes.emit(replica.deploymentId);
-          setImmediate(() => {
-            this.observer.replicaReady(replica);
-            this.observer.log(replica.deploymentId, replica.id, "system", "replica ready");
-          });
+          this.reportReady(replica);
           return;
         }
       } catch {
@@ -373,8 +409,36 @@ export class ProcessRuntime implements Runtime {
     }
   }
 
+  /**
+   * Reports that the replica is ready once the requests sent to it as it became ready (those a wake
+   * held, sent on in the same turn of the event loop) have been answered, at most READY_REPORT_WAIT_MS
+   * later: the sink records the fact in the database, on this event loop, and would otherwise hold back
+   * those answers. A later fact about the replica (draining, exited) reports it first.
+   */
+  private reportReady(replica: Replica): void {
+    const report = () => {
+      if (this.readyReports.get(replica) !== report) return;
+      this.readyReports.delete(replica);
+      this.observer.replicaReady(replica);
+      this.observer.log(replica.deploymentId, replica.id, "system", "replica ready");
+    };
+    this.readyReports.set(replica, report);
+    setImmediate(() => {
+      // A turn later again, so that the last answer's bytes are written out first (a response's end is
+      // flushed on the next tick, after the microtasks that the recording would fill).
+      if (this.readyReports.get(replica) === report)
+        replica.whenAnswered(() => setImmediate(report), READY_REPORT_WAIT_MS);
+    });
+  }
+
+  /** Reports now that the replica is ready, when that report is still waiting (reportReady). */
+  private readyReportFirst(replica: Replica): void {
+    this.readyReports.get(replica)?.();
+  }
+
   /** Reports the exit and forgets the replica; whether to start another is the sink's decision. */
   private onExit(entry: DeploymentEntry, replica: Replica, reason: string): void {
+    this.readyReportFirst(replica);
     const wasState = replica.state;
     replica.state = "stopped";
     entry.replicas.delete(replica);
@@ -392,6 +456,7 @@ export class ProcessRuntime implements Runtime {
   private async stopReplica(entry: DeploymentEntry, replica: Replica, reason: string): Promise<void> {
     if (replica.state === "stopped") return;
     if (replica.state !== "draining") {
+      this.readyReportFirst(replica);
       const wasReady = replica.state === "ready";
       replica.state = "draining";
       if (wasReady) this.observer.replicaDraining(replica);

@@ -24,6 +24,11 @@ export interface ReplicaExit {
 /** Facts the runtime reports; the sink decides what they mean. */
 export interface RuntimeFacts {
   replicaStarted(replica: Replica): void;
+  /**
+   * The replica is ready (it is in `ready()` from then on). Reported once the requests it got as it
+   * became ready have been answered, so that recording it does not delay them; always before any
+   * later fact about the replica.
+   */
   replicaReady(replica: Replica): void;
   /** The replica takes no new requests and is finishing its in-flight ones before it stops. */
   replicaDraining(replica: Replica): void;
@@ -45,8 +50,11 @@ export interface Runtime extends ReplicaRouter {
   /**
    * Makes `replicas` replicas of the spec run (starting or ready): starts the
    * missing ones, removes surplus ones; replicas of other code are replaced.
+   * Resolves once the replicas it starts have been spawned (reported started)
+   * or have failed before: database work that waits for it does not hold a
+   * spawn back.
    */
-  ensure(spec: ReplicaSpec, replicas: number): void;
+  ensure(spec: ReplicaSpec, replicas: number): Promise<void>;
   /** Loads new code into the ready replicas in place; with none ready, loads nothing. */
   reload(spec: ReplicaSpec): Promise<{ reloaded: number } | { error: string }>;
   /** Drains and stops every replica of a deployment and forgets it. */

@@ -3,9 +3,10 @@
  * runner settings for one replica, fenced (runtime/bubblewrap.ts) or not.
  * ProcessRuntime spawns what a Sandbox prepares and knows nothing of fences.
  */
-import { type ChildProcess, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import type { ReplicaSpec } from "./build.ts";
 import type { SandboxState } from "./isolation.ts";
+import type { ReplicaProcess } from "./spawner.ts";
 import type { ReplicaDirs } from "./workspace.ts";
 
 /** What the runner reads from the first line of its stdin (model-server.mjs, "Settings"). */
@@ -41,7 +42,7 @@ export interface ReplicaLaunch {
    * not work out.
    */
   extraPipes: number;
-  attach(child: ChildProcess): Promise<string | null>;
+  attach(child: ReplicaProcess): Promise<string | null>;
 }
 
 export interface ReplicaToLaunch {
@@ -89,7 +90,7 @@ export function replicaEnvironment(
  * Puts an error listener on every pipe of a child Hangar spawned. A pipe whose other end goes away with
  * bytes unread errors (ECONNRESET): that ends the pipe, never Hangar; the child's exit reports the rest.
  */
-export function quietPipes(child: ChildProcess): void {
+export function quietPipes(child: ReplicaProcess): void {
   for (const pipe of child.stdio as ReadonlyArray<NodeJS.EventEmitter | null | undefined>) {
     pipe?.on("error", () => {});
   }

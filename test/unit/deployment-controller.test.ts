@@ -106,6 +106,45 @@ describe("DeploymentController", () => {
     expect(w.runtime.started.get(id)).toBe(2);
   });
 
+  it("a local wake writes nothing before its replica is spawned, and WAKING_UP before the replica's readiness", async () => {
+    const id = await active();
+    await w.controller.scaleTo(id, 0, "idle");
+    await reaches(id, "SCALED_TO_ZERO");
+    await vi.waitFor(async () =>
+      expect(await w.db.prisma.replica.count({ where: { deploymentId: id, state: "STOPPED" } })).toBe(1),
+    );
+    w.runtime.holdSpawns = true;
+    // A reconcile under way as the request comes (a tick, an event) reads the status before the wake.
+    const before = w.controller.reconcile(id);
+    const woken = Promise.all([w.controller.waiting(id), w.controller.waiting(id)]);
+    expect(w.runtime.count(id)).toBe(1);
+    // It does not put the starting replica away as scaled to zero.
+    await before;
+    expect(w.runtime.count(id)).toBe(1);
+    // Until its process is spawned, the database hears nothing of the wake: its work would hold the spawn back.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await status(id)).toBe("SCALED_TO_ZERO");
+    expect(await w.db.prisma.replica.count({ where: { deploymentId: id } })).toBe(1);
+    w.runtime.releaseSpawns();
+    // Ready as soon as spawned (a fast model): the fact is recorded after WAKING_UP all the same.
+    w.runtime.becomeReady(id);
+    await woken;
+    await reaches(id, "ACTIVE");
+    expect((await history(id)).slice(-3)).toEqual([
+      "ACTIVE -> SCALED_TO_ZERO: idle",
+      "SCALED_TO_ZERO -> WAKING_UP: woken by a request",
+      "WAKING_UP -> ACTIVE: a replica is ready",
+    ]);
+    expect(w.runtime.started.get(id)).toBe(2);
+    await vi.waitFor(async () =>
+      expect(
+        (
+          await w.db.prisma.replica.findMany({ where: { deploymentId: id }, orderBy: { startedAt: "asc" } })
+        ).map((r) => r.state),
+      ).toEqual(["STOPPED", "READY"]),
+    );
+  });
+
   it("wakes a deployment scaled to zero that it does not run yet, and makes one wake of many requests", async () => {
     const id = await active();
     await w.controller.scaleTo(id, 0, "idle");

@@ -5,7 +5,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { DEFAULT_RESOURCES } from "../../src/domain/resources.ts";
 import type { ReplicaSpec } from "../../src/runtime/build.ts";
 import { freePort } from "../../src/runtime/ports.ts";
-import { ProcessRuntime } from "../../src/runtime/process-runtime.ts";
+import { ProcessRuntime, READY_REPORT_WAIT_MS } from "../../src/runtime/process-runtime.ts";
+import type { Replica } from "../../src/runtime/replica.ts";
+import type { RuntimeFacts } from "../../src/runtime/runtime.ts";
 import {
   type ReplicaLaunch,
   type ReplicaToLaunch,
@@ -70,7 +72,7 @@ async function setUp<S extends Sandbox>(sandbox: S) {
   await mkdir(modelDir);
   await writeFile(
     path.join(modelDir, "model.mjs"),
-    "export default class M { predict() { return { ok: true }; } }\n",
+    "export default class M {\n  async predict(input) {\n    if (input?.sleepMs) await new Promise((r) => setTimeout(r, input.sleepMs));\n    return { ok: true };\n  }\n}\n",
   );
   const workspace = await Workspace.open(path.join(root, "data"));
   const runtime = new ProcessRuntime({ workspace, sandbox, startTimeoutMs: 30_000, drainTimeoutMs: 1_000 });
@@ -179,5 +181,104 @@ describe("ProcessRuntime: a replica that goes away with bytes unread in its pipe
     await waitFor(() => exits.length >= 1, { what: "the replica's exit to be reported" });
     expect(exits[0]).toBe("exited with code 3");
     expect(uncaught).toEqual([]);
+  });
+});
+
+/** The facts a runtime reports, in order, as words (with the ms of each since the list was made). */
+function factList(): RuntimeFacts & { said: string[]; at: Map<string, number> } {
+  const said: string[] = [];
+  const at = new Map<string, number>();
+  const started = performance.now();
+  const say = (fact: string) => {
+    said.push(fact);
+    at.set(fact, performance.now() - started);
+  };
+  return {
+    said,
+    at,
+    replicaStarted: () => say("started"),
+    replicaReady: () => say("ready"),
+    replicaDraining: () => say("draining"),
+    replicaExited: () => say("exited"),
+    log() {},
+  };
+}
+
+/**
+ * Waits for the deployment's replica to become ready as the gateway holds a request, and sends it one
+ * request at that moment, as the gateway does: in flight from the same turn of the event loop on.
+ */
+async function heldRequest(
+  runtime: ProcessRuntime,
+  sleepMs: number,
+  onAnswer: () => void,
+): Promise<{ replica: Replica; answered: Promise<void> }> {
+  while (runtime.ready("Deployment_1").length === 0) await runtime.nextChange("Deployment_1", 30_000);
+  const replica = runtime.ready("Deployment_1")[0] as Replica;
+  replica.inFlight++;
+  const answered = replica.pool
+    .request({
+      method: "POST",
+      path: "/predict",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ sleepMs }),
+    })
+    .then(async (response) => {
+      await response.body.text();
+      onAnswer();
+    })
+    .catch(() => onAnswer())
+    .finally(() => {
+      replica.inFlight--;
+    });
+  return { replica, answered };
+}
+
+describe("ProcessRuntime: the order of a start's facts", () => {
+  it("ensure resolves once the replica is spawned; ready is reported after the answers to the requests it got as it became ready", async () => {
+    const { runtime, spec } = await setUp(new Unfenced("OFF", null, freePort));
+    const facts = factList();
+    runtime.reportTo(facts);
+    const spawned = runtime.ensure(spec("a"), 1);
+    expect(facts.said).toEqual([]);
+    await spawned;
+    expect(facts.said).toEqual(["started"]);
+    expect(runtime.count("Deployment_1")).toBe(1);
+    const { answered } = await heldRequest(runtime, 50, () => facts.said.push("answered"));
+    await answered;
+    await waitFor(() => facts.said.includes("ready"), { what: "the ready fact" });
+    expect(facts.said).toEqual(["started", "answered", "ready"]);
+  });
+
+  it("reports ready at most READY_REPORT_WAIT_MS after, when those answers take longer", async () => {
+    const { runtime, spec } = await setUp(new Unfenced("OFF", null, freePort));
+    const facts = factList();
+    runtime.reportTo(facts);
+    await runtime.ensure(spec("a"), 1);
+    const { replica, answered } = await heldRequest(runtime, 3_000, () => facts.said.push("answered"));
+    const readyAt = replica.readyAt as number;
+    await waitFor(() => facts.said.includes("ready"), { what: "the ready fact" });
+    expect(facts.said).toEqual(["started", "ready"]);
+    expect(Date.now() - readyAt).toBeGreaterThanOrEqual(READY_REPORT_WAIT_MS - 20);
+    await answered;
+    expect(facts.said).toEqual(["started", "ready", "answered"]);
+  });
+
+  it("reports ready before the replica drains, when it is stopped while the report waits", async () => {
+    const { runtime, spec } = await setUp(new Unfenced("OFF", null, freePort));
+    const facts = factList();
+    runtime.reportTo(facts);
+    await runtime.ensure(spec("a"), 1);
+    const { answered } = await heldRequest(runtime, 500, () => facts.said.push("answered"));
+    // Scaled down in the same turn as it became ready: before the report even started to wait.
+    void runtime.ensure(spec("a"), 0);
+    await answered;
+    await waitFor(() => facts.said.includes("exited"), { what: "the replica's exit" });
+    expect(facts.said.filter((fact) => fact !== "answered")).toEqual([
+      "started",
+      "ready",
+      "draining",
+      "exited",
+    ]);
   });
 });
