@@ -26,7 +26,6 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { parseArgs } from "node:util";
 import { createYoga } from "graphql-yoga";
 import { type Database, openDatabase } from "../src/db/client.ts";
 import type { PrismaClient } from "../src/generated/prisma/client.ts";
@@ -39,7 +38,7 @@ import {
   handWrittenDashboard,
   seedDashboard,
 } from "./support/dashboard.ts";
-import { numberOption } from "./support/options.ts";
+import { benchOptions } from "./support/options.ts";
 import { cleanUpOnSignals, cleanup, trackFolder } from "./support/processes.ts";
 
 const GOAL = 0.5;
@@ -62,35 +61,24 @@ const USAGE = `usage: npm run bench:dashboard -- [options]
   --json            print the figures as JSON instead of a table`;
 
 function readSettings(): Settings {
-  const { values } = parseArgs({
-    options: {
-      models: { type: "string" },
-      duration: { type: "string" },
-      warmup: { type: "string" },
-      rounds: { type: "string" },
-      concurrency: { type: "string" },
-      json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
+  const { numbers, json } = benchOptions(USAGE, {
+    models: { env: "BENCH_MODELS", fallback: 100, integer: true },
+    duration: { env: "BENCH_DURATION", fallback: 5, integer: false },
+    warmup: { env: "BENCH_WARMUP", fallback: 2, integer: false },
+    rounds: { env: "BENCH_ROUNDS", fallback: 3, integer: true },
+    concurrency: { env: "BENCH_CONCURRENCY", fallback: 1, integer: true },
   });
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    process.exit(0);
-  }
-  const number = (flag: string | undefined, env: string, fallback: number, integer: boolean) =>
-    numberOption(flag, env, fallback, integer, USAGE);
-  const models = number(values.models, "BENCH_MODELS", 100, true);
-  if (models > 100) {
+  if (numbers.models > 100) {
     process.stderr.write(`--models: at most 100 (the dashboard query asks for the first 100)\n`);
     process.exit(2);
   }
   return {
-    models,
-    durationS: number(values.duration, "BENCH_DURATION", 5, false),
-    warmupS: number(values.warmup, "BENCH_WARMUP", 2, false),
-    rounds: number(values.rounds, "BENCH_ROUNDS", 3, true),
-    concurrency: number(values.concurrency, "BENCH_CONCURRENCY", 1, true),
-    json: values.json ?? false,
+    models: numbers.models,
+    durationS: numbers.duration,
+    warmupS: numbers.warmup,
+    rounds: numbers.rounds,
+    concurrency: numbers.concurrency,
+    json,
   };
 }
 

@@ -12,8 +12,9 @@
 import { hostname } from "node:os";
 import pg from "pg";
 import { startPostgres } from "../test/support/postgres.ts";
-import { gql, modelFolder, pushFolder, startHangar, waitForActive } from "./support/hangar.ts";
+import { modelFolder, pushFolder, startHangar, waitForActive } from "./support/hangar.ts";
 import { median } from "./support/median.ts";
+import { createDatabase, replicasOf } from "./support/members.ts";
 import { cleanUpOnSignals, cleanup } from "./support/processes.ts";
 
 const args = process.argv.slice(2);
@@ -28,22 +29,13 @@ const MODEL = { "model.mjs": "export default class M { predict() { return { pid:
 type Mode = "same machine" | "across machines";
 
 async function round(adminUrl: string, n: number, mode: Mode): Promise<number> {
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE takeover_${n}`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/takeover_${n}`;
-  const env = { DATABASE_URL: url.toString() };
+  const env = { DATABASE_URL: await createDatabase(adminUrl, `takeover_${n}`) };
   const a = await startHangar({ env });
   const b = await startHangar({ env });
   try {
     const { deploymentId, modelId } = await pushFolder(a, `takeover-${n}`, await modelFolder(MODEL));
     await waitForActive(a, deploymentId);
-    const replicas = await gql(a, `query($id: ID!) { deployment(id: $id) { replicas { state member } } }`, {
-      id: deploymentId,
-    });
-    const runner = replicas.deployment.replicas.find((r: { state: string }) => r.state === "READY").member;
+    const runner = (await replicasOf(a, deploymentId)).find((r) => r.state === "READY")?.member;
     const [dead, alive] = runner === `${hostname()}:${a.port}` ? [a, b] : [b, a];
     if (mode === "across machines") {
       const db = new pg.Client({ connectionString: env.DATABASE_URL });

@@ -1,3 +1,5 @@
+import { parseArgs } from "node:util";
+
 /** A positive number from a flag, else from an environment variable, else the default; exit 2 when invalid. */
 export function numberOption(
   flag: string | undefined,
@@ -14,4 +16,50 @@ export function numberOption(
     process.exit(2);
   }
   return value;
+}
+
+/** A numeric flag `--name`: its environment variable and default (see numberOption). */
+export interface NumberFlag {
+  env: string;
+  fallback: number;
+  integer: boolean;
+}
+
+/**
+ * A benchmark's command line: `--help` (prints `usage`, exits 0), `--json`, the numeric flags of
+ * `numbers` (each from its flag, else its environment variable, else its default) and the free-form
+ * string flags named in `strings`. Exits 2 with the usage on any unknown flag or invalid number.
+ */
+export function benchOptions<N extends string, S extends string = never>(
+  usage: string,
+  numbers: Record<N, NumberFlag>,
+  strings: readonly S[] = [],
+): { numbers: Record<N, number>; strings: Partial<Record<S, string>>; json: boolean } {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  };
+  for (const name of [...Object.keys(numbers), ...strings]) options[name] = { type: "string" };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ options }).values as Record<string, string | boolean | undefined>;
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n${usage}\n`);
+    process.exit(2);
+  }
+  if (values.help) {
+    process.stdout.write(`${usage}\n`);
+    process.exit(0);
+  }
+  const parsed = {} as Record<N, number>;
+  for (const name of Object.keys(numbers) as N[]) {
+    const { env, fallback, integer } = numbers[name];
+    parsed[name] = numberOption(values[name] as string | undefined, env, fallback, integer, usage);
+  }
+  const text: Partial<Record<S, string>> = {};
+  for (const name of strings) {
+    const value = values[name];
+    if (typeof value === "string") text[name] = value;
+  }
+  return { numbers: parsed, strings: text, json: values.json === true };
 }

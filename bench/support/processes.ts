@@ -21,6 +21,13 @@ const folders: string[] = [];
 /** Process groups started by our children (Hangar's replicas run detached in their own). */
 const groups: number[] = [];
 let cleaning: Promise<void> | null = null;
+/** Other things to stop, after the processes (a throwaway PostgreSQL, say). */
+const finalizers: (() => Promise<void>)[] = [];
+
+/** Has cleanup() also run `stop` (once, after stopping the processes): at the end, on failure and on Ctrl-C. */
+export function atCleanup(stop: () => Promise<void>): void {
+  finalizers.push(stop);
+}
 
 export function trackFolder(dir: string): void {
   folders.push(dir);
@@ -136,6 +143,7 @@ export function cleanup(): Promise<void> {
         // Gone meanwhile.
       }
     }
+    for (const stop of finalizers) await stop().catch(() => {});
     for (const dir of folders) await rm(dir, { recursive: true, force: true });
   })();
   return cleaning;

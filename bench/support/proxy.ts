@@ -1,25 +1,35 @@
 /**
- * Target (b) of the gateway benchmark: the least a Node reverse proxy does.
+ * The minimal reverse proxy of the benchmarks: the least a Node reverse proxy does.
  *
- *   node --import tsx bench/support/proxy.ts <replicaSocket> <replicaSecret> [replicaPath]
+ *   node --import tsx bench/support/proxy.ts <replicaSocket> <replicaSecret> [path]
+ *   node --import tsx bench/support/proxy.ts http://<host>:<port> [path]
  *
- * Listens on a free loopback port (printed as `listening <port>` on stdout)
- * and sends every request's body bytes, whatever its path, to the replica
- * over its channel with the pool Hangar's gateway uses (replicaPool), then the
- * answer's bytes back. No routing, no auth, no JSON parsing: the floor for one
- * Node hop, against which the gateway is measured.
+ * Listens on a free loopback port (printed as `listening <port>` on stdout) and sends every request's
+ * body bytes, whatever its path, to `path` upstream, then the answer's bytes back: to a replica over
+ * its channel with the pool Hangar's gateway uses for its replicas (replicaPool), or to another HTTP
+ * server with the pool a member hands requests to another member over (peerPool): chained, two of
+ * them are the floor of a request one member hands to another. No routing, no auth, no JSON parsing:
+ * the floor for one Node hop, against which the gateway is measured.
  */
 import http from "node:http";
+import type { Pool } from "undici";
+import { peerPool } from "../../src/gateway/peer-pool.ts";
 import { replicaPool } from "../../src/runtime/replica-channel.ts";
 
-const [replicaSocket, replicaSecret] = process.argv.slice(2);
-const replicaPath = process.argv[4] ?? "/predict";
-if (!replicaSocket || !replicaSecret) {
-  process.stderr.write("usage: proxy.ts <replicaSocket> <replicaSecret> [replicaPath]\n");
+const args = process.argv.slice(2);
+const toOrigin = args[0]?.startsWith("http://") ?? false;
+const [replicaSocket, replicaSecret] = args;
+const replicaPath = (toOrigin ? args[1] : args[2]) ?? "/predict";
+if (!args[0] || (!toOrigin && !replicaSecret)) {
+  process.stderr.write(
+    "usage: proxy.ts <replicaSocket> <replicaSecret> [path] | proxy.ts http://host:port [path]\n",
+  );
   process.exit(2);
 }
 
-const pool = replicaPool(replicaSocket, replicaSecret);
+const pool: Pool = toOrigin
+  ? peerPool(args[0] as string)
+  : replicaPool(replicaSocket as string, replicaSecret as string);
 
 function concat(chunks: Buffer[]): Buffer {
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);

@@ -21,6 +21,8 @@ export interface LoneRunner {
   secret: string;
   /** POSTs `body` to the replica's `pathname` through its channel: the status, once the answer is read. */
   post(pathname: string, body: string): Promise<number>;
+  /** Resolves once a POST of `body` to /predict is answered 200 (30 s at most: then it rejects). */
+  answering(body: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -48,14 +50,22 @@ export async function startRunner(modelDir: string): Promise<LoneRunner> {
   child.stdin?.write(`${JSON.stringify({ secret, codeRoot: null, command: null, port: null })}\n`);
   const dispatcher = new Agent({ connect: replicaConnector(socket, secret) });
   const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  const post = async (pathname: string, body: string) => {
+    const response = await undiciFetch(`http://replica${pathname}`, { method: "POST", body, dispatcher });
+    await response.arrayBuffer();
+    return response.status;
+  };
   return {
     pid: child.pid ?? 0,
     socketPath: socket,
     secret,
-    post: async (pathname, body) => {
-      const response = await undiciFetch(`http://replica${pathname}`, { method: "POST", body, dispatcher });
-      await response.arrayBuffer();
-      return response.status;
+    post,
+    answering: async (body) => {
+      const deadline = Date.now() + 30_000;
+      while ((await post("/predict", body).catch(() => 0)) !== 200) {
+        if (Date.now() > deadline) throw new Error("the lone runner did not answer in 30 s");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
     },
     stop: async () => {
       child.stdin?.end();

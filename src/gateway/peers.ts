@@ -1,9 +1,10 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { Pool } from "undici";
+import type { Pool } from "undici";
 import type { Clock } from "../domain/clock.ts";
 import type { ChangeBus } from "../events/bus.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { type PeerReplicas, readyElsewhere } from "../store/members.ts";
+import { peerPool } from "./peer-pool.ts";
 
 /**
  * How one member's gateway hands a request to another member's replicas (API.md section 10). The
@@ -37,13 +38,22 @@ export function parsePeerPath(pathname: string): string | null {
 /** Checks a presented member secret in constant time (digests, so lengths never leak either). */
 export class MemberSecret {
   private readonly digest: Buffer;
+  /** The secret as a set's one member: admits() finds it by the string's hash, before any digest. */
+  private readonly known: Set<string>;
 
   constructor(readonly value: string) {
     this.digest = createHash("sha256").update(value).digest();
+    this.known = new Set([value]);
   }
 
+  /**
+   * The right secret is found by a hash-table lookup (a SHA-256 per handed-over request saved): it
+   * compares characters only with a string of the same hash, so a wrong guess learns nothing of the
+   * secret from its time; every other value is checked against the digest, as before.
+   */
   admits(presented: string | string[] | undefined): boolean {
     if (typeof presented !== "string" || presented.length === 0) return false;
+    if (this.known.has(presented)) return true;
     return timingSafeEqual(createHash("sha256").update(presented).digest(), this.digest);
   }
 }
@@ -53,7 +63,8 @@ export class PeerRoute {
   inFlight = 0;
   ready: number;
   readonly predictPath: string;
-  readonly headers: Record<string, string>;
+  /** The members' secret, sent as MEMBER_SECRET_HEADER. */
+  readonly secret: string;
 
   constructor(
     readonly memberId: string,
@@ -65,7 +76,7 @@ export class PeerRoute {
   ) {
     this.ready = ready;
     this.predictPath = peerPredictPath(deploymentId);
-    this.headers = { [MEMBER_SECRET_HEADER]: secret.value };
+    this.secret = secret.value;
   }
 }
 
@@ -73,8 +84,6 @@ export class PeerRoute {
 export const PEER_DOWN_MS = 10_000;
 /** A cached answer is asked again after this long even without a change notice (a notice can be lost). */
 const DIRECTORY_TTL_MS = 5_000;
-/** Connecting to another member: it is on the same network, so this is generous. */
-const PEER_CONNECT_TIMEOUT_MS = 2_000;
 /**
  * Between active probes (`GET /healthz`) of the members requests are handed to: a member that hangs
  * (its event loop blocked, its process stopped, its network gone quiet) refuses nothing, so only a
@@ -87,6 +96,8 @@ export const PROBE_TIMEOUT_MS = 1_000;
 interface Entry {
   at: number;
   routes: Promise<PeerRoute[]>;
+  /** The routes once loaded (for routesNow). */
+  loaded?: PeerRoute[];
 }
 
 /**
@@ -170,11 +181,31 @@ export class PeerDirectory {
       this.entries.set(deploymentId, entry);
       // A failed lookup is not kept: the next request asks again.
       const kept = entry;
-      loading.catch(() => {
-        if (this.entries.get(deploymentId) === kept) this.entries.delete(deploymentId);
-      });
+      loading.then(
+        (routes) => {
+          kept.loaded = routes;
+        },
+        () => {
+          if (this.entries.get(deploymentId) === kept) this.entries.delete(deploymentId);
+        },
+      );
     }
-    const routes = await entry.routes;
+    return this.inRotation(await entry.routes, now);
+  }
+
+  /**
+   * routes() when its answer is cached and fresh, without waiting (undefined when it would have to
+   * look the deployment up). The array is shared: not to be changed.
+   */
+  routesNow(deploymentId: string): PeerRoute[] | undefined {
+    const entry = this.entries.get(deploymentId);
+    const now = this.clock.now();
+    if (!entry?.loaded || now - entry.at > DIRECTORY_TTL_MS) return undefined;
+    return this.inRotation(entry.loaded, now);
+  }
+
+  private inRotation(routes: PeerRoute[], now: number): PeerRoute[] {
+    if (this.downUntil.size === 0) return routes;
     return routes.filter((route) => (this.downUntil.get(route.memberId) ?? 0) <= now);
   }
 
@@ -221,7 +252,7 @@ export class PeerDirectory {
     const origin = new URL(url).origin;
     let pool = this.pools.get(origin);
     if (!pool) {
-      pool = new Pool(origin, { connectTimeout: PEER_CONNECT_TIMEOUT_MS, keepAliveTimeout: 30_000 });
+      pool = peerPool(origin);
       this.pools.set(origin, pool);
     }
     return pool;

@@ -26,26 +26,50 @@ export interface ModelRoute {
   environments: Map<string, EnvironmentRoute>;
 }
 
+/** A cached load: its promise, and its value once it has resolved (for reads that must not wait). */
+interface Cached<T> {
+  loading: Promise<T | null>;
+  value: T | undefined;
+}
+
 /**
  * One load per key at a time, its result kept until an event drops it. A
  * miss is not kept: requests for made-up IDs must not grow the cache.
  */
-function cachedLoad<T>(cache: Map<string, Promise<T | null>>, id: string, load: () => Promise<T | null>) {
-  let cached = cache.get(id);
-  if (!cached) {
+class LoadCache<T> {
+  private readonly entries = new Map<string, Cached<T>>();
+
+  get(id: string, load: () => Promise<T | null>): Promise<T | null> {
+    const cached = this.entries.get(id);
+    if (cached) return cached.loading;
     const loading = load();
-    cached = loading;
-    cache.set(id, loading);
+    const entry: Cached<T> = { loading, value: undefined };
+    this.entries.set(id, entry);
     loading.then(
       (value) => {
-        if (value === null && cache.get(id) === loading) cache.delete(id);
+        if (this.entries.get(id) !== entry) return;
+        if (value === null) this.entries.delete(id);
+        else entry.value = value;
       },
       () => {
-        if (cache.get(id) === loading) cache.delete(id);
+        if (this.entries.get(id) === entry) this.entries.delete(id);
       },
     );
+    return loading;
   }
-  return cached;
+
+  /** The loaded value, or undefined while none is cached (not loaded, loading, dropped, or a miss). */
+  peek(id: string): T | undefined {
+    return this.entries.get(id)?.value;
+  }
+
+  delete(id: string): void {
+    this.entries.delete(id);
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
 }
 
 /**
@@ -54,8 +78,8 @@ function cachedLoad<T>(cache: Map<string, Promise<T | null>>, id: string, load: 
  * rows comes with a model event, whose notification drops the cached entries.
  */
 export class RouteTable {
-  private readonly models = new Map<string, Promise<ModelRoute | null>>();
-  private readonly deployments = new Map<string, Promise<DeploymentRoute | null>>();
+  private readonly models = new LoadCache<ModelRoute>();
+  private readonly deployments = new LoadCache<DeploymentRoute>();
   private unsubscribe: (() => void) | null = null;
 
   constructor(private readonly db: Database) {}
@@ -79,12 +103,25 @@ export class RouteTable {
 
   model(id: string): Promise<ModelRoute | null> {
     if (!isIdOf("Model", id)) return Promise.resolve(null);
-    return cachedLoad(this.models, id, () => this.loadModel(id));
+    return this.models.get(id, () => this.loadModel(id));
+  }
+
+  /**
+   * The model's routes as cached, without waiting: undefined when they are not (a read would need
+   * the database). Any string may be asked: one that is no model's ID is never cached.
+   */
+  modelNow(id: string): ModelRoute | undefined {
+    return this.models.peek(id);
   }
 
   deployment(id: string): Promise<DeploymentRoute | null> {
     if (!isIdOf("Deployment", id)) return Promise.resolve(null);
-    return cachedLoad(this.deployments, id, () => this.loadDeployment(id));
+    return this.deployments.get(id, () => this.loadDeployment(id));
+  }
+
+  /** The deployment as cached, without waiting: undefined when it is not (see modelNow). */
+  deploymentNow(id: string): DeploymentRoute | undefined {
+    return this.deployments.peek(id);
   }
 
   /** Forgets a model's routes so the next read sees the database. */

@@ -10,14 +10,16 @@ import { type Refusal, refuseOnSocket } from "./request-target.ts";
  * earlier answers go out first, in order, then the refusal, then the close.
  */
 
-interface Exchange {
-  req: IncomingMessage;
-  res: ServerResponse;
+/**
+ * Per connection: the responses whose answers are not complete yet (each knows its request as `req`),
+ * and the newest one. Made once per connection, so that a request costs no WeakMap write.
+ */
+interface Connection {
+  open: Set<ServerResponse>;
+  newest: ServerResponse | null;
 }
 
-/** Per connection: the exchanges whose answers are not complete yet, and the newest one. */
-const pending = new WeakMap<Duplex, Set<Exchange>>();
-const newest = new WeakMap<Duplex, Exchange>();
+const connections = new WeakMap<Duplex, Connection>();
 /** Connections being refused: the broken parser reports again on every later byte. */
 const refusing = new WeakSet<Duplex>();
 
@@ -28,17 +30,19 @@ function settled(res: ServerResponse): boolean {
 /** Records a request on its connection; call first thing in the request listener. */
 export function trackExchange(req: IncomingMessage, res: ServerResponse): void {
   const socket = req.socket;
-  const exchange = { req, res };
-  let open = pending.get(socket);
-  if (!open) {
-    open = new Set();
-    pending.set(socket, open);
+  let connection = connections.get(socket);
+  if (!connection) {
+    connection = { open: new Set(), newest: null };
+    connections.set(socket, connection);
   }
-  open.add(exchange);
-  newest.set(socket, exchange);
-  const done = () => open.delete(exchange);
-  res.once("finish", done);
-  res.once("close", done);
+  connection.open.add(res);
+  connection.newest = res;
+  // A response emits 'close' once, finished or cut off; until then settled() tells a finished one.
+  res.on("close", forgetExchange);
+}
+
+function forgetExchange(this: ServerResponse): void {
+  connections.get(this.req.socket)?.open.delete(this);
 }
 
 /** Calls `then` once every response has finished or been closed. */
@@ -92,18 +96,19 @@ export function answerClientError(error: Error & { code?: string }, socket: Dupl
   if (refusing.has(socket)) return;
   refusing.add(socket);
   const refusal = clientErrorRefusal(error.code);
-  const open = [...(pending.get(socket) ?? [])];
-  const last = newest.get(socket);
+  const connection = connections.get(socket);
+  const open = [...(connection?.open ?? [])];
+  const last = connection?.newest ?? undefined;
   // An error inside a request's body (bad chunked encoding, a timeout) belongs to that request.
   const inBody = last !== undefined && !last.req.complete;
-  const earlier = open.filter((exchange) => !(inBody && exchange === last)).map((exchange) => exchange.res);
+  const earlier = open.filter((res) => !(inBody && res === last));
   whenSettled(earlier, () => {
-    if (inBody && last.res.headersSent) {
+    if (inBody && last.headersSent) {
       // Its handler answered without waiting for the body: let that answer end, then close.
       const cut = setTimeout(() => socket.destroy(), BROKEN_BODY_GRACE_MS);
       cut.unref();
       socket.once("close", () => clearTimeout(cut));
-      whenSettled([last.res], () => socket.end(() => socket.destroy()));
+      whenSettled([last], () => socket.end(() => socket.destroy()));
       return;
     }
     // The refusal is this connection's last answer; the handler of a broken request, if any,
@@ -117,7 +122,7 @@ export function answerClientError(error: Error & { code?: string }, socket: Dupl
  * 101 in front of those answers, so it is refused (after them, by refuseInTurn).
  */
 export function pipelinedUpgrade(socket: Duplex): Refusal | null {
-  const owed = [...(pending.get(socket) ?? [])].some((exchange) => !settled(exchange.res));
+  const owed = [...(connections.get(socket)?.open ?? [])].some((res) => !settled(res));
   if (!owed) return null;
   return {
     status: 400,
@@ -133,7 +138,7 @@ export function pipelinedUpgrade(socket: Duplex): Refusal | null {
 export function refuseInTurn(socket: Duplex, refusal: Refusal): void {
   // Node leaves an upgraded socket without an error listener, and the wait may be long.
   socket.on("error", () => socket.destroy());
-  const owed = [...(pending.get(socket) ?? [])].map((exchange) => exchange.res);
+  const owed = [...(connections.get(socket)?.open ?? [])];
   whenSettled(owed, () => refuseOnSocket(socket, refusal));
 }
 

@@ -28,6 +28,13 @@ interface Entry {
  */
 export class Credentials {
   private readonly cache = new Map<string, Entry>();
+  /**
+   * Per Authorization header value seen: its cache key (`k:` and the secret's hash), or null for one
+   * that holds no bearer key. Saves the parse and the SHA-256 on every request of a known key. Bounded
+   * as the cache, and emptied with it. Looked up by hash, never compared with another client's value
+   * as a string (that comparison's time would tell how much of a guess matches a key).
+   */
+  private readonly headerKeys = new Map<string, string | null>();
   private readonly lastUsedWritten = new Map<string, number>();
 
   constructor(
@@ -38,7 +45,11 @@ export class Credentials {
 
   /** The key's access, or null for a wrong, revoked or expired key. */
   key(secret: string): Promise<Access | null> {
-    return this.cached(`k:${secretHash(secret)}`, async (hash, now) => {
+    return this.keyByCacheKey(`k:${secretHash(secret)}`);
+  }
+
+  private keyByCacheKey(cacheKey: string): Promise<Access | null> {
+    return this.cached(cacheKey, async (hash, now) => {
       const key = await this.prisma.apiKey.findUnique({ where: { secretHash: hash } });
       if (!key || !isLive(key, now)) return { access: null, until: now.getTime() + CREDENTIAL_TTL_MS };
       this.touch(key.id, key.lastUsedAt, now);
@@ -52,8 +63,31 @@ export class Credentials {
    * graphql-ws connection_init, where any JSON may come: only a string counts).
    */
   bearer(header: unknown): Promise<Access | null> {
-    const secret = typeof header === "string" ? bearerSecret(header) : null;
-    return secret ? this.key(secret) : Promise.resolve(null);
+    const cacheKey = this.headerKey(header);
+    return cacheKey ? this.keyByCacheKey(cacheKey) : Promise.resolve(null);
+  }
+
+  /**
+   * bearer()'s answer when it needs neither the database nor a wait: the cached access of a key whose
+   * answer still counts, null for a header that holds no key; undefined when bearer() must be asked.
+   */
+  bearerNow(header: unknown): Access | null | undefined {
+    const cacheKey = this.headerKey(header);
+    if (!cacheKey) return null;
+    const hit = this.cache.get(cacheKey);
+    return hit && hit.until > this.clock.now() ? hit.access : undefined;
+  }
+
+  private headerKey(header: unknown): string | null {
+    if (typeof header !== "string") return null;
+    let cacheKey = this.headerKeys.get(header);
+    if (cacheKey === undefined) {
+      const secret = bearerSecret(header);
+      cacheKey = secret ? `k:${secretHash(secret)}` : null;
+      if (this.headerKeys.size >= MAX_ENTRIES) this.headerKeys.clear();
+      this.headerKeys.set(header, cacheKey);
+    }
+    return cacheKey;
   }
 
   /** A browser session's access (its key's), or null once it has ended. */
@@ -101,7 +135,10 @@ export class Credentials {
       if (hit && isDatabaseUnavailable(error)) return hit.access;
       throw error;
     }
-    if (this.cache.size >= MAX_ENTRIES) this.cache.clear();
+    if (this.cache.size >= MAX_ENTRIES) {
+      this.cache.clear();
+      this.headerKeys.clear();
+    }
     this.cache.set(cacheKey, entry);
     return entry.access;
   }

@@ -16,7 +16,13 @@ import {
 import { checkRequest, checkUpgrade, sendRefusal } from "./request-target.ts";
 import { json } from "./routes.ts";
 
-type RequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+/**
+ * Answers a request; a promise when it does so later (its failure is answered here, by `rescue` when
+ * that takes it).
+ */
+type RequestHandler = ((req: IncomingMessage, res: ServerResponse) => Promise<void> | undefined) & {
+  rescue?(req: IncomingMessage, res: ServerResponse, error: unknown): boolean;
+};
 type UpgradeHandler = (req: IncomingMessage, socket: Socket, head: Buffer) => void;
 
 const STARTING = { error: "Hangar is starting", error_code: "starting" };
@@ -103,12 +109,18 @@ export class HttpListener {
       return json(res, up ? 200 : 503, { status: up ? "ok" : "starting" });
     }
     if (!this.ready || !this.handlers) return json(res, 503, STARTING);
-    this.handlers.request(req, res).catch((error: unknown) => {
-      // A client that cut its own request off is its business: no error line for every one.
-      if (isClientGone(error, req)) return this.log.debug({ err: error }, "client went away mid-request");
-      this.log.error({ err: error }, "request failed");
-      if (!res.headersSent) json(res, 500, { error: "internal error", error_code: "internal_error" });
-      else res.destroy();
-    });
+    this.handlers.request(req, res)?.catch((error: unknown) => this.failed(req, res, error));
+  }
+
+  private failed(req: IncomingMessage, res: ServerResponse, error: unknown): void {
+    if (this.handlers?.request.rescue?.(req, res, error)) return;
+    // A client that cut its own request off is its business: no error line for every one.
+    if (isClientGone(error, req)) {
+      this.log.debug({ err: error }, "client went away mid-request");
+      return;
+    }
+    this.log.error({ err: error }, "request failed");
+    if (!res.headersSent) json(res, 500, { error: "internal error", error_code: "internal_error" });
+    else res.destroy();
   }
 }

@@ -122,15 +122,51 @@ export function checkMethod(method: string | undefined, pathname: string): Refus
   return null;
 }
 
-const targets = new WeakMap<IncomingMessage, RequestTarget>();
+/** Where checkRequest and checkUpgrade leave a request's target for targetOf (a property: no WeakMap write per request). */
+const TARGET = Symbol("hangar.requestTarget");
+type WithTarget = IncomingMessage & { [TARGET]?: RequestTarget };
+
+/**
+ * Answers of a pure check, remembered per input: clients send the same few targets and Host values
+ * over and over. Bounded (emptied when full), so that made-up values cannot grow it.
+ */
+class Memo<T> {
+  private readonly answers = new Map<string, T>();
+  /** The last input and its answer: a string compare instead of hashing a new string, most of the time. */
+  private lastInput: string | null = null;
+  private lastAnswer: T | undefined;
+
+  constructor(
+    private readonly check: (input: string) => T,
+    private readonly max = 1_000,
+  ) {}
+
+  get(input: string): T {
+    if (input === this.lastInput) return this.lastAnswer as T;
+    let answer = this.answers.get(input);
+    if (answer === undefined) {
+      answer = this.check(input);
+      if (this.answers.size >= this.max) this.answers.clear();
+      this.answers.set(input, answer);
+    }
+    this.lastInput = input;
+    this.lastAnswer = answer;
+    return answer;
+  }
+}
+
+const parsedTargets = new Memo(parseRequestTarget);
+const checkedHosts = new Memo(checkHost);
 
 /** Every check a plain request gets before routing; remembers the target for targetOf. */
 export function checkRequest(req: IncomingMessage): Checked<RequestTarget> {
-  const target = parseRequestTarget(req.url);
+  const target = req.url === undefined ? parseRequestTarget(undefined) : parsedTargets.get(req.url);
   if (!target.ok) return target;
-  const bad = checkHost(req.headers.host) ?? checkMethod(req.method, target.value.pathname);
+  const host = req.headers.host;
+  const bad =
+    (host === undefined ? null : checkedHosts.get(host)) ?? checkMethod(req.method, target.value.pathname);
   if (bad) return { ok: false, refusal: bad };
-  targets.set(req, target.value);
+  (req as WithTarget)[TARGET] = target.value;
   return target;
 }
 
@@ -139,7 +175,7 @@ export function checkRequest(req: IncomingMessage): Checked<RequestTarget> {
  * an unchecked, unparseable one comes back with an empty path, which routes nowhere.
  */
 export function targetOf(req: IncomingMessage): RequestTarget {
-  const known = targets.get(req);
+  const known = (req as WithTarget)[TARGET];
   if (known) return known;
   const parsed = parseRequestTarget(req.url);
   return parsed.ok ? parsed.value : { pathname: "", search: "" };
@@ -177,7 +213,7 @@ export function checkUpgrade(req: IncomingMessage): Refusal | null {
   if (key === undefined || !WEBSOCKET_KEY.test(key)) {
     return refusal(400, "missing or malformed Sec-WebSocket-Key");
   }
-  targets.set(req, target.value);
+  (req as WithTarget)[TARGET] = target.value;
   return null;
 }
 
