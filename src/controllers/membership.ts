@@ -10,8 +10,16 @@ import {
   leave,
   MEMBER_STALE_MS,
   type MemberStart,
+  overdueStarts,
   processesOf,
 } from "../store/members.ts";
+import { refusesConnections } from "./member-probe.ts";
+
+/**
+ * A start whose last heartbeat is older than this (one missed, with slack for a slow write) and whose
+ * URL refuses connections is gone without waiting for its expiry.
+ */
+export const OVERDUE_MS = HEARTBEAT_MS + 2_000;
 
 /**
  * This start's standing in the cluster (API.md section 10), which every controller asks before it acts:
@@ -24,8 +32,11 @@ import {
  * - a later start under its name supersedes it: it never acts again.
  * Whether an owner is gone is the database's verdict (store/members.ts), with one shortcut: a start on
  * this machine whose process has ended (runtime/process-identity.ts: same boot, same PID namespace, the
- * PID gone or reused) is gone at once, and recorded so, without waiting for its expiry. The embedded
- * database admits one process, so there every other owner is gone.
+ * PID gone or reused) is gone at once, and recorded so, without waiting for its expiry. On another
+ * machine, a start that has missed a heartbeat (OVERDUE_MS) and whose URL refuses connections (its
+ * machine answers, nothing listens: the process is gone) is gone too, and recorded so; a hung process or
+ * a lost machine refuses nothing and waits for the expiry. The embedded database admits one process, so
+ * there every other owner is gone.
  */
 export class Membership {
   private lastBeatAt = Number.NEGATIVE_INFINITY;
@@ -37,6 +48,7 @@ export class Membership {
     private readonly db: Database,
     readonly start: MemberStart,
     private readonly clock: Clock,
+    private readonly refuses: (url: string) => Promise<boolean> = refusesConnections,
   ) {}
 
   get id(): string {
@@ -95,7 +107,19 @@ export class Membership {
     if (this.beatingSince === null || this.clock.now() - this.beatingSince < MEMBER_STALE_MS) return ended;
     const gone = await goneOwners(this.db.prisma, others);
     for (const id of ended) gone.add(id);
+    for (const id of await this.refusingOverdue(others.filter((owner) => !gone.has(owner)))) gone.add(id);
     return gone;
+  }
+
+  /** Those of `owners` that missed a heartbeat and whose URL refuses connections; recorded as expired now. */
+  private async refusingOverdue(owners: string[]): Promise<string[]> {
+    const overdue = await overdueStarts(this.db.prisma, owners, OVERDUE_MS);
+    const refused = await Promise.all(
+      [...overdue].map(async ([id, url]) => ((await this.refuses(url)) ? id : null)),
+    );
+    const ended = refused.filter((id): id is string => id !== null);
+    await expireNow(this.db.prisma, ended);
+    return ended;
   }
 
   /** Those of `owners` whose process ran on this machine and has ended; recorded as expired now. */

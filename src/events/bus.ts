@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { Database, Tx } from "../db/client.ts";
+import type { DeploymentStatus, ModelEventType } from "../generated/prisma/enums.ts";
 
 /**
  * Change notifications. Every change is announced with NOTIFY inside the
@@ -19,6 +20,9 @@ export type Change =
       deploymentId?: string | null;
       environmentId?: string | null;
       promotionId?: string | null;
+      /** The event's type, and for DEPLOYMENT_STATUS_CHANGED the status moved to (older notices lack both). */
+      type?: ModelEventType;
+      deploymentStatus?: DeploymentStatus | null;
     }
   /** Something about a deployment changed that is not an event: replica counts. */
   | { kind: "deployment"; modelId: string; deploymentId: string }

@@ -60,6 +60,8 @@ export async function appendEvent(tx: Tx, event: NewEvent): Promise<number> {
     deploymentId: event.deploymentId ?? null,
     environmentId: event.environmentId ?? null,
     promotionId: event.promotionId ?? null,
+    type: event.type,
+    deploymentStatus: event.deploymentStatus ?? null,
   });
   return model.eventSeq;
 }

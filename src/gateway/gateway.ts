@@ -278,19 +278,19 @@ export class Gateway {
       this.serve(res, parsed, deploymentId, body, call).then(resolve, reject);
       return;
     }
-    // Counted from here: demand the autoscaler must see.
-    this.traffic.started(deploymentId);
+    // Counted from here: demand the autoscaler must see, and the answer's latency.
+    const since = this.traffic.started(deploymentId);
     this.forward(route, body, res, deploymentId, call, (outcome) => {
       try {
         if (outcome instanceof PeerFailed) {
           // Another member did not take it: as serve() goes on after its first attempt.
           this.traffic.finished(deploymentId);
           this.peerFailed(outcome, deploymentId);
-          this.serve(res, parsed, deploymentId, body, call, 1, 1).then(resolve, reject);
+          this.serve(res, parsed, deploymentId, body, call, 1, 1, since).then(resolve, reject);
           return;
         }
         // An attempt that neither waited nor was rerouted fails with nothing else but a GatewayError.
-        this.concluded(res, deploymentId, outcome as number | null | GatewayError);
+        this.concluded(res, deploymentId, outcome as number | null | GatewayError, since);
         resolve();
       } catch (error) {
         reject(error);
@@ -326,11 +326,14 @@ export class Gateway {
     /** Attempts made already, and how many of them other members did not take (predict()'s). */
     attempts = 0,
     peerAttempts = 0,
+    /** When the request's first attempt was counted as started (its answer's latency runs from there). */
+    since?: number,
   ): Promise<void> {
     for (let attempt = attempts; ; attempt++) {
       const target: string = deploymentId;
       // Counted from here, held time included: demand the autoscaler must see.
-      this.traffic.started(target);
+      const started = this.traffic.started(target);
+      since ??= started;
       try {
         const ready = this.runtime.ready(target);
         const route =
@@ -341,7 +344,7 @@ export class Gateway {
         );
         if (outcome instanceof Error) throw outcome;
         // No answer to count when the client left before it.
-        if (outcome !== null) this.traffic.answered(target, outcome);
+        if (outcome !== null) this.traffic.answered(target, outcome, since);
         return;
       } catch (error) {
         if (error instanceof Rerouted && attempt === 0) {
@@ -358,11 +361,11 @@ export class Gateway {
             "model_unavailable",
             `deployment '${target}': ${error.message}`,
           );
-          this.traffic.answered(target, failure.status);
+          this.traffic.answered(target, failure.status, since);
           return sendError(res, failure, target);
         }
         if (error instanceof GatewayError) {
-          this.traffic.answered(target, error.status);
+          this.traffic.answered(target, error.status, since);
           return sendError(res, error, target);
         }
         throw error;
@@ -377,13 +380,18 @@ export class Gateway {
    * counted (none when the client left before it), a gateway error answered, and the request no
    * longer in flight.
    */
-  private concluded(res: ServerResponse, deploymentId: string, outcome: number | null | GatewayError): void {
+  private concluded(
+    res: ServerResponse,
+    deploymentId: string,
+    outcome: number | null | GatewayError,
+    since: number,
+  ): void {
     try {
       if (outcome instanceof GatewayError) {
-        this.traffic.answered(deploymentId, outcome.status);
+        this.traffic.answered(deploymentId, outcome.status, since);
         sendError(res, outcome, deploymentId);
       } else if (outcome !== null) {
-        this.traffic.answered(deploymentId, outcome);
+        this.traffic.answered(deploymentId, outcome, since);
       }
     } finally {
       this.traffic.finished(deploymentId);
@@ -585,6 +593,8 @@ export class Gateway {
           `deployment '${deploymentId}' was not ready in time`,
         );
       }
+      // A replica may have become ready during the reads above: nextChange would wait for the one after.
+      if (this.runtime.ready(deploymentId).length > 0) continue;
       // Wake on a replica change; re-read the status now and then in case it failed.
       await this.runtime.nextChange(deploymentId, Math.min(left, 500));
       this.routes.refresh(deploymentId);

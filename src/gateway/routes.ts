@@ -67,6 +67,18 @@ class LoadCache<T> {
     this.entries.delete(id);
   }
 
+  /** Replaces a loaded value with `change(value)`; one still loading is dropped (its read may be older). */
+  update(id: string, change: (value: T) => T): void {
+    const cached = this.entries.get(id);
+    if (!cached) return;
+    if (cached.value === undefined) {
+      this.entries.delete(id);
+      return;
+    }
+    const value = change(cached.value);
+    this.entries.set(id, { loading: Promise.resolve(value), value });
+  }
+
   clear(): void {
     this.entries.clear();
   }
@@ -92,6 +104,14 @@ export class RouteTable {
         return;
       }
       if (change.kind !== "event") return;
+      // A status change alone changes no model's routes (every change of an environment's or a
+      // canary's deployment comes with an event of its own), and the notice carries the new status:
+      // a wake or a scale to zero costs the requests that follow it no read.
+      if (change.type === "DEPLOYMENT_STATUS_CHANGED" && change.deploymentId && change.deploymentStatus) {
+        const status = change.deploymentStatus;
+        this.deployments.update(change.deploymentId, (route) => ({ ...route, status }));
+        return;
+      }
       this.models.delete(change.modelId);
       if (change.deploymentId) this.deployments.delete(change.deploymentId);
     });

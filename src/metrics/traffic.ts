@@ -1,5 +1,6 @@
 import type { Clock } from "../domain/clock.ts";
 import { ConcurrencyWindow } from "../domain/concurrency.ts";
+import { emptyLatencyCounts, type LatencyCounts, latencyBucket } from "./latency.ts";
 
 /** Answers a deployment gave, as this process's gateway counted them: the canary's error rate reads these. */
 export interface AnswerCounts {
@@ -10,11 +11,17 @@ export interface AnswerCounts {
 
 /** What the gateway reports of its traffic. */
 export interface TrafficSink {
-  /** A request was routed to the deployment (held time counts: a wake from zero sees its demand). */
-  started(deploymentId: string): void;
+  /**
+   * A request was routed to the deployment (held time counts: a wake from zero sees its demand).
+   * Answers the time it was counted at, for answered()'s `since`.
+   */
+  started(deploymentId: string): number;
   finished(deploymentId: string): void;
-  /** A request to the deployment was answered with `status` (its own answer or the gateway's error for it). */
-  answered(deploymentId: string, status: number): void;
+  /**
+   * A request to the deployment was answered with `status` (its own answer or the gateway's error for
+   * it); `since` is what started() answered for the request's first attempt: its latency runs from there.
+   */
+  answered(deploymentId: string, status: number, since: number): void;
 }
 
 /** What the autoscaler reads. */
@@ -40,6 +47,9 @@ export interface TrafficSecond {
   busyMs: number;
   /** In flight now (the same on every row of one reading). */
   inFlight: number;
+  /** The answers' latencies added up (ms), and counted in the buckets of metrics/latency.ts. */
+  latencyMs: number;
+  latency: LatencyCounts;
 }
 
 /** What the other members are told (metrics/shared-traffic.ts writes it to the database). */
@@ -56,32 +66,44 @@ export const IDLE_ENTRY_MS = 10 * 60_000;
 /** Seconds of answer counts kept per deployment for secondsSince (a writer reads every second or so). */
 const RECENT_SECONDS = 60;
 
+/** One second of a deployment's answers. */
+interface RecentSecond {
+  second: number;
+  answered: number;
+  failed: number;
+  latencyMs: number;
+  latency: LatencyCounts;
+}
+
 /** One deployment's figures. */
 class DeploymentTraffic {
   readonly window: ConcurrencyWindow;
   readonly totals: AnswerCounts = { answered: 0, failed: 0 };
   lastActivityAt: number;
   /** Answer counts of the recent seconds, oldest first. */
-  private recent: { second: number; answered: number; failed: number }[] = [];
+  private recent: RecentSecond[] = [];
 
   constructor(now: number) {
     this.window = new ConcurrencyWindow(now);
     this.lastActivityAt = now;
   }
 
-  answer(now: number, failed: boolean): void {
+  answer(now: number, failed: boolean, latencyMs: number): void {
     this.lastActivityAt = now;
     this.totals.answered++;
     if (failed) this.totals.failed++;
     const second = Math.floor(now / 1000);
     let last = this.recent.at(-1);
     if (last?.second !== second) {
-      last = { second, answered: 0, failed: 0 };
+      last = { second, answered: 0, failed: 0, latencyMs: 0, latency: emptyLatencyCounts() };
       this.recent.push(last);
       if (this.recent.length > RECENT_SECONDS) this.recent.shift();
     }
     last.answered++;
     if (failed) last.failed++;
+    last.latencyMs += latencyMs;
+    const bucket = latencyBucket(latencyMs);
+    last.latency[bucket] = (last.latency[bucket] as number) + 1;
   }
 
   secondsSince(deploymentId: string, fromSecond: number, now: number): TrafficSecond[] {
@@ -90,7 +112,16 @@ class DeploymentTraffic {
     const row = (second: number): TrafficSecond => {
       let found = bySecond.get(second);
       if (!found) {
-        found = { deploymentId, second, answered: 0, failed: 0, busyMs: 0, inFlight };
+        found = {
+          deploymentId,
+          second,
+          answered: 0,
+          failed: 0,
+          busyMs: 0,
+          inFlight,
+          latencyMs: 0,
+          latency: emptyLatencyCounts(),
+        };
         bySecond.set(second, found);
       }
       return found;
@@ -101,6 +132,8 @@ class DeploymentTraffic {
       const found = row(counts.second);
       found.answered = counts.answered;
       found.failed = counts.failed;
+      found.latencyMs = counts.latencyMs;
+      found.latency = [...counts.latency];
     }
     // In flight with nothing accumulated yet (started this very millisecond): still news for the others.
     if (inFlight > 0 && bySecond.size === 0) row(Math.floor(now / 1000));
@@ -128,11 +161,12 @@ export class TrafficMeter implements TrafficSink, ConcurrencyReadings, AnswerRea
     return entry;
   }
 
-  started(deploymentId: string): void {
+  started(deploymentId: string): number {
     const now = this.clock.now();
     const entry = this.entry(deploymentId, now);
     entry.window.started(now);
     entry.lastActivityAt = now;
+    return now;
   }
 
   finished(deploymentId: string): void {
@@ -143,9 +177,9 @@ export class TrafficMeter implements TrafficSink, ConcurrencyReadings, AnswerRea
     entry.lastActivityAt = now;
   }
 
-  answered(deploymentId: string, status: number): void {
+  answered(deploymentId: string, status: number, since: number): void {
     const now = this.clock.now();
-    this.entry(deploymentId, now).answer(now, status >= 500);
+    this.entry(deploymentId, now).answer(now, status >= 500, Math.max(0, now - since));
   }
 
   answerCounts(deploymentId: string): AnswerCounts {

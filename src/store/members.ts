@@ -90,6 +90,23 @@ export async function goneOwners(prisma: PrismaClient, ids: string[]): Promise<S
   return new Set(ids.filter((id) => !living.has(id)));
 }
 
+/**
+ * Of the starts `ids`, those alive by their expiry whose last heartbeat is older than `overdueMs` by the
+ * database's clock (a heartbeat missed), with their URLs: candidates for an early verdict (membership.ts).
+ */
+export async function overdueStarts(
+  prisma: PrismaClient,
+  ids: string[],
+  overdueMs: number,
+): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map();
+  const rows = await prisma.$queryRaw<{ id: string; url: string }[]>`
+    SELECT m.id, m.url FROM "Member" m
+    WHERE m.id = ANY(${ids}::text[]) AND m."expiresAt" > now()
+      AND m."lastSeenAt" < now() - make_interval(secs => ${overdueMs / 1000}::float8)`;
+  return new Map(rows.map((row) => [row.id, row.url]));
+}
+
 /** The process names (MemberStart.process) of the starts `ids`, of those that recorded one. */
 export async function processesOf(prisma: PrismaClient, ids: string[]): Promise<Map<string, string>> {
   if (ids.length === 0) return new Map();

@@ -16,16 +16,20 @@ export async function writeTrafficSeconds(
   rows: readonly TrafficSecond[],
 ): Promise<void> {
   if (rows.length === 0) return;
+  // A row's latency buckets go as an array literal in a text array: unnest() would flatten an int[][].
   await prisma.$executeRaw`
-    INSERT INTO "TrafficSecond" ("memberId", "deploymentId", second, answered, failed, "busyMs", "inFlight", "writtenAt")
-    SELECT ${memberId}, u.d, u.s, u.a, u.f, u.b, u.i, now()
+    INSERT INTO "TrafficSecond"
+      ("memberId", "deploymentId", second, answered, failed, "busyMs", "inFlight", "latencyMs", latency, "writtenAt")
+    SELECT ${memberId}, u.d, u.s, u.a, u.f, u.b, u.i, u.lm, u.l::int[], now()
     FROM unnest(${rows.map((r) => r.deploymentId)}::text[], ${rows.map((r) => r.second)}::bigint[],
                 ${rows.map((r) => r.answered)}::int[], ${rows.map((r) => r.failed)}::int[],
-                ${rows.map((r) => r.busyMs)}::float8[], ${rows.map((r) => r.inFlight)}::int[])
-      AS u(d, s, a, f, b, i)
+                ${rows.map((r) => r.busyMs)}::float8[], ${rows.map((r) => r.inFlight)}::int[],
+                ${rows.map((r) => r.latencyMs)}::float8[], ${rows.map((r) => `{${r.latency.join(",")}}`)}::text[])
+      AS u(d, s, a, f, b, i, lm, l)
     ON CONFLICT ("memberId", "deploymentId", second) DO UPDATE SET
       answered = EXCLUDED.answered, failed = EXCLUDED.failed, "busyMs" = EXCLUDED."busyMs",
-      "inFlight" = EXCLUDED."inFlight", "writtenAt" = EXCLUDED."writtenAt"`;
+      "inFlight" = EXCLUDED."inFlight", "latencyMs" = EXCLUDED."latencyMs", latency = EXCLUDED.latency,
+      "writtenAt" = EXCLUDED."writtenAt"`;
 }
 
 /** What the autoscaler asks of one deployment: seconds from `busySince` on, activity from `activeSince` on. */

@@ -1,6 +1,7 @@
 // Several Hangar processes on one PostgreSQL (API.md section 10), each with a data dir of its own as on
 // separate machines: what one member received, any member builds and runs.
 import { randomBytes } from "node:crypto";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deploymentStatus, gql, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
@@ -183,4 +184,68 @@ describe("a member that dies", () => {
       await a.dispose();
     }
   }, 120_000);
+
+  it("is judged gone from another machine once it missed a heartbeat and its URL refuses connections", async () => {
+    const [a, b] = await twoMembers();
+    try {
+      const dep = await pushFolder(a, "far-survivor", await modelFolder(model(10)));
+      await waitForStatus(a, dep.id, "ACTIVE", 60_000);
+      const [runner] = await runningOn(a, dep.id);
+      const [dead, alive] = runner === defaultMemberName(a) ? [a, b] : [b, a];
+      // As seen from another machine: no process record to watch, only its URL and its heartbeats.
+      await blankProcessRecord(a, defaultMemberName(dead));
+      await dead.kill();
+      await waitFor(async () => (await isListedAlive(alive, dead)) === false, {
+        what: "the killed member listed as gone before its 15 s expiry",
+        timeoutMs: 10_000,
+      });
+      await waitFor(async () => (await runningOn(alive, dep.id)).includes(defaultMemberName(alive)), {
+        what: "the survivor to run the dead member's deployment",
+        timeoutMs: 10_000,
+      });
+      expect((await predict(alive, predictPath(dep), { far: true })).status).toBe(200);
+    } finally {
+      await b.dispose();
+      await a.dispose();
+    }
+  }, 120_000);
+
+  it("is not judged gone early while it hangs: its port still takes connections, so it waits for the expiry", async () => {
+    const [a, b] = await twoMembers();
+    try {
+      await blankProcessRecord(a, defaultMemberName(b));
+      b.process.kill("SIGSTOP");
+      try {
+        // Past a missed heartbeat and several takeover rounds (OVERDUE_MS 7 s, one a second), short of
+        // the 15 s expiry: a refusal is the only early verdict, and a stopped process refuses nothing.
+        const until = Date.now() + 11_000;
+        while (Date.now() < until) {
+          expect(await isListedAlive(a, b)).toBe(true);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+      } finally {
+        b.process.kill("SIGCONT");
+      }
+    } finally {
+      await b.dispose();
+      await a.dispose();
+    }
+  }, 120_000);
 });
+
+/** Blanks a member's process records, so that no member can see its process end (as on another machine). */
+async function blankProcessRecord(hangar: TestHangar, name: string): Promise<void> {
+  const client = new pg.Client({ connectionString: hangar.databaseUrl ?? undefined });
+  await client.connect();
+  try {
+    await client.query(`UPDATE "Member" SET process = '' WHERE name = $1`, [name]);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Whether `asker` lists `member` as alive (undefined: not listed). */
+async function isListedAlive(asker: TestHangar, member: TestHangar): Promise<boolean | undefined> {
+  const { members } = await gql(asker, MEMBERS);
+  return members.find((m: { name: string }) => m.name === defaultMemberName(member))?.alive;
+}

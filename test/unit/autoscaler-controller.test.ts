@@ -128,8 +128,8 @@ describe("Autoscaler", () => {
 
   it("drops the meter's entries of a deployment no longer run here once they have been idle a while", async () => {
     const id = await active();
-    meter.started(id);
-    meter.answered(id, 200);
+    const since = meter.started(id);
+    meter.answered(id, 200, since);
     meter.finished(id);
     await tick();
     expect(meter.size()).toBe(1);

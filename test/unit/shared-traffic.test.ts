@@ -7,6 +7,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/client.ts";
 import { FakeClock } from "../../src/domain/clock.ts";
+import { emptyLatencyCounts, LATENCY_BOUNDS_MS, latencyBucket } from "../../src/metrics/latency.ts";
 import { SharedTraffic } from "../../src/metrics/shared-traffic.ts";
 import { TrafficMeter } from "../../src/metrics/traffic.ts";
 import {
@@ -21,23 +22,51 @@ const T0 = 1_800_000_000_000; // a whole second
 const log = pino({ level: "silent" });
 
 describe("TrafficMeter.secondsSince", () => {
-  it("gives each second's answers, failures and busy time, and what is in flight now", () => {
+  it("gives each second's answers, failures, latencies and busy time, and what is in flight now", () => {
     const clock = new FakeClock(T0);
     const meter = new TrafficMeter(clock);
-    meter.started("d");
+    const first = meter.started("d");
     clock.advance(500);
-    meter.answered("d", 200);
+    meter.answered("d", 200, first);
     meter.finished("d");
-    meter.started("d");
+    const second = meter.started("d");
     meter.started("d");
     clock.advance(1_000); // 1.5 s: two in flight since 0.5 s
-    meter.answered("d", 503);
+    meter.answered("d", 503, second);
     meter.finished("d");
     const s = T0 / 1000;
+    const latency = (ms: number) => {
+      const counts = emptyLatencyCounts();
+      counts[latencyBucket(ms)] = 1;
+      return counts;
+    };
     expect(meter.secondsSince(s)).toEqual([
-      { deploymentId: "d", second: s, answered: 1, failed: 0, busyMs: 500 + 2 * 500, inFlight: 1 },
-      { deploymentId: "d", second: s + 1, answered: 1, failed: 1, busyMs: 2 * 500, inFlight: 1 },
+      {
+        deploymentId: "d",
+        second: s,
+        answered: 1,
+        failed: 0,
+        busyMs: 500 + 2 * 500,
+        inFlight: 1,
+        latencyMs: 500,
+        latency: latency(500),
+      },
+      {
+        deploymentId: "d",
+        second: s + 1,
+        answered: 1,
+        failed: 1,
+        busyMs: 2 * 500,
+        inFlight: 1,
+        latencyMs: 1000,
+        latency: latency(1000),
+      },
     ]);
+    // 500 ms falls in the bucket up to 500 ms, 1 s in the one up to 1 s.
+    expect(LATENCY_BOUNDS_MS[latencyBucket(500)]).toBe(500);
+    expect(LATENCY_BOUNDS_MS[latencyBucket(1000)]).toBe(1000);
+    expect(latencyBucket(0)).toBe(0);
+    expect(latencyBucket(61_000)).toBe(LATENCY_BOUNDS_MS.length);
     // Only the seconds asked for; a deployment idle since before them says nothing.
     expect(meter.secondsSince(s + 1).map((r) => r.second)).toEqual([s + 1]);
     meter.finished("d");
@@ -77,6 +106,8 @@ describe("the TrafficSecond table", () => {
     failed,
     busyMs,
     inFlight,
+    latencyMs: 0,
+    latency: emptyLatencyCounts(),
   });
 
   beforeAll(async () => {
@@ -129,22 +160,36 @@ describe("the TrafficSecond table", () => {
     const clock = new FakeClock(T0);
     const meter = new TrafficMeter(clock);
     const writer = new SharedTraffic(db.prisma, "a", meter, clock, log);
-    meter.started("d");
-    meter.answered("d", 500);
+    let since = meter.started("d");
+    clock.advance(3);
+    meter.answered("d", 500, since);
     meter.finished("d");
     await writer.write();
-    meter.started("d");
-    meter.answered("d", 200);
+    since = meter.started("d");
+    clock.advance(40);
+    meter.answered("d", 200, since);
     meter.finished("d");
-    clock.advance(1_000);
-    meter.started("d");
-    meter.answered("d", 200);
+    clock.advance(960);
+    since = meter.started("d");
+    meter.answered("d", 200, since);
     await writer.write();
     expect(await otherMembersAnswers(db.prisma, "self", "d", s)).toEqual({
       answered: 3,
       failed: 1,
       inFlight: 1,
     });
+    // Each second's latencies, in their buckets: 3 ms and 40 ms, then under 1 ms.
+    const stored = await db.prisma.$queryRaw<{ second: bigint; latencyMs: number; latency: number[] }[]>`
+      SELECT second, "latencyMs", latency FROM "TrafficSecond" WHERE "memberId" = 'a' ORDER BY second`;
+    const inBuckets = (...ms: number[]) => {
+      const counts = emptyLatencyCounts();
+      for (const m of ms) counts[latencyBucket(m)] = (counts[latencyBucket(m)] as number) + 1;
+      return counts;
+    };
+    expect(stored.map((r) => [Number(r.second), r.latencyMs, r.latency])).toEqual([
+      [s, 43, inBuckets(3, 40)],
+      [s + 1, 0, inBuckets(0)],
+    ]);
     // The writer's own rows are not "others" to it.
     expect(await writer.answers("d", s)).toEqual({ answered: 0, failed: 0, inFlight: 0 });
   });

@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "TrafficSecond" ADD COLUMN     "latency" INTEGER[] DEFAULT ARRAY[]::INTEGER[],
+ADD COLUMN     "latencyMs" DOUBLE PRECISION NOT NULL DEFAULT 0;
