@@ -16,6 +16,7 @@ const DATABASE_INDEPENDENT = [
   "test/integration/graphql-limits.test.ts",
   "test/integration/log-limits.test.ts",
   "test/integration/live-reload.test.ts",
+  "test/integration/metrics.test.ts",
 ];
 
 /** Files about several Hangar processes on one database, which only PostgreSQL can be (API.md section 10). */

@@ -22,6 +22,7 @@ import { SharedSubscriptions } from "./http/shared-subscriptions.ts";
 import { BrowserSignIn } from "./http/sign-in.ts";
 import type { Logger } from "./logger.ts";
 import { installMemoryProbe } from "./memory-probe.ts";
+import { PrometheusMetrics } from "./metrics/prometheus.ts";
 import { NO_OTHER_MEMBERS, SharedTraffic } from "./metrics/shared-traffic.ts";
 import { TrafficMeter } from "./metrics/traffic.ts";
 import { openFence } from "./runtime/fence.ts";
@@ -123,7 +124,8 @@ export async function startServer(
     const secret = db.kind === "postgres" ? new MemberSecret(await memberSecret(db.prisma)) : null;
     const peers = secret ? new PeerDirectory(db.prisma, ctx.member, secret, systemClock) : null;
     peers?.start(bus);
-    const gateway = new Gateway(effective, routeTable, runtime, traffic, controller, peers);
+    const prometheus = new PrometheusMetrics();
+    const gateway = new Gateway(effective, routeTable, runtime, traffic, controller, peers, prometheus);
     const autoscaler = new Autoscaler(
       ctx,
       controller,
@@ -167,6 +169,7 @@ export async function startServer(
         gateway: (req, res, pathname, access) => gateway.handle(req, res, pathname, access),
         peers: secret ? { secret, handle: (req, res, id) => gateway.handleForwarded(req, res, id) } : null,
         bodyLimits,
+        metrics: prometheus,
       }),
       (req, socket, head) => sockets.handleUpgrade(req, socket, head),
     );

@@ -106,3 +106,11 @@ export function refusalMessage(access: Access, what: string): string {
 export function maySignIn(access: Access): boolean {
   return access.role !== "INFERENCE";
 }
+
+/**
+ * `GET /metrics` (API.md section 11): a key that may read, over every model (the figures name every
+ * model's deployments, so a key limited to some would learn of the others).
+ */
+export function mayReadMetrics(access: Access): boolean {
+  return allows(access, "read") && access.modelIds === null;
+}

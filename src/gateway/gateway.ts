@@ -5,6 +5,7 @@ import { type Access, type GatewayDecision, gatewayDecision, refusalMessage } fr
 import { TrafficSplit } from "../domain/canary.ts";
 import { type DeploymentStatus, INACTIVE_STATUSES, SERVABLE_STATUSES } from "../domain/status.ts";
 import { answerHead } from "../http/origin.ts";
+import type { GatewayAnswers } from "../metrics/prometheus.ts";
 import type { TrafficSink } from "../metrics/traffic.ts";
 import type { Replica } from "../runtime/replica.ts";
 import type { ReplicaRouter } from "../runtime/runtime.ts";
@@ -179,7 +180,18 @@ export class Gateway {
     private readonly demand: DemandSink,
     /** Other members' replicas (PostgreSQL); null on the embedded database, which has no other member. */
     private readonly peers: PeerDirectory | null = null,
+    /** The Prometheus counts of answers (GET /metrics), or null. */
+    private readonly answers: GatewayAnswers | null = null,
   ) {}
+
+  /** Counts an answer to a request for `deploymentId` through `parsed`: the traffic meter, and /metrics. */
+  private answered(parsed: ParsedPath, deploymentId: string, status: number, since: number): void {
+    const ms = this.traffic.answered(deploymentId, status, since);
+    if (this.answers) {
+      const environment = parsed.target.kind === "environment" ? parsed.target.name : "";
+      this.answers.answered(parsed.modelId, deploymentId, environment, status, ms);
+    }
+  }
 
   /**
    * Serves one gateway request. With the path's routes cached (every request but the first few of a
@@ -290,7 +302,7 @@ export class Gateway {
           return;
         }
         // An attempt that neither waited nor was rerouted fails with nothing else but a GatewayError.
-        this.concluded(res, deploymentId, outcome as number | null | GatewayError, since);
+        this.concluded(res, parsed, deploymentId, outcome as number | null | GatewayError, since);
         resolve();
       } catch (error) {
         reject(error);
@@ -344,7 +356,7 @@ export class Gateway {
         );
         if (outcome instanceof Error) throw outcome;
         // No answer to count when the client left before it.
-        if (outcome !== null) this.traffic.answered(target, outcome, since);
+        if (outcome !== null) this.answered(parsed, target, outcome, since);
         return;
       } catch (error) {
         if (error instanceof Rerouted && attempt === 0) {
@@ -361,11 +373,11 @@ export class Gateway {
             "model_unavailable",
             `deployment '${target}': ${error.message}`,
           );
-          this.traffic.answered(target, failure.status, since);
+          this.answered(parsed, target, failure.status, since);
           return sendError(res, failure, target);
         }
         if (error instanceof GatewayError) {
-          this.traffic.answered(target, error.status, since);
+          this.answered(parsed, target, error.status, since);
           return sendError(res, error, target);
         }
         throw error;
@@ -382,16 +394,17 @@ export class Gateway {
    */
   private concluded(
     res: ServerResponse,
+    parsed: ParsedPath,
     deploymentId: string,
     outcome: number | null | GatewayError,
     since: number,
   ): void {
     try {
       if (outcome instanceof GatewayError) {
-        this.traffic.answered(deploymentId, outcome.status, since);
+        this.answered(parsed, deploymentId, outcome.status, since);
         sendError(res, outcome, deploymentId);
       } else if (outcome !== null) {
-        this.traffic.answered(deploymentId, outcome, since);
+        this.answered(parsed, deploymentId, outcome, since);
       }
     } finally {
       this.traffic.finished(deploymentId);

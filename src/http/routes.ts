@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { DATABASE_UNAVAILABLE_MESSAGE, isDatabaseUnavailable } from "../db/unavailable.ts";
-import type { Access } from "../domain/access.ts";
+import { type Access, mayReadMetrics, refusalMessage } from "../domain/access.ts";
 import {
   MEMBER_SECRET_HEADER,
   type MemberSecret,
@@ -59,6 +59,8 @@ export interface RouteTargets {
   /** Null on the embedded database: no other member can hand anything over. */
   peers: PeerTargets | null;
   bodyLimits: BodyLimits;
+  /** GET /metrics (API.md section 11): the Prometheus exposition, or null for none. */
+  metrics?: { exposition(): Promise<{ contentType: string; body: string }> } | null;
 }
 
 /**
@@ -114,6 +116,7 @@ function routeOnce(to: RouteTargets): (req: IncomingMessage, res: ServerResponse
     if (applyOriginDecision(res, origin)) return void req.resume();
     if (isSignInPath(url.pathname)) return to.browser.handle(req, res, url.pathname, origin.session);
     if (url.pathname === "/graphql") return graphqlRequest(to, req, res, origin.session);
+    if (url.pathname === "/metrics" && to.metrics) return metricsRequest(to.metrics, to, req, res);
     if (to.peers && url.pathname.startsWith(PEER_PATH_PREFIX)) {
       if (!to.peers.secret.admits(req.headers[MEMBER_SECRET_HEADER])) {
         return refuse(req, res, 401, { error: "missing or wrong member secret", error_code: "unauthorized" });
@@ -163,4 +166,32 @@ async function gatewayRequest(
   const access = await to.credentials.bearer(req.headers.authorization);
   if (!access) return refuse(req, res, 401, UNAUTHORIZED);
   return to.gateway(req, res, pathname, access);
+}
+
+/** GET /metrics: for a bearer key that may read every model (domain/access.ts mayReadMetrics). */
+async function metricsRequest(
+  metrics: NonNullable<RouteTargets["metrics"]>,
+  to: RouteTargets,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    res.setHeader("allow", "GET, HEAD");
+    return refuse(req, res, 405, { error: "/metrics takes GET", error_code: "method_not_allowed" });
+  }
+  const access = await to.credentials.bearer(req.headers.authorization);
+  if (!access) return refuse(req, res, 401, UNAUTHORIZED);
+  if (!mayReadMetrics(access)) {
+    return refuse(req, res, 403, {
+      error: refusalMessage(
+        access,
+        "read /metrics (it takes a VIEWER, DEPLOYER or ADMIN key for every model)",
+      ),
+      error_code: "forbidden",
+    });
+  }
+  const { contentType, body } = await metrics.exposition();
+  req.resume();
+  res.writeHead(200, { "content-type": contentType, "content-length": Buffer.byteLength(body) });
+  res.end(req.method === "HEAD" ? undefined : body);
 }

@@ -20,8 +20,9 @@ export interface TrafficSink {
   /**
    * A request to the deployment was answered with `status` (its own answer or the gateway's error for
    * it); `since` is what started() answered for the request's first attempt: its latency runs from there.
+   * Answers that latency (ms).
    */
-  answered(deploymentId: string, status: number, since: number): void;
+  answered(deploymentId: string, status: number, since: number): number;
 }
 
 /** What the autoscaler reads. */
@@ -177,9 +178,11 @@ export class TrafficMeter implements TrafficSink, ConcurrencyReadings, AnswerRea
     entry.lastActivityAt = now;
   }
 
-  answered(deploymentId: string, status: number, since: number): void {
+  answered(deploymentId: string, status: number, since: number): number {
     const now = this.clock.now();
-    this.entry(deploymentId, now).answer(now, status >= 500, Math.max(0, now - since));
+    const latencyMs = Math.max(0, now - since);
+    this.entry(deploymentId, now).answer(now, status >= 500, latencyMs);
+    return latencyMs;
   }
 
   answerCounts(deploymentId: string): AnswerCounts {
