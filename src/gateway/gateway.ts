@@ -5,6 +5,7 @@ import { type Access, type GatewayDecision, gatewayDecision, refusalMessage } fr
 import { TrafficSplit } from "../domain/canary.ts";
 import { type DeploymentStatus, INACTIVE_STATUSES, SERVABLE_STATUSES } from "../domain/status.ts";
 import { answerHead } from "../http/origin.ts";
+import { REQUEST_ID_HEADER, requestIdOf } from "../http/request-id.ts";
 import type { GatewayAnswers } from "../metrics/prometheus.ts";
 import type { TrafficSink } from "../metrics/traffic.ts";
 import type { Replica } from "../runtime/replica.ts";
@@ -668,6 +669,8 @@ export class Gateway {
   ): void {
     const exchange = new Exchange(route, res, deploymentId, call, this.config, done);
     const timeout = this.config.predictTimeoutMs;
+    // The replica (or the member it is handed to) gets the request's id.
+    const requestId = requestIdOf(res) ?? "";
     route.pool.dispatch(
       {
         method: "POST",
@@ -679,10 +682,19 @@ export class Gateway {
                 "application/json",
                 "content-length",
                 String(body.length),
+                REQUEST_ID_HEADER,
+                requestId,
                 MEMBER_SECRET_HEADER,
                 route.secret,
               ]
-            : ["content-type", "application/json", "content-length", String(body.length)],
+            : [
+                "content-type",
+                "application/json",
+                "content-length",
+                String(body.length),
+                REQUEST_ID_HEADER,
+                requestId,
+              ],
         body,
         headersTimeout: timeout,
         bodyTimeout: timeout,
@@ -920,9 +932,14 @@ class Exchange implements Dispatcher.DispatchHandler {
           ? {
               "content-type": this.contentType,
               "x-hangar-deployment-id": this.deploymentId,
+              "x-request-id": requestIdOf(res) ?? "",
               "content-length": declared,
             }
-          : { "content-type": this.contentType, "x-hangar-deployment-id": this.deploymentId },
+          : {
+              "content-type": this.contentType,
+              "x-hangar-deployment-id": this.deploymentId,
+              "x-request-id": requestIdOf(res) ?? "",
+            },
       ),
     );
     this.phase = "relay";

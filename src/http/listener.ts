@@ -13,6 +13,7 @@ import {
   refuseInTurn,
   trackExchange,
 } from "./client-error.ts";
+import { requestIdOf } from "./request-id.ts";
 import { checkRequest, checkUpgrade, sendRefusal } from "./request-target.ts";
 import { json } from "./routes.ts";
 
@@ -119,7 +120,7 @@ export class HttpListener {
       this.log.debug({ err: error }, "client went away mid-request");
       return;
     }
-    this.log.error({ err: error }, "request failed");
+    this.log.error({ err: error, requestId: requestIdOf(res) }, "request failed");
     if (!res.headersSent) json(res, 500, { error: "internal error", error_code: "internal_error" });
     else res.destroy();
   }

@@ -1,4 +1,5 @@
 import type { ServerResponse } from "node:http";
+import { REQUEST_ID_HEADER, requestIdOf } from "./request-id.ts";
 
 /**
  * Which web pages may talk to Hangar (API.md section 7). A browser names the
@@ -212,8 +213,14 @@ export function deferOriginHeaders(
   (res as WithAnswerHeaders)[ANSWER_HEADERS] = decision.headers;
 }
 
-/** The headers of an answer's writeHead with those deferOriginHeaders kept for it added. */
+/**
+ * The headers of an answer's writeHead with those deferOriginHeaders kept for it added, and the
+ * request's id (http/request-id.ts) when it has one and `headers` does not hold it yet.
+ */
 export function answerHead<T extends Record<string, string | number>>(res: ServerResponse, headers: T): T {
   const deferred = (res as WithAnswerHeaders)[ANSWER_HEADERS];
+  const id = requestIdOf(res);
+  const withId: Record<string, string | number> = headers;
+  if (id !== undefined && withId[REQUEST_ID_HEADER] === undefined) withId[REQUEST_ID_HEADER] = id;
   return deferred === undefined ? headers : Object.assign(headers, deferred);
 }

@@ -16,6 +16,7 @@ import { type BodyLimits, readGraphqlBody } from "./body-limit.ts";
 import type { Credentials } from "./credentials.ts";
 import type { GraphqlOverHttp } from "./graphql-http.ts";
 import { answerHead, applyOriginDecision, deferOriginHeaders, type OriginPolicy } from "./origin.ts";
+import { assignRequestId, REQUEST_ID_HEADER } from "./request-id.ts";
 import { targetOf } from "./request-target.ts";
 import { type BrowserSignIn, isSignInPath, redirect } from "./sign-in.ts";
 
@@ -102,6 +103,7 @@ function databaseAway(req: IncomingMessage, res: ServerResponse, error: unknown)
 function routeOnce(to: RouteTargets): (req: IncomingMessage, res: ServerResponse) => Promise<void> | void {
   return (req, res) => {
     const url = targetOf(req);
+    const requestId = assignRequestId(req, res);
     // Origin rules and CORS before any credential (http/origin.ts): preflights, other sites' pages.
     const origin = to.origins.decide(req.method, url.pathname, req.headers.origin);
     if (origin.action === "continue" && url.pathname.startsWith("/models/")) {
@@ -113,6 +115,8 @@ function routeOnce(to: RouteTargets): (req: IncomingMessage, res: ServerResponse
       if (!known) return refuse(req, res, 401, UNAUTHORIZED);
       return to.gateway(req, res, url.pathname, known);
     }
+    // Answers other than the gateway's get it here (the gateway's heads add it: answerHead).
+    if (!url.pathname.startsWith(PEER_PATH_PREFIX)) res.setHeader(REQUEST_ID_HEADER, requestId);
     if (applyOriginDecision(res, origin)) return void req.resume();
     if (isSignInPath(url.pathname)) return to.browser.handle(req, res, url.pathname, origin.session);
     if (url.pathname === "/graphql") return graphqlRequest(to, req, res, origin.session);

@@ -1,5 +1,5 @@
 // GET /metrics (API.md section 11): the Prometheus exposition, parsed with a Prometheus text-format
-// parser after known traffic through the gateway.
+// parser after known traffic through the gateway; and the request id on every answer.
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
@@ -134,6 +134,85 @@ describe("GET /metrics", () => {
     });
     expect(post.status).toBe(405);
     expect(post.headers.get("allow")).toBe("GET, HEAD");
+  });
+});
+
+/** A server command that answers with the request id it was sent. */
+const ECHO_ID_SERVER = {
+  "hangar.json": JSON.stringify({ server: { command: "node server.mjs" } }),
+  "server.mjs": `import http from "node:http";
+http.createServer((req, res) => {
+  req.resume();
+  req.on("end", () => {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ seen: req.headers["x-request-id"] ?? null }));
+  });
+}).listen(Number(process.env.PORT), "127.0.0.1");
+`,
+};
+
+describe("x-request-id", () => {
+  it("is the client's when well-formed, else a new one, on gateway and /graphql answers and at the replica", async () => {
+    const echo = await pushFolder(hangar, "echo-id", await modelFolder(ECHO_ID_SERVER));
+    await waitForStatus(hangar, echo.id, "ACTIVE");
+    const call = (id?: string) =>
+      fetch(`${hangar.url}/models/${echo.model.id}/deployments/${echo.id}/predict`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${hangar.key}`,
+          ...(id === undefined ? {} : { "x-request-id": id }),
+        },
+        body: "{}",
+      });
+    const given = await call("trace-01.A_b");
+    expect(given.headers.get("x-request-id")).toBe("trace-01.A_b");
+    expect(await given.json()).toEqual({ seen: "trace-01.A_b" });
+
+    for (const bad of [undefined, "has space", "x".repeat(129), "semi;colon"]) {
+      const answer = await call(bad);
+      const id = answer.headers.get("x-request-id");
+      expect(id).toMatch(/^[A-Za-z0-9._-]{1,128}$/);
+      expect(id).not.toBe(bad);
+      // The replica saw the same new id.
+      expect(await answer.json()).toEqual({ seen: id });
+    }
+    const first = (await call()).headers.get("x-request-id");
+    const second = (await call()).headers.get("x-request-id");
+    expect(first).not.toBe(second);
+
+    // A gateway error and a refusal carry it too, and so does /graphql.
+    const missing = await fetch(`${hangar.url}/models/${echo.model.id}/environments/nope/predict`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${hangar.key}`, "x-request-id": "err-1" },
+      body: "{}",
+    });
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get("x-request-id")).toBe("err-1");
+    const refused = await fetch(`${hangar.url}/models/${echo.model.id}/predict`, {
+      method: "POST",
+      headers: { "x-request-id": "no-key" },
+      body: "{}",
+    });
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get("x-request-id")).toBe("no-key");
+    const graphql = await fetch(`${hangar.url}/graphql`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        authorization: `Bearer ${hangar.key}`,
+        "x-request-id": "gql-7",
+      },
+      body: JSON.stringify({ query: "{ viewer { name } }" }),
+    });
+    expect(graphql.status).toBe(200);
+    expect(graphql.headers.get("x-request-id")).toBe("gql-7");
+    const fresh = await fetch(`${hangar.url}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${hangar.key}` },
+      body: JSON.stringify({ query: "{ viewer { name } }" }),
+    });
+    expect(fresh.headers.get("x-request-id")).toMatch(/^[A-Za-z0-9._-]{1,128}$/);
   });
 });
 
