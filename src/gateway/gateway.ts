@@ -669,32 +669,21 @@ export class Gateway {
   ): void {
     const exchange = new Exchange(route, res, deploymentId, call, this.config, done);
     const timeout = this.config.predictTimeoutMs;
-    // The replica (or the member it is handed to) gets the request's id.
-    const requestId = requestIdOf(res) ?? "";
+    // The replica (or the member it is handed to) gets the request's id; another member, the secret.
+    const headers = [
+      "content-type",
+      "application/json",
+      "content-length",
+      String(body.length),
+      REQUEST_ID_HEADER,
+      requestIdOf(res) ?? "",
+    ];
+    if (route instanceof PeerRoute) headers.push(MEMBER_SECRET_HEADER, route.secret);
     route.pool.dispatch(
       {
         method: "POST",
         path: route.predictPath,
-        headers:
-          route instanceof PeerRoute
-            ? [
-                "content-type",
-                "application/json",
-                "content-length",
-                String(body.length),
-                REQUEST_ID_HEADER,
-                requestId,
-                MEMBER_SECRET_HEADER,
-                route.secret,
-              ]
-            : [
-                "content-type",
-                "application/json",
-                "content-length",
-                String(body.length),
-                REQUEST_ID_HEADER,
-                requestId,
-              ],
+        headers,
         body,
         headersTimeout: timeout,
         bodyTimeout: timeout,

@@ -4,10 +4,9 @@
  * costs in proportion to the forking process's memory, and Hangar's is large, so each start saves a
  * fork of Hangar. The helper starts on first use and ends with Hangar, taking every slirp4netns along.
  */
-import { type ChildProcess, fork } from "node:child_process";
-import { packagePath } from "../package-root.ts";
+import type { ChildProcess } from "node:child_process";
+import { forkHelper } from "./helper-process.ts";
 
-const HELPER = packagePath("src", "runtime", "slirp-helper.mjs");
 /** A slirp4netns not ready by then is given up on (the replica runs without a network out). */
 const READY_MS = 10_000;
 /** The helper's own answer may take this much longer before Hangar stops waiting for it. */
@@ -72,12 +71,7 @@ export class SlirpLauncher {
 
   private running(): ChildProcess {
     if (this.helper?.connected) return this.helper;
-    // Plain Node, none of Hangar's flags (a TypeScript loader): the helper is plain JavaScript.
-    const helper = fork(HELPER, [], {
-      execArgv: [],
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
-      stdio: ["ignore", "ignore", "inherit", "ipc"],
-    });
+    const helper = forkHelper("slirp-helper.mjs");
     this.helper = helper;
     helper.on("message", (reply: HelperReply) => {
       this.settle(reply.id, reply.ok ? null : new Error(`slirp4netns ${reply.error ?? "failed"}`));

@@ -7,13 +7,12 @@
  * only its start and its exit go through the helper. The helper starts on first use and ends with
  * Hangar, taking the replicas along (they die with their parent).
  */
-import { type ChildProcess, fork } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
 import type { Readable, Writable } from "node:stream";
-import { packagePath } from "../package-root.ts";
+import { forkHelper } from "./helper-process.ts";
 
-const HELPER = packagePath("src", "runtime", "spawn-helper.mjs");
 /** A spawn the helper has not answered by then is given up on (and what it spawns late is killed). */
 const SPAWN_TIMEOUT_MS = 30_000;
 
@@ -218,12 +217,7 @@ export class Spawner {
 
   private running(): ChildProcess {
     if (this.helper?.connected) return this.helper;
-    // Plain Node, none of Hangar's flags (a TypeScript loader): the helper is plain JavaScript.
-    const helper = fork(HELPER, [], {
-      execArgv: [],
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
-      stdio: ["ignore", "ignore", "inherit", "ipc"],
-    });
+    const helper = forkHelper("spawn-helper.mjs");
     this.helper = helper;
     helper.on("message", (message: HelperMessage, handle: unknown) => this.onMessage(message, handle));
     let gone = false;

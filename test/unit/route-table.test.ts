@@ -29,6 +29,16 @@ function fakeDatabase() {
   return { db: { prisma } as unknown as Database, state };
 }
 
+/** The notice of the deployment's status change to SCALED_TO_ZERO. */
+const scaledToZero = {
+  kind: "event",
+  modelId: MODEL,
+  seq: 2,
+  deploymentId: DEPLOYMENT,
+  type: "DEPLOYMENT_STATUS_CHANGED",
+  deploymentStatus: "SCALED_TO_ZERO",
+} as const;
+
 function started() {
   const { db, state } = fakeDatabase();
   const bus = new ChangeBus();
@@ -42,14 +52,7 @@ describe("RouteTable", () => {
     const { table, bus, state } = started();
     await table.model(MODEL);
     await table.deployment(DEPLOYMENT);
-    bus.emitLocal({
-      kind: "event",
-      modelId: MODEL,
-      seq: 2,
-      deploymentId: DEPLOYMENT,
-      type: "DEPLOYMENT_STATUS_CHANGED",
-      deploymentStatus: "SCALED_TO_ZERO",
-    });
+    bus.emitLocal(scaledToZero);
     expect(table.modelNow(MODEL)?.developmentDeploymentId).toBe(DEPLOYMENT);
     expect(table.deploymentNow(DEPLOYMENT)?.status).toBe("SCALED_TO_ZERO");
     expect((await table.deployment(DEPLOYMENT))?.status).toBe("SCALED_TO_ZERO");
@@ -90,14 +93,7 @@ describe("RouteTable", () => {
     });
     const first = table.deployment(DEPLOYMENT);
     state.status = "SCALED_TO_ZERO";
-    bus.emitLocal({
-      kind: "event",
-      modelId: MODEL,
-      seq: 2,
-      deploymentId: DEPLOYMENT,
-      type: "DEPLOYMENT_STATUS_CHANGED",
-      deploymentStatus: "SCALED_TO_ZERO",
-    });
+    bus.emitLocal(scaledToZero);
     state.hold = null;
     release();
     expect((await first)?.status).toBe("ACTIVE");
