@@ -12,9 +12,10 @@
 import { spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { accessSync, constants, existsSync, lstatSync, readlinkSync } from "node:fs";
-import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { ReplicaSpec } from "./build.ts";
 import { CHANNEL_FD } from "./replica-channel.ts";
 import {
@@ -306,13 +307,37 @@ export class Bubblewrap implements Sandbox {
         if (!network) return null;
         const info = child.stdio[INFO_FD] as Readable;
         try {
-          slirp = await network.start(await sandboxPid(info));
+          const pid = await sandboxPid(info);
+          await sandboxSetUp(pid);
+          slirp = await network.start(pid);
           return null;
         } catch (error) {
           return `the replica has no network out: ${(error as Error).message}`;
         }
       },
     };
+  }
+}
+
+/** How long bubblewrap may take to set a sandbox up before slirp4netns is started regardless. */
+const SET_UP_MS = 5_000;
+
+/**
+ * Resolves once bubblewrap has set the sandbox `pid` up, or has ended. Its info fd speaks as soon as the
+ * namespaces exist, before it puts up the sandbox's loopback; slirp4netns brings that same interface up,
+ * and when it comes first bubblewrap's own setup fails ("loopback: Failed RTM_NEWADDR") and the replica
+ * never runs. Seen about once in 150 starts on a busy machine. The sandbox's init forks the replica's
+ * command only when all of its setup is done, so its first child is the sign; the command's Node starts
+ * then too, so slirp4netns still comes up while it does.
+ */
+async function sandboxSetUp(pid: number): Promise<void> {
+  const children = `/proc/${pid}/task/${pid}/children`;
+  const deadline = Date.now() + SET_UP_MS;
+  while (Date.now() < deadline) {
+    const text = await readFile(children, "utf8").catch(() => null);
+    // Null: the sandbox is gone (its setup failed, or it ended), or this kernel has no children file.
+    if (text === null || text !== "") return;
+    await sleep(1);
   }
 }
 
