@@ -15,6 +15,7 @@ export const ID_PREFIXES = {
   ApiKey: "key",
   Session: "ses",
   SignInLink: "sil",
+  ColdStart: "cst",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

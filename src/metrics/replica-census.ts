@@ -1,0 +1,43 @@
+/**
+ * hangar_replicas (API.md section 11): the replicas this member runs, by deployment and state, labelled
+ * with their model, read when /metrics is scraped (one query for the models of the deployments run here).
+ */
+import type { PrismaClient } from "../generated/prisma/client.ts";
+import type { ReplicaState } from "../runtime/replica.ts";
+import type { Runtime } from "../runtime/runtime.ts";
+import type { ReplicaCount } from "./prometheus.ts";
+
+/** The runtime's states under the names the API gives them (ReplicaState). */
+const STATE_NAMES: Record<ReplicaState, string> = {
+  starting: "STARTING",
+  ready: "READY",
+  draining: "STOPPING",
+  stopped: "STOPPED",
+};
+
+export function replicaCensus(
+  runtime: Pick<Runtime, "deploymentIds" | "replicasOf">,
+  prisma: PrismaClient,
+): () => Promise<ReplicaCount[]> {
+  return async () => {
+    const ids = runtime.deploymentIds();
+    if (ids.length === 0) return [];
+    const rows = await prisma.deployment.findMany({
+      where: { id: { in: ids } },
+      select: { id: true, modelId: true },
+    });
+    const models = new Map(rows.map((row) => [row.id, row.modelId]));
+    const counts: ReplicaCount[] = [];
+    for (const id of ids) {
+      const byState = new Map<string, number>();
+      for (const replica of runtime.replicasOf(id)) {
+        const state = STATE_NAMES[replica.state];
+        byState.set(state, (byState.get(state) ?? 0) + 1);
+      }
+      for (const [state, count] of byState) {
+        counts.push({ model: models.get(id) ?? "", deployment: id, state, count });
+      }
+    }
+    return counts;
+  };
+}
