@@ -5,7 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { gql, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
 import { createKey } from "../support/keys.ts";
-import { finished, promoteTo } from "../support/promotions.ts";
+import {
+  control,
+  createEnvironment,
+  finished,
+  promoteTo,
+  promotionOf,
+  reachedStage,
+} from "../support/promotions.ts";
 import { waitFor } from "../support/wait.ts";
 
 const MODEL = {
@@ -155,6 +162,55 @@ describe("GET /metrics", () => {
     expect(throughProduction).toMatchObject({ requests: 2, errors: 0 });
     expect(throughProduction.latencyMs.p50).toBeGreaterThan(100);
     expect(throughProduction.latencyMs.p50).toBeLessThanOrEqual(250);
+  });
+
+  it("shows a canary's share while it ramps, and counts the promotion's end by its outcome", async () => {
+    const envId = await createEnvironment(hangar, {
+      modelId: dep.model.id,
+      name: "staging",
+      promotionSettings: { rampUpWhilePromoting: true, rampUpDurationSeconds: 60 },
+    });
+    const first = await promoteTo(hangar, dep.id, "staging");
+    expect((await finished(hangar, first.id)).status).toBe("SUCCEEDED");
+    const next = await pushFolder(hangar, "metered", await modelFolder(MODEL));
+    await waitForStatus(hangar, next.id, "ACTIVE");
+    const ramp = await promoteTo(hangar, next.id, "staging");
+    await reachedStage(hangar, ramp.id, 1);
+    expect((await control(hangar, "pausePromotion", envId)).status).toBe("PAUSED");
+    const paused = await promotionOf(hangar, ramp.id);
+    const samples = async (name: string) =>
+      (
+        parsePrometheusTextFormat(await (await scrape()).text()).find((f) => f.name === name)?.metrics ?? []
+      ).map((m): Record<string, string | number> => ({ ...m.labels, value: Number(m.value) }));
+    const staging = { model: dep.model.id, environment: "staging" };
+    // The pause is reported with the promotion's next event: the gauge follows it.
+    await waitFor(
+      async () => {
+        const canary = await samples("hangar_canary_traffic_percent");
+        return canary.some(
+          (c) => c.environment === "staging" && c.value === paused.percentTrafficToNewVersion,
+        );
+      },
+      { what: "the paused share in hangar_canary_traffic_percent" },
+    );
+    expect(paused.percentTrafficToNewVersion).toBeGreaterThan(0);
+    expect((await control(hangar, "cancelPromotion", envId)).status).toBe("CANCELED");
+    await waitFor(
+      async () => {
+        const ended = await samples("hangar_promotions_total");
+        return ended.some((p) => p.environment === "staging" && p.status === "CANCELED" && p.value === 1);
+      },
+      { what: "the canceled promotion in hangar_promotions_total" },
+    );
+    expect(await samples("hangar_promotions_total")).toEqual(
+      expect.arrayContaining([
+        { ...staging, status: "SUCCEEDED", value: 1 },
+        { ...staging, status: "CANCELED", value: 1 },
+      ]),
+    );
+    expect(
+      (await samples("hangar_canary_traffic_percent")).filter((c) => c.environment === "staging"),
+    ).toEqual([]);
   });
 
   it("records a wake-up a request caused as one cold start, with its phases, however many requests it held", async () => {
