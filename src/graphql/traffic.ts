@@ -112,12 +112,15 @@ function series(ctx: GraphQLContext, scope: TrafficScope, windowSeconds: number,
 builder.prismaObjectFields("Deployment", (t) => ({
   metrics: t.field({
     type: TrafficMetricsRef,
+    // Database reads of every member's counts, after a write of this member's: dearer than a field.
+    complexity: 10,
     description: `Its traffic over the last windowSeconds, through every path and every Hangar process (${WINDOW})`,
     args: { windowSeconds: t.arg.int({ defaultValue: 300 }) },
     resolve: (d, args, ctx) => metrics(ctx, { deploymentId: d.id }, args.windowSeconds ?? 300),
   }),
   metricsSeries: t.field({
     type: [TrafficPointRef],
+    complexity: 20,
     description: `Its traffic in steps, oldest first, the current step last (${SERIES})`,
     args: {
       windowSeconds: t.arg.int({ defaultValue: 3600 }),
@@ -145,12 +148,15 @@ builder.prismaObjectFields("Deployment", (t) => ({
 builder.prismaObjectFields("Environment", (t) => ({
   metrics: t.field({
     type: TrafficMetricsRef,
+    // Database reads of every member's counts, after a write of this member's: dearer than a field.
+    complexity: 10,
     description: `The traffic through its paths over the last windowSeconds, every Hangar process together (${WINDOW})`,
     args: { windowSeconds: t.arg.int({ defaultValue: 300 }) },
     resolve: (env, args, ctx) => metrics(ctx, { environmentId: env.id }, args.windowSeconds ?? 300),
   }),
   metricsSeries: t.field({
     type: [TrafficPointRef],
+    complexity: 20,
     description: `The traffic through its paths in steps, oldest first, the current step last (${SERIES})`,
     args: {
       windowSeconds: t.arg.int({ defaultValue: 3600 }),
