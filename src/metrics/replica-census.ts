@@ -19,23 +19,34 @@ export function replicaCensus(
   runtime: Pick<Runtime, "deploymentIds" | "replicasOf">,
   prisma: PrismaClient,
 ): () => Promise<ReplicaCount[]> {
+  // A deployment's model never changes: each is looked up once.
+  const models = new Map<string, string>();
   return async () => {
     const ids = runtime.deploymentIds();
-    if (ids.length === 0) return [];
-    const rows = await prisma.deployment.findMany({
-      where: { id: { in: ids } },
-      select: { id: true, modelId: true },
-    });
-    const models = new Map(rows.map((row) => [row.id, row.modelId]));
+    const unknown = ids.filter((id) => !models.has(id));
+    if (unknown.length > 0) {
+      try {
+        const rows = await prisma.deployment.findMany({
+          where: { id: { in: unknown } },
+          select: { id: true, modelId: true },
+        });
+        for (const row of rows) models.set(row.id, row.modelId);
+      } catch {
+        // The database away: those deployments' replicas are left out of this scrape, not the scrape.
+      }
+    }
+    const runHere = new Set(ids);
+    for (const id of models.keys()) if (!runHere.has(id)) models.delete(id);
     const counts: ReplicaCount[] = [];
     for (const id of ids) {
+      if (!models.has(id)) continue;
       const byState = new Map<string, number>();
       for (const replica of runtime.replicasOf(id)) {
         const state = STATE_NAMES[replica.state];
         byState.set(state, (byState.get(state) ?? 0) + 1);
       }
       for (const [state, count] of byState) {
-        counts.push({ model: models.get(id) ?? "", deployment: id, state, count });
+        counts.push({ model: models.get(id) as string, deployment: id, state, count });
       }
     }
     return counts;
