@@ -28,6 +28,8 @@ export interface Config {
   autoscalerIntervalMs: number;
   /** Identical subscriptions share one execution (http/shared-subscriptions.ts); off only to measure. */
   sharedSubscriptions: boolean;
+  /** HANGAR_METRICS: the gateway counts answers for GET /metrics (metrics/prometheus.ts); off: /metrics is 404. */
+  metrics: boolean;
   /** GraphQL limits, checked before execution (graphql/limits.ts, API.md section 8). */
   graphqlMaxDepth: number;
   graphqlMaxTokens: number;
@@ -97,6 +99,19 @@ function integer(env: Env, name: string, fallback: number, min = 0): number {
     throw new Error(`${name} must be an integer >= ${min}, got '${raw}'`);
   }
   return value;
+}
+
+/**
+ * An on/off setting: unset or empty is `fallback`; 1, on, true and 0, off, false (any case). Anything
+ * else stops the server: a typo must not silently turn a feature on or off.
+ */
+function onOff(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = raw.toLowerCase();
+  if (value === "1" || value === "on" || value === "true") return true;
+  if (value === "0" || value === "off" || value === "false") return false;
+  throw new Error(`${name} must be 1, on or true, or 0, off or false, got '${raw.slice(0, 40)}'`);
 }
 
 /** A number > 0 (fractions allowed, e.g. a retention of 0.001 days in tests). */
@@ -189,6 +204,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     autoscalerIntervalMs:
       overrides.autoscalerIntervalMs ?? integer(env, "HANGAR_AUTOSCALER_INTERVAL_MS", 500, 50),
     sharedSubscriptions: overrides.sharedSubscriptions ?? env.HANGAR_SHARED_SUBSCRIPTIONS !== "0",
+    metrics: overrides.metrics ?? onOff(env, "HANGAR_METRICS", true),
     graphqlMaxDepth: overrides.graphqlMaxDepth ?? integer(env, "HANGAR_GRAPHQL_MAX_DEPTH", 12, 1),
     graphqlMaxTokens: overrides.graphqlMaxTokens ?? integer(env, "HANGAR_GRAPHQL_MAX_TOKENS", 5000, 1),
     graphqlMaxAliases: overrides.graphqlMaxAliases ?? integer(env, "HANGAR_GRAPHQL_MAX_ALIASES", 50, 0),

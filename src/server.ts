@@ -128,8 +128,9 @@ export async function startServer(
     const secret = db.kind === "postgres" ? new MemberSecret(await memberSecret(db.prisma)) : null;
     const peers = secret ? new PeerDirectory(db.prisma, ctx.member, secret, systemClock) : null;
     peers?.start(bus);
-    const prometheus = new PrometheusMetrics();
-    prometheus.countReplicasWith(replicaCensus(runtime, db.prisma));
+    // HANGAR_METRICS off: nothing counted (the gateway and the promotions skip a null) and /metrics is 404.
+    const prometheus = config.metrics ? new PrometheusMetrics() : null;
+    prometheus?.countReplicasWith(replicaCensus(runtime, db.prisma));
     const gateway = new Gateway(effective, routeTable, runtime, traffic, controller, peers, prometheus);
     const autoscaler = new Autoscaler(
       ctx,

@@ -36,6 +36,11 @@ function refuse(req: IncomingMessage, res: ServerResponse, status: number, body:
 }
 
 const UNAUTHORIZED = { error: "missing or wrong API key", error_code: "unauthorized" };
+/** /metrics of a server started with HANGAR_METRICS off: said so, so a scraper's owner sees why. */
+const METRICS_OFF = {
+  error: "metrics are off on this server: it was started with HANGAR_METRICS off (0, off or false)",
+  error_code: "metrics_off",
+};
 
 /** Where the gateway's paths go, with the access their bearer key gives. */
 export type GatewayHandler = (
@@ -60,7 +65,7 @@ export interface RouteTargets {
   /** Null on the embedded database: no other member can hand anything over. */
   peers: PeerTargets | null;
   bodyLimits: BodyLimits;
-  /** GET /metrics (API.md section 11): the Prometheus exposition, or null for none. */
+  /** GET /metrics (API.md section 11): the Prometheus exposition, or null when off (HANGAR_METRICS=0). */
   metrics?: { exposition(): Promise<{ contentType: string; body: string }> } | null;
 }
 
@@ -120,7 +125,9 @@ function routeOnce(to: RouteTargets): (req: IncomingMessage, res: ServerResponse
     if (applyOriginDecision(res, origin)) return void req.resume();
     if (isSignInPath(url.pathname)) return to.browser.handle(req, res, url.pathname, origin.session);
     if (url.pathname === "/graphql") return graphqlRequest(to, req, res, origin.session);
-    if (url.pathname === "/metrics" && to.metrics) return metricsRequest(to.metrics, to, req, res);
+    if (url.pathname === "/metrics") {
+      return to.metrics ? metricsRequest(to.metrics, to, req, res) : refuse(req, res, 404, METRICS_OFF);
+    }
     if (to.peers && url.pathname.startsWith(PEER_PATH_PREFIX)) {
       if (!to.peers.secret.admits(req.headers[MEMBER_SECRET_HEADER])) {
         return refuse(req, res, 401, { error: "missing or wrong member secret", error_code: "unauthorized" });

@@ -306,6 +306,36 @@ describe("GET /metrics", () => {
   });
 });
 
+describe("HANGAR_METRICS off", () => {
+  it("answers /metrics with 404 metrics_off and still serves predictions", async () => {
+    const off = await startHangar({ env: { HANGAR_METRICS: "0" } });
+    try {
+      const plain = await pushFolder(off, "unmetered", await modelFolder(MODEL));
+      await waitForStatus(off, plain.id, "ACTIVE");
+      const answer = await predict(off, `/models/${plain.model.id}/deployments/${plain.id}/predict`, {});
+      expect(answer).toMatchObject({ status: 200, body: { ok: true }, deploymentId: plain.id });
+      // With the admin key and without one alike: there is nothing at /metrics to guard.
+      const withKey: Record<string, string> = { authorization: `Bearer ${off.key}` };
+      for (const headers of [withKey, {}]) {
+        const refused = await fetch(`${off.url}/metrics`, { headers });
+        expect(refused.status).toBe(404);
+        expect(await refused.json()).toEqual({
+          error: expect.stringContaining("metrics are off"),
+          error_code: "metrics_off",
+        });
+      }
+    } finally {
+      await off.dispose();
+    }
+  });
+
+  it("stops the start at a value it does not know", async () => {
+    await expect(startHangar({ env: { HANGAR_METRICS: "maybe" } })).rejects.toThrow(
+      "HANGAR_METRICS must be 1, on or true, or 0, off or false, got 'maybe'",
+    );
+  });
+});
+
 /** A server command that answers with the request id it was sent. */
 const ECHO_ID_SERVER = {
   "hangar.json": JSON.stringify({ server: { command: "node server.mjs" } }),
