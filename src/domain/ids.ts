@@ -15,6 +15,8 @@ export const ID_PREFIXES = {
   ApiKey: "key",
   Session: "ses",
   SignInLink: "sil",
+  Webhook: "whk",
+  WebhookDelivery: "dlv",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -12,6 +12,7 @@ import "./members.ts";
 import "./usage.ts";
 import "./promotion.ts";
 import "./api-key.ts";
+import "./webhooks.ts";
 import "./server-info.ts";
 
 export const schema = builder.toSchema({ sortSchema: false });

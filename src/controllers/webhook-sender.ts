@@ -1,0 +1,100 @@
+/**
+ * The HTTP side of webhook delivery (API.md section 11): one signed POST, an answer within the timeout
+ * or none, redirects never followed. What the receiver says past its status is read and dropped.
+ */
+import { Agent, request } from "undici";
+import { signatureHeader, type WebhookBody } from "../domain/webhooks.ts";
+
+/** One attempt to send. */
+export interface OutgoingDelivery {
+  deliveryId: string;
+  url: string;
+  secret: string;
+  body: WebhookBody;
+  /** The attempt's time (ms since the epoch): signed as `t`. */
+  at: number;
+}
+
+export type SendOutcome = { ok: true; status: number } | { ok: false; status: number | null; error: string };
+
+/** Sends a delivery; never throws (a failure is an outcome), and stops when `signal` aborts. */
+export interface WebhookSender {
+  send(delivery: OutgoingDelivery, signal: AbortSignal): Promise<SendOutcome>;
+}
+
+/** Longest lastError kept: a receiver's or the network's words, cut short. */
+const MAX_ERROR_LENGTH = 500;
+/** What is read of an answer's body before the connection is dropped. */
+const DRAIN_LIMIT_BYTES = 64 * 1024;
+
+export class HttpWebhookSender implements WebhookSender {
+  private readonly agent: Agent;
+
+  constructor(private readonly timeoutMs: number) {
+    // Its own connections: a receiver that hangs holds no socket the gateway or the members need.
+    this.agent = new Agent({
+      connect: { timeout: timeoutMs },
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      keepAliveTimeout: 4_000,
+      connections: 4,
+    });
+  }
+
+  async send(delivery: OutgoingDelivery, signal: AbortSignal): Promise<SendOutcome> {
+    const body = JSON.stringify(delivery.body);
+    const t = Math.floor(delivery.at / 1000);
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    try {
+      // undici's request follows no redirect: a 3xx comes back as the answer it is.
+      const answer = await request(delivery.url, {
+        method: "POST",
+        dispatcher: this.agent,
+        signal: AbortSignal.any([signal, timeout]),
+        headers: {
+          "content-type": "application/json",
+          "user-agent": "Hangar-Webhooks",
+          "x-hangar-event": delivery.body.type,
+          "x-hangar-delivery": delivery.deliveryId,
+          "x-hangar-signature": signatureHeader(delivery.secret, t, body),
+        },
+        body,
+      });
+      // The status is the answer; the body is drained in the background, bounded, so that the
+      // connection can be used again (or dropped past the limit).
+      void answer.body.dump({ limit: DRAIN_LIMIT_BYTES }).catch(() => undefined);
+      const status = answer.statusCode;
+      if (status >= 200 && status < 300) return { ok: true, status };
+      if (status >= 300 && status < 400) {
+        return { ok: false, status, error: `the receiver answered ${status} (a redirect, not followed)` };
+      }
+      return { ok: false, status, error: `the receiver answered ${status}` };
+    } catch (error) {
+      if (timeout.aborted) {
+        return { ok: false, status: null, error: `no answer within ${this.timeoutMs / 1000} s` };
+      }
+      if (signal.aborted) return { ok: false, status: null, error: "interrupted: Hangar is stopping" };
+      return { ok: false, status: null, error: describeFailure(error) };
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.agent.destroy();
+  }
+}
+
+/** A network failure in a few words (its code first): never the URL, which may hold a token. */
+function describeFailure(error: unknown): string {
+  const code =
+    typeof error === "object" && error !== null && "code" in error
+      ? String((error as { code: unknown }).code)
+      : "";
+  const cause =
+    typeof error === "object" && error !== null && "cause" in error && (error as { cause: unknown }).cause
+      ? (error as { cause: { code?: unknown; message?: unknown } }).cause
+      : null;
+  const causeCode = cause && typeof cause.code === "string" ? cause.code : "";
+  const message = error instanceof Error ? error.message : String(error);
+  const text = [code || causeCode, message].filter(Boolean).join(": ");
+  return `could not deliver: ${text}`.slice(0, MAX_ERROR_LENGTH);
+}
