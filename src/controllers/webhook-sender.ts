@@ -44,13 +44,22 @@ export class HttpWebhookSender implements WebhookSender {
   async send(delivery: OutgoingDelivery, signal: AbortSignal): Promise<SendOutcome> {
     const body = JSON.stringify(delivery.body);
     const t = Math.floor(delivery.at / 1000);
-    const timeout = AbortSignal.timeout(this.timeoutMs);
+    // One controller per attempt, tied to the worker's for as long as the attempt lasts (a listener
+    // left on the long-lived signal would pile up, one per attempt).
+    const attempt = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      attempt.abort();
+    }, this.timeoutMs);
+    const stop = () => attempt.abort();
+    signal.addEventListener("abort", stop, { once: true });
     try {
       // undici's request follows no redirect: a 3xx comes back as the answer it is.
       const answer = await request(delivery.url, {
         method: "POST",
         dispatcher: this.agent,
-        signal: AbortSignal.any([signal, timeout]),
+        signal: attempt.signal,
         headers: {
           "content-type": "application/json",
           "user-agent": "Hangar-Webhooks",
@@ -70,11 +79,14 @@ export class HttpWebhookSender implements WebhookSender {
       }
       return { ok: false, status, error: `the receiver answered ${status}` };
     } catch (error) {
-      if (timeout.aborted) {
+      if (timedOut) {
         return { ok: false, status: null, error: `no answer within ${this.timeoutMs / 1000} s` };
       }
       if (signal.aborted) return { ok: false, status: null, error: "interrupted: Hangar is stopping" };
       return { ok: false, status: null, error: describeFailure(error) };
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", stop);
     }
   }
 

@@ -50,6 +50,8 @@ export class WebhookWorker {
   private retryTimer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private stopping = false;
+  /** Until start(), it sweeps only when told to (tests drive it so, step by step). */
+  private started = false;
   /** Set while the database fails: the first error is logged, then one line when it works again. */
   private failing = false;
   private lastPruneAt = Number.NEGATIVE_INFINITY;
@@ -72,6 +74,7 @@ export class WebhookWorker {
   }
 
   start(): void {
+    this.started = true;
     this.unsubscribe = this.bus.on((change) => {
       if (change.kind === "webhooks" || change.kind === "resync") this.wake();
     });
@@ -93,6 +96,11 @@ export class WebhookWorker {
     );
   }
 
+  /** Webhooks with a delivery under way here (claimed, being sent or recorded). */
+  get busy(): number {
+    return this.inFlight.size;
+  }
+
   /** Resolves once no send is under way here (tests). */
   async idle(): Promise<void> {
     while (this.inFlight.size > 0) await Promise.all([...this.inFlight.values()]);
@@ -100,7 +108,7 @@ export class WebhookWorker {
 
   /** Asks for a sweep: at once, or right after the one running (wake-ups in between make one). */
   wake(): void {
-    if (this.stopping) return;
+    if (this.stopping || !this.started) return;
     if (this.sweeping) {
       this.again = true;
       return;
@@ -124,9 +132,10 @@ export class WebhookWorker {
       const heads = await headsOfLine(this.db.prisma);
       const now = this.clock.now();
       const waiting = heads.filter((head) => !this.inFlight.has(head.webhookId));
-      const due = waiting.filter((head) => head.nextAttemptAt.getTime() <= now);
+      const dueAt = (head: HeadOfLine) => head.nextAttemptAt?.getTime() ?? now;
+      const due = waiting.filter((head) => dueAt(head) <= now);
       this.scheduleRetry(
-        waiting.filter((head) => head.nextAttemptAt.getTime() > now),
+        waiting.map(dueAt).filter((at) => at > now),
         now,
       );
       const others = due.flatMap((head) =>
@@ -150,9 +159,9 @@ export class WebhookWorker {
   }
 
   /** A timer for the earliest retry that falls due before the next sweep. */
-  private scheduleRetry(later: HeadOfLine[], now: number): void {
+  private scheduleRetry(later: number[], now: number): void {
     if (later.length === 0 || this.stopping) return;
-    const soonest = Math.min(...later.map((head) => head.nextAttemptAt.getTime()));
+    const soonest = Math.min(...later);
     if (soonest - now >= this.sweepMs) return;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => this.wake(), Math.max(soonest - now, 0));

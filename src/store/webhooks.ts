@@ -94,7 +94,8 @@ export interface HeadOfLine {
   id: string;
   webhookId: string;
   leaseOwner: string | null;
-  nextAttemptAt: Date;
+  /** null: never tried, due at once. */
+  nextAttemptAt: Date | null;
 }
 
 /** Every live webhook's head of line (one indexed scan of the pending deliveries). */
@@ -119,7 +120,12 @@ export async function claimDelivery(
   leaseExpiresAt: Date,
 ): Promise<boolean> {
   const { count } = await prisma.webhookDelivery.updateMany({
-    where: { id: head.id, status: "PENDING", leaseOwner: head.leaseOwner, nextAttemptAt: { lte: now } },
+    where: {
+      id: head.id,
+      status: "PENDING",
+      leaseOwner: head.leaseOwner,
+      OR: [{ nextAttemptAt: null }, { nextAttemptAt: { lte: now } }],
+    },
     data: { leaseOwner: owner, leaseExpiresAt },
   });
   return count === 1;

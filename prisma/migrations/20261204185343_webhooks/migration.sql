@@ -30,7 +30,7 @@ CREATE TABLE "WebhookDelivery" (
     "lastError" TEXT,
     "createdAt" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "firstAttemptAt" TIMESTAMPTZ(3),
-    "nextAttemptAt" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "nextAttemptAt" TIMESTAMPTZ(3),
     "deliveredAt" TIMESTAMPTZ(3),
     "finishedAt" TIMESTAMPTZ(3),
     "leaseOwner" TEXT,
