@@ -13,6 +13,7 @@ import { register as registerPromotionControls } from "./commands/promotion-cont
 import { register as registerPush } from "./commands/push.ts";
 import { register as registerServe } from "./commands/serve.ts";
 import { register as registerWatch } from "./commands/watch.ts";
+import { register as registerWebhooks } from "./commands/webhooks.ts";
 import { reportError } from "./errors.ts";
 
 const program = new Command("hangar")
@@ -47,6 +48,7 @@ registerDeploymentControls(program);
 registerLogs(program);
 registerPredict(program);
 registerKeys(program);
+registerWebhooks(program);
 registerServe(program);
 
 let code: number;
