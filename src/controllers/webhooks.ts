@@ -3,6 +3,7 @@ import type { Clock } from "../domain/clock.ts";
 import { nextAttemptAfterFailure, type WebhookBody } from "../domain/webhooks.ts";
 import type { ChangeBus } from "../events/bus.ts";
 import { encodeEventCursor } from "../events/log.ts";
+import type { ModelEvent } from "../generated/prisma/client.ts";
 import type { Logger } from "../logger.ts";
 import {
   type AttemptRecord,
@@ -194,13 +195,20 @@ export class WebhookWorker {
       await releaseDeliveries(prisma, this.holder.id, [head.id]);
       return;
     }
+    const { event } = found;
+    if (!event) {
+      const now = new Date(this.clock.now());
+      const record = { outcome: "failed" as const, status: null, error: "its event no longer exists" };
+      await recordAttempt(prisma, found.delivery, this.holder.id, now, record);
+      return;
+    }
     const at = this.clock.now();
     const outcome = await this.sender.send(
       {
         deliveryId: found.delivery.id,
         url: found.webhook.url,
         secret: found.webhook.secret,
-        body: bodyOf(found),
+        body: bodyOf(event),
         at,
       },
       this.aborts.signal,
@@ -241,7 +249,7 @@ export class WebhookWorker {
 }
 
 /** The JSON body of API.md section 11. */
-export function bodyOf({ event }: Pick<DeliveryToSend, "event">): WebhookBody {
+export function bodyOf(event: ModelEvent): WebhookBody {
   return {
     cursor: encodeEventCursor(event.seq),
     type: event.type,

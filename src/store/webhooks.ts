@@ -135,14 +135,14 @@ export async function claimDelivery(
 export interface DeliveryToSend {
   delivery: WebhookDelivery;
   webhook: Webhook;
-  event: ModelEvent;
+  /** null if the event row is gone (nothing deletes events today; a delivery must not wait on one). */
+  event: ModelEvent | null;
 }
 
 export async function deliveryToSend(prisma: PrismaClient, id: string): Promise<DeliveryToSend | null> {
   const delivery = await prisma.webhookDelivery.findUnique({ where: { id }, include: { webhook: true } });
   if (!delivery) return null;
   const event = await prisma.modelEvent.findUnique({ where: { id: delivery.eventId } });
-  if (!event) return null;
   const { webhook, ...row } = delivery;
   return { delivery: row, webhook, event };
 }

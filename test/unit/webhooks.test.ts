@@ -343,6 +343,33 @@ describe("the webhook worker", () => {
     expect(row).toMatchObject({ status: "PENDING", attempts: 0, leaseOwner: null });
   });
 
+  it("survives a database that fails: says so once, sends nothing, and goes on when it is back", async () => {
+    const clock = new FakeClock();
+    const sender = new FakeSender();
+    const modelId = await model("outage");
+    await webhook(modelId);
+    await event(modelId, "ENVIRONMENT_UPDATED", "after the outage");
+    const down = new Error("connection refused");
+    const failing = { $queryRaw: () => Promise.reject(down) };
+    // A database whose client can be swapped: down first, then the real one.
+    const flaky = { ...db, prisma: failing } as unknown as Database;
+    const outageLog = createLogger("silent");
+    const errors = vi.spyOn(outageLog, "error");
+    const infos = vi.spyOn(outageLog, "info");
+    const w = new WebhookWorker(flaky, new ChangeBus(), soleHolder("me"), sender, clock, outageLog);
+    workers.push(w);
+    for (let i = 0; i < 3; i++) await pass(w, sender);
+    expect(errors).toHaveBeenCalledTimes(1);
+    expect(errors.mock.calls[0]?.[0]).toEqual({ err: down });
+    expect(sender.sent).toHaveLength(0);
+    (flaky as { prisma: unknown }).prisma = db.prisma;
+    await pass(w, sender);
+    expect(infos).toHaveBeenCalledWith("webhooks: the database answers again; deliveries go on");
+    expect(sender.sent.map((s) => s.body.message)).toEqual(["after the outage"]);
+    sender.answer(OK);
+    await w.idle();
+  });
+
   it("keeps one slow webhook from holding up another", async () => {
     const clock = new FakeClock();
     const sender = new FakeSender();
