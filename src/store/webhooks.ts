@@ -98,13 +98,22 @@ export interface HeadOfLine {
   nextAttemptAt: Date | null;
 }
 
-/** Every live webhook's head of line (one indexed scan of the pending deliveries). */
+/**
+ * Every live webhook's head of line: one index probe per webhook (a LATERAL LIMIT 1 on (status,
+ * webhookId, seq)), so that a dead receiver's thousands of waiting deliveries cost the sweep nothing.
+ */
 export function headsOfLine(prisma: PrismaClient): Promise<HeadOfLine[]> {
   return prisma.$queryRaw<HeadOfLine[]>`
-    SELECT DISTINCT ON (d."webhookId") d.id, d."webhookId", d."leaseOwner", d."nextAttemptAt"
-    FROM "WebhookDelivery" AS d JOIN "Webhook" AS w ON w.id = d."webhookId"
-    WHERE d.status = 'PENDING' AND w."deletedAt" IS NULL
-    ORDER BY d."webhookId", d.seq`;
+    SELECT head.id, head."webhookId", head."leaseOwner", head."nextAttemptAt"
+    FROM "Webhook" AS w
+    CROSS JOIN LATERAL (
+      SELECT d.id, d."webhookId", d."leaseOwner", d."nextAttemptAt"
+      FROM "WebhookDelivery" AS d
+      WHERE d.status = 'PENDING' AND d."webhookId" = w.id
+      ORDER BY d.seq
+      LIMIT 1
+    ) AS head
+    WHERE w."deletedAt" IS NULL`;
 }
 
 /**

@@ -9,6 +9,7 @@ import { type LeaseHolder, soleHolder } from "../../src/controllers/leases.ts";
 import type { OutgoingDelivery, SendOutcome, WebhookSender } from "../../src/controllers/webhook-sender.ts";
 import { WebhookWorker } from "../../src/controllers/webhooks.ts";
 import type { Database } from "../../src/db/client.ts";
+import { type Access, mayManageWebhook } from "../../src/domain/access.ts";
 import { FakeClock } from "../../src/domain/clock.ts";
 import {
   MAX_RETRY_MS,
@@ -84,6 +85,28 @@ describe("webhook URLs", () => {
       `https://example.com/${"a".repeat(2048)}`,
     ]) {
       expect(webhookUrlProblem(bad), bad).toEqual(expect.any(String));
+    }
+  });
+});
+
+describe("who may manage webhooks", () => {
+  const key = (role: Access["role"], modelIds: string[] | null = null): Access => ({
+    keyId: "key_x",
+    name: "k",
+    role,
+    modelIds,
+    environments: null,
+  });
+  it("ADMIN any; DEPLOYER its models, and every model only unlimited; VIEWER and INFERENCE none", () => {
+    expect(mayManageWebhook(key("ADMIN"), null)).toBe(true);
+    expect(mayManageWebhook(key("ADMIN"), "mdl_a")).toBe(true);
+    expect(mayManageWebhook(key("DEPLOYER"), null)).toBe(true);
+    expect(mayManageWebhook(key("DEPLOYER", ["mdl_a"]), "mdl_a")).toBe(true);
+    expect(mayManageWebhook(key("DEPLOYER", ["mdl_a"]), "mdl_b")).toBe(false);
+    expect(mayManageWebhook(key("DEPLOYER", ["mdl_a"]), null)).toBe(false);
+    for (const role of ["VIEWER", "INFERENCE"] as const) {
+      expect(mayManageWebhook(key(role), null)).toBe(false);
+      expect(mayManageWebhook(key(role), "mdl_a")).toBe(false);
     }
   });
 });
