@@ -1,8 +1,13 @@
 // Webhooks with several members on one PostgreSQL (API.md sections 10 and 11): each event is sent by
 // exactly one member, and a member killed while its delivery is in flight loses nothing.
+import { randomBytes } from "node:crypto";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { gql } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
+import { startPostgres } from "../support/postgres.ts";
 import { createEnvironment } from "../support/promotions.ts";
 import { waitFor } from "../support/wait.ts";
 import { createWebhook, deliveriesOf, startReceiver, verifySignature } from "../support/webhook-receiver.ts";
@@ -93,5 +98,53 @@ describe("webhooks across members", () => {
     expect(delivery).toMatchObject({ status: "DELIVERED", attempts: 1, lastStatus: 200 });
     expect(receiver.received).toHaveLength(2);
     await receiver.close();
+  });
+
+  it("goes on after PostgreSQL was away, with the retry that fell due meanwhile", async () => {
+    // The first attempt gets a 500; its retry (1 s later) falls due while PostgreSQL is stopped.
+    const receiver = await startReceiver((_path, n) => (n === 0 ? 500 : 200));
+    const cluster = await startPostgres();
+    try {
+      const hangar = await startHangar({
+        reuse: {
+          dataDir: await mkdtemp(path.join(tmpdir(), "hangar-test-")),
+          databaseUrl: cluster.url,
+          key: `hk_test_${randomBytes(16).toString("hex")}`,
+        },
+      });
+      started.push(hangar);
+      const modelId = await createModel(hangar, "outage");
+      const { id, secret } = await createWebhook(hangar, {
+        url: `${receiver.url}/outage`,
+        modelId,
+        events: ["ENVIRONMENT_CREATED"],
+      });
+      await createEnvironment(hangar, { modelId, name: "before-outage" });
+      await waitFor(() => receiver.received.length === 1, { what: "the first attempt" });
+      await cluster.pause();
+      // Down for longer than the retry's wait: the worker's sweeps fail meanwhile.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      expect(receiver.received).toHaveLength(1);
+      await cluster.resume();
+      const [delivery] = await waitFor(
+        async () => {
+          const list = await deliveriesOf(hangar, id);
+          return list[0]?.status === "DELIVERED" ? list : null;
+        },
+        { what: "the retry after the outage", timeoutMs: 30_000 },
+      );
+      expect(delivery).toMatchObject({ attempts: 2, lastStatus: 200 });
+      expect(receiver.received).toHaveLength(2);
+      expect(hangar.process.exitCode).toBeNull();
+      // The worker said so (once per outage, not once per sweep), never with the secret.
+      const said = hangar.output().match(/webhooks: the worker failed/g)?.length ?? 0;
+      expect(said).toBeGreaterThanOrEqual(1);
+      expect(said).toBeLessThanOrEqual(2);
+      expect(hangar.output()).not.toContain(secret);
+    } finally {
+      await receiver.close();
+      for (const hangar of started.splice(0)) await hangar.dispose();
+      await cluster.stop();
+    }
   });
 });
