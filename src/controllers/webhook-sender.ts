@@ -31,13 +31,14 @@ export class HttpWebhookSender implements WebhookSender {
   private readonly agent: Agent;
 
   constructor(private readonly timeoutMs: number) {
-    // Its own connections: a receiver that hangs holds no socket the gateway or the members need.
+    // Its own connections: a receiver that hangs holds no socket the gateway or the members need. No
+    // cap per origin: webhooks on one host must not queue behind one of them that hangs (the worker's
+    // pool bounds how many are open).
     this.agent = new Agent({
       connect: { timeout: timeoutMs },
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
       keepAliveTimeout: 4_000,
-      connections: 4,
     });
   }
 
