@@ -25,8 +25,10 @@ import { BrowserSignIn } from "./http/sign-in.ts";
 import type { Logger } from "./logger.ts";
 import { installMemoryProbe } from "./memory-probe.ts";
 import { PrometheusMetrics } from "./metrics/prometheus.ts";
+import { replicaCensus } from "./metrics/replica-census.ts";
 import { NO_OTHER_MEMBERS, SharedTraffic } from "./metrics/shared-traffic.ts";
 import { TrafficMeter } from "./metrics/traffic.ts";
+import { TrafficFigures } from "./metrics/traffic-figures.ts";
 import { openFence } from "./runtime/fence.ts";
 import type { IsolationReport } from "./runtime/isolation.ts";
 import { machineOwnerOf } from "./runtime/process-identity.ts";
@@ -119,14 +121,17 @@ export async function startServer(
     const routeTable = new RouteTable(db);
     routeTable.start(bus);
     const traffic = new TrafficMeter(systemClock);
-    // API.md section 10: with PostgreSQL, every member's counts are summed (metrics/shared-traffic.ts).
-    const sharedTraffic =
-      db.kind === "postgres" ? new SharedTraffic(db.prisma, ctx.member, traffic, systemClock, log) : null;
+    // API.md sections 10 and 11: each member writes its counts, and the figures are every member's summed
+    // (metrics/shared-traffic.ts). The embedded database has no other member: the controllers read none.
+    const sharedTraffic = new SharedTraffic(db.prisma, ctx.member, traffic, systemClock, log);
+    const otherMembers = db.kind === "postgres" ? sharedTraffic : NO_OTHER_MEMBERS;
+    ctx.figures = new TrafficFigures(db.prisma, () => sharedTraffic.write(), systemClock);
     // API.md section 10: with PostgreSQL, requests for replicas other members run are handed to them.
     const secret = db.kind === "postgres" ? new MemberSecret(await memberSecret(db.prisma)) : null;
     const peers = secret ? new PeerDirectory(db.prisma, ctx.member, secret, systemClock) : null;
     peers?.start(bus);
     const prometheus = new PrometheusMetrics();
+    prometheus.countReplicasWith(replicaCensus(runtime, db.prisma));
     const gateway = new Gateway(effective, routeTable, runtime, traffic, controller, peers, prometheus);
     const autoscaler = new Autoscaler(
       ctx,
@@ -135,7 +140,7 @@ export async function startServer(
       traffic,
       systemClock,
       config.autoscalerIntervalMs,
-      sharedTraffic ?? NO_OTHER_MEMBERS,
+      otherMembers,
     );
 
     // Browsers: which pages may talk to Hangar (origin.ts), and the session cookie's sign-in (sign-in.ts).
@@ -181,12 +186,14 @@ export async function startServer(
       membership,
       controller,
       traffic,
-      sharedTraffic ?? NO_OTHER_MEMBERS,
+      otherMembers,
+      undefined,
+      prometheus,
     );
     await controller.start();
     await promotions.start();
     autoscaler.start();
-    sharedTraffic?.start();
+    sharedTraffic.start();
     // Old log lines, unreferenced artifacts and a killed process's leftovers go (services/retention.ts).
     const retention = new Retention({
       db,
@@ -234,7 +241,7 @@ export async function startServer(
         await closed;
         routeTable.stop();
         await peers?.close();
-        await sharedTraffic?.stop();
+        await sharedTraffic.stop();
         await ctx.logs.flush();
         await bus.stop();
         await db.close();

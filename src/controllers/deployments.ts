@@ -61,7 +61,7 @@ export class DeploymentController implements RuntimeFacts {
   /** Deployments given up on (DEPLOY_FAILED, UNHEALTHY) whose status is being recorded: nothing starts. */
   private readonly givenUp = new Set<string>();
   /** Wakes under way, so that many held requests make one. */
-  private readonly waking = new Map<string, Promise<void>>();
+  private readonly waking = new Map<string, Promise<boolean>>();
   /** Deployments whose replica a wake started here (startLocally) while their WAKING_UP is not written yet. */
   private readonly wokenHere = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
@@ -357,16 +357,19 @@ export class DeploymentController implements RuntimeFacts {
    * not run it (yet), the wake goes through the database. Many waiting
    * requests make one wake.
    */
-  waiting(id: string, seen?: DeploymentStatus): Promise<void> {
+  waiting(id: string, seen?: DeploymentStatus): Promise<boolean> {
     const spawning = this.startLocally(id);
-    if (!spawning && seen !== "SCALED_TO_ZERO" && this.specs.has(id)) return Promise.resolve();
-    let wake = this.waking.get(id);
-    if (!wake) {
-      wake = this.wake(id, spawning)
-        .catch(this.onError)
-        .finally(() => this.waking.delete(id));
-      this.waking.set(id, wake);
-    }
+    if (!spawning && seen !== "SCALED_TO_ZERO" && this.specs.has(id)) return Promise.resolve(false);
+    const under = this.waking.get(id);
+    // A wake under way is another request's: this one woke nothing.
+    if (under) return under.then(() => false);
+    const wake = this.wake(id, spawning)
+      .catch((error: unknown) => {
+        this.onError(error);
+        return false;
+      })
+      .finally(() => this.waking.delete(id));
+    this.waking.set(id, wake);
     return wake;
   }
 
@@ -375,7 +378,7 @@ export class DeploymentController implements RuntimeFacts {
    * started here (`spawning`, from startLocally) is spawned before anything is written: the database
    * works on this event loop, and its transactions would hold back the steps that lead to the spawn.
    */
-  async wake(id: string, spawning: Promise<void> | null = this.startLocally(id)): Promise<void> {
+  async wake(id: string, spawning: Promise<void> | null = this.startLocally(id)): Promise<boolean> {
     let woken = false;
     // Queued at once among the deployment's facts, so that WAKING_UP is written before the replica's
     // readiness, however soon that is reported.
@@ -397,6 +400,8 @@ export class DeploymentController implements RuntimeFacts {
       // rest); otherwise this reconcile starts it.
       if (!spawning) await this.reconcile(id);
     }
+    // Woken from zero: its status moved, or its replica was started here (the status follows).
+    return woken || spawning !== null;
   }
 
   /**

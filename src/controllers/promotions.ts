@@ -1,9 +1,10 @@
 import type { StageOutcome } from "../domain/canary.ts";
-import { isActive, type PromotionStatus } from "../domain/promotion.ts";
+import { isActive, type PromotionStatus, TRAFFIC_SPLITTING_STATUSES } from "../domain/promotion.ts";
 import { type Plan, planPromotion } from "../domain/promotion-plan.ts";
 import type { Change } from "../events/bus.ts";
 import { failpoint } from "../failpoints.ts";
 import type { Promotion } from "../generated/prisma/client.ts";
+import type { PromotionFigures } from "../metrics/prometheus.ts";
 import { NO_OTHER_MEMBERS, type OtherMembersTraffic } from "../metrics/shared-traffic.ts";
 import type { AnswerCounts, AnswerReadings } from "../metrics/traffic.ts";
 import type { ServiceContext } from "../services/context.ts";
@@ -13,7 +14,7 @@ import { KeyedSerializer } from "./serial.ts";
 
 /** Starts a scaled-to-zero deployment (the deployment controller). */
 export interface DeploymentWaker {
-  wake(deploymentId: string): Promise<void>;
+  wake(deploymentId: string): Promise<unknown>;
 }
 
 /**
@@ -37,6 +38,8 @@ export class PromotionController {
     string,
     { stage: number; counts: AnswerCounts; second: number }
   >();
+  /** Promotions this process has driven, whose figures it reports (hangar_promotions_total) until they end. */
+  private readonly drivenHere = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private stopping = false;
@@ -50,6 +53,8 @@ export class PromotionController {
     /** What the other members' gateways counted (requests are counted by the member they entered). */
     private readonly others: OtherMembersTraffic = NO_OTHER_MEMBERS,
     private readonly intervalMs = 250,
+    /** Where the promotions' figures go (GET /metrics), or nowhere. */
+    private readonly figures: PromotionFigures | null = null,
   ) {}
 
   async start(): Promise<void> {
@@ -81,6 +86,7 @@ export class PromotionController {
     if (change.kind !== "event") return;
     if (change.promotionId) {
       void this.advance(change.promotionId);
+      if (this.drivenHere.has(change.promotionId)) this.report(change.promotionId);
     } else if (change.deploymentId) {
       void this.ctx.db.prisma.promotion
         .findMany({
@@ -107,6 +113,8 @@ export class PromotionController {
 
   /** Drops what this process remembered of promotions that have ended. */
   private forgetEnded(active: ReadonlySet<string>): void {
+    // A notice of an end may have been missed (the database away): the end is counted here then.
+    for (const id of this.drivenHere) if (!active.has(id)) this.report(id);
     for (const id of this.rampingHere) if (!active.has(id)) this.rampingHere.delete(id);
     for (const id of this.stageBaselines.keys()) if (!active.has(id)) this.stageBaselines.delete(id);
   }
@@ -124,9 +132,48 @@ export class PromotionController {
     );
   }
 
+  /**
+   * Reports a promotion driven here as it is now: its canary's share, and once it has ended its outcome
+   * (counted once: it is then no longer driven here). Serialized with its moves.
+   */
+  private report(id: string): void {
+    const figures = this.figures;
+    if (!figures) return;
+    void this.serial.run(
+      id,
+      async () => {
+        if (!this.drivenHere.has(id)) return;
+        const promotion = await this.ctx.db.prisma.promotion.findUnique({
+          where: { id },
+          select: {
+            modelId: true,
+            status: true,
+            percentTraffic: true,
+            environment: { select: { name: true } },
+          },
+        });
+        if (!promotion) return;
+        const environment = promotion.environment.name;
+        const status = promotion.status as PromotionStatus;
+        if (!isActive(status)) {
+          this.drivenHere.delete(id);
+          figures.promotionEnded(promotion.modelId, environment, status);
+          figures.canaryPercent(promotion.modelId, environment, null);
+          return;
+        }
+        const splitting = TRAFFIC_SPLITTING_STATUSES.includes(status);
+        figures.canaryPercent(promotion.modelId, environment, splitting ? promotion.percentTraffic : null);
+      },
+      this.onError,
+    );
+  }
+
   private async claim(promotion: Promotion): Promise<boolean> {
     const now = new Date(this.ctx.clock.now());
-    if (holdsFreshLease(promotion, this.owner, now)) return true;
+    if (holdsFreshLease(promotion, this.owner, now)) {
+      this.driven(promotion.id);
+      return true;
+    }
     const previous = promotion.leaseOwner;
     const gone = previous && previous !== this.owner ? await this.holder.gone([previous]) : new Set<string>();
     const { count } = await this.ctx.db.prisma.promotion.updateMany({
@@ -137,7 +184,16 @@ export class PromotionController {
       },
       data: leasedTo(this.owner, now),
     });
+    if (count === 1) this.driven(promotion.id);
     return count === 1;
+  }
+
+  /** The promotion is driven here from now on: its figures are reported here. */
+  private driven(id: string): void {
+    if (this.figures && !this.drivenHere.has(id)) {
+      this.drivenHere.add(id);
+      this.report(id);
+    }
   }
 
   /** Makes one move of the promotion's state machine; false when there is nothing to do now. */

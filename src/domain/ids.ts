@@ -15,6 +15,7 @@ export const ID_PREFIXES = {
   ApiKey: "key",
   Session: "ses",
   SignInLink: "sil",
+  ColdStart: "cst",
   Webhook: "whk",
   WebhookDelivery: "dlv",
 } as const;

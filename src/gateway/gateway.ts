@@ -158,9 +158,10 @@ function sendError(res: ServerResponse, error: GatewayError, deploymentId?: stri
 export interface DemandSink {
   /**
    * A request is waiting for the deployment, last seen in `seen` (when the gateway has looked).
-   * Resolves once the controller has acted on it (a wake recorded): /wake answers after that.
+   * Resolves once the controller has acted on it (a wake recorded): /wake answers after that. True
+   * when this request's report is what woke the deployment from zero (its answer ends a cold start).
    */
-  waiting(deploymentId: string, seen?: DeploymentStatus): Promise<void>;
+  waiting(deploymentId: string, seen?: DeploymentStatus): Promise<boolean>;
 }
 
 /**
@@ -187,11 +188,47 @@ export class Gateway {
 
   /** Counts an answer to a request for `deploymentId` through `parsed`: the traffic meter, and /metrics. */
   private answered(parsed: ParsedPath, deploymentId: string, status: number, since: number): void {
-    const ms = this.traffic.answered(deploymentId, status, since);
+    const ms = this.traffic.answered(deploymentId, status, since, this.environmentIdOf(parsed));
     if (this.answers) {
       const environment = parsed.target.kind === "environment" ? parsed.target.name : "";
       this.answers.answered(parsed.modelId, deploymentId, environment, status, ms);
     }
+  }
+
+  /** The ID of the environment whose path `parsed` is ("" for none), as the routes cached it. */
+  private environmentIdOf(parsed: ParsedPath): string {
+    if (parsed.target.kind !== "environment") return "";
+    return this.routes.modelNow(parsed.modelId)?.environments.get(parsed.target.name)?.id ?? "";
+  }
+
+  /**
+   * The request's answer went after it waited for `deploymentId` to start: when its report is what
+   * woke it (one of `wakes`), that was a cold start (API.md section 11), from `since` to now.
+   */
+  private coldStartAnswered(
+    parsed: ParsedPath,
+    deploymentId: string,
+    route: Route,
+    wakes: readonly Promise<boolean>[],
+    since: number,
+  ): void {
+    const answeredAt = Date.now();
+    const local = route instanceof PeerRoute ? null : route;
+    const environmentId = this.environmentIdOf(parsed);
+    void Promise.all(wakes).then((woke) => {
+      if (!woke.includes(true)) return;
+      this.traffic.coldStarted({
+        modelId: parsed.modelId,
+        deploymentId,
+        environmentId,
+        replicaId: local?.id ?? null,
+        requestedAt: since,
+        processStartedAt: local?.spawnedAt ?? null,
+        modelLoadedAt: local?.readyAt ?? null,
+        answeredAt,
+      });
+      this.answers?.coldStarted(parsed.modelId, deploymentId, (answeredAt - since) / 1000);
+    });
   }
 
   /**
@@ -349,15 +386,20 @@ export class Gateway {
       since ??= started;
       try {
         const ready = this.runtime.ready(target);
+        // The wakes this request's waiting reported: did it cause one (a cold start)?
+        const wakes: Promise<boolean>[] = [];
         const route =
-          ready.length > 0 ? this.leastInFlight(ready) : await this.routeElsewhere(target, parsed);
+          ready.length > 0 ? this.leastInFlight(ready) : await this.routeElsewhere(target, parsed, wakes);
         if (call.gone) return;
         const outcome = await new Promise<number | null | Error>((done) =>
           this.forward(route, body, res, target, call, done),
         );
         if (outcome instanceof Error) throw outcome;
         // No answer to count when the client left before it.
-        if (outcome !== null) this.answered(parsed, target, outcome, since);
+        if (outcome !== null) {
+          this.answered(parsed, target, outcome, since);
+          if (wakes.length > 0) this.coldStartAnswered(parsed, target, route, wakes, since);
+        }
         return;
       } catch (error) {
         if (error instanceof Rerouted && attempt === 0) {
@@ -563,12 +605,14 @@ export class Gateway {
     deploymentId: string,
     needReplica: boolean,
     reroute: Reroute | null = null,
+    /** Where the demand reports go (whether each woke the deployment). */
+    wakes: Promise<boolean>[] = [],
   ): Promise<Route[]> {
     const deadline = Date.now() + this.config.readyTimeoutMs;
     // Report the demand before any database round trip: a deployment this process scaled to zero
     // starts at once (for an environment, only while the environment still routes to it: a demoted
     // deployment must stay asleep).
-    if (!reroute || (await reroute.stillRouted(deploymentId))) void this.demand.waiting(deploymentId);
+    if (!reroute || (await reroute.stillRouted(deploymentId))) wakes.push(this.demand.waiting(deploymentId));
     for (;;) {
       const ready = this.runtime.ready(deploymentId);
       if (ready.length > 0) return ready;
@@ -594,7 +638,11 @@ export class Gateway {
       if (INACTIVE_STATUSES.has(status)) {
         throw new GatewayError(404, "deployment_inactive", `deployment '${deploymentId}' is inactive`);
       }
-      if (status === "SCALED_TO_ZERO") await this.demand.waiting(deploymentId, status);
+      if (status === "SCALED_TO_ZERO") {
+        const woke = this.demand.waiting(deploymentId, status);
+        wakes.push(woke);
+        await woke;
+      }
       if (!SERVABLE_STATUSES.has(status)) {
         throw new GatewayError(503, "model_unavailable", `deployment '${deploymentId}' is ${status}`);
       }
@@ -617,10 +665,14 @@ export class Gateway {
   }
 
   /** With no replica of this process ready: another member's, else it waits (deploymentReady). */
-  private async routeElsewhere(deploymentId: string, parsed: ParsedPath): Promise<Route> {
+  private async routeElsewhere(
+    deploymentId: string,
+    parsed: ParsedPath,
+    wakes: Promise<boolean>[],
+  ): Promise<Route> {
     const elsewhere = this.peers ? await this.peers.routes(deploymentId) : [];
     if (elsewhere.length > 0) return this.leastInFlight(elsewhere);
-    return this.leastInFlight(await this.deploymentReady(deploymentId, true, this.reroute(parsed)));
+    return this.leastInFlight(await this.deploymentReady(deploymentId, true, this.reroute(parsed), wakes));
   }
 
   /**

@@ -10,6 +10,7 @@ import "./environment.ts";
 import "./deployment.ts";
 import "./members.ts";
 import "./usage.ts";
+import "./traffic.ts";
 import "./promotion.ts";
 import "./api-key.ts";
 import "./webhooks.ts";

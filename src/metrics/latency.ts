@@ -21,3 +21,33 @@ export function latencyBucket(ms: number): number {
   for (let i = 0; i < bounds.length; i++) if (ms <= (bounds[i] as number)) return i;
   return bounds.length;
 }
+
+/**
+ * The `q` quantile (0..1) of the answers counted in `counts`, in ms, interpolated linearly within its
+ * bucket as Prometheus's histogram_quantile does; null without answers. Answers slower than the last
+ * bound count as that bound: the buckets say no more of them.
+ */
+export function latencyQuantile(counts: LatencyCounts, q: number): number | null {
+  const total = counts.reduce((sum, n) => sum + n, 0);
+  if (total === 0) return null;
+  const rank = q * total;
+  let below = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const inBucket = counts[i] as number;
+    if (inBucket > 0 && below + inBucket >= rank) {
+      const upper = LATENCY_BOUNDS_MS[i];
+      if (upper === undefined) return LATENCY_BOUNDS_MS.at(-1) as number;
+      const lower = i === 0 ? 0 : (LATENCY_BOUNDS_MS[i - 1] as number);
+      return lower + (upper - lower) * ((rank - below) / inBucket);
+    }
+    below += inBucket;
+  }
+  return LATENCY_BOUNDS_MS.at(-1) as number;
+}
+
+/** Adds `more` into `into`, bucket by bucket. */
+export function addLatencyCounts(into: LatencyCounts, more: LatencyCounts): void {
+  more.forEach((n, i) => {
+    if (i < into.length) into[i] = (into[i] as number) + n;
+  });
+}

@@ -10,13 +10,17 @@ import type { PrismaClient } from "../generated/prisma/client.ts";
 import type { Logger } from "../logger.ts";
 import {
   type ConcurrencyQuery,
+  insertColdStarts,
   otherMembersAnswers,
   otherMembersConcurrency,
+  pruneColdStarts,
+  pruneTrafficMinutes,
   pruneTrafficSeconds,
   type RemoteConcurrency,
+  rollUpTrafficMinutes,
   writeTrafficSeconds,
 } from "../store/traffic.ts";
-import type { TrafficSeconds } from "./traffic.ts";
+import type { ColdStartRecords, TrafficSeconds } from "./traffic.ts";
 
 /** What the other members counted. */
 export interface OtherMembersTraffic {
@@ -37,6 +41,10 @@ export const NO_OTHER_MEMBERS: OtherMembersTraffic = {
 export const WRITE_INTERVAL_MS = 1_000;
 /** Rows older than this go: the longest autoscaling window (an hour) is the longest any reader looks back. */
 export const KEEP_SECONDS = 3600 + 60;
+/** The minute roll-up is kept this long: metricsSeries reaches 24 h back (API.md section 11). */
+export const KEEP_MINUTES = 25 * 60;
+/** Cold-start records are kept this long. */
+export const KEEP_COLD_STARTS_MS = 7 * 24 * 3600_000;
 /** A write that failed (the database away) is made up for by the next, up to this far back. */
 const CATCH_UP_SECONDS = 60;
 const PRUNE_EVERY_WRITES = 60;
@@ -51,7 +59,7 @@ export class SharedTraffic implements OtherMembersTraffic {
   constructor(
     private readonly prisma: PrismaClient,
     private readonly memberId: string,
-    private readonly source: TrafficSeconds,
+    private readonly source: TrafficSeconds & ColdStartRecords,
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {
@@ -75,13 +83,22 @@ export class SharedTraffic implements OtherMembersTraffic {
     this.writing = this.writing.then(async () => {
       const now = this.second();
       const from = Math.max(this.from, now - CATCH_UP_SECONDS);
+      let coldStarts = this.source.takeColdStarts();
       try {
-        await writeTrafficSeconds(this.prisma, this.memberId, this.source.secondsSince(from));
+        const rows = this.source.secondsSince(from);
+        await writeTrafficSeconds(this.prisma, this.memberId, rows);
+        if (rows.length > 0) await rollUpTrafficMinutes(this.prisma, this.memberId, from);
+        await insertColdStarts(this.prisma, this.memberId, coldStarts);
+        coldStarts = [];
         this.from = now;
         if (++this.writes % PRUNE_EVERY_WRITES === 0) {
           await pruneTrafficSeconds(this.prisma, now - KEEP_SECONDS);
+          await pruneTrafficMinutes(this.prisma, Math.floor(now / 60) - KEEP_MINUTES);
+          await pruneColdStarts(this.prisma, new Date(now * 1000 - KEEP_COLD_STARTS_MS));
         }
       } catch (error) {
+        // Kept for the next write, which also covers these seconds again.
+        this.source.returnColdStarts(coldStarts);
         // The next write covers these seconds again.
         this.log.debug({ err: error }, "writing traffic counts failed");
       }

@@ -9,6 +9,23 @@ export interface AnswerCounts {
   failed: number;
 }
 
+/** A wake-up caused by a request (API.md section 11), as the gateway saw it through. */
+export interface ColdStart {
+  modelId: string;
+  deploymentId: string;
+  /** The environment whose path the request came by; "" on deployment and development paths. */
+  environmentId: string;
+  /** The replica that answered, when it ran on this member (its phases are known only then). */
+  replicaId: string | null;
+  /** The arrival of the request that caused the wake (ms). */
+  requestedAt: number;
+  /** When the replica's process was spawned, and when its model was loaded (ready); null: not known here. */
+  processStartedAt: number | null;
+  modelLoadedAt: number | null;
+  /** The answer to that request: a cold start lasts from requestedAt to here. */
+  answeredAt: number;
+}
+
 /** What the gateway reports of its traffic. */
 export interface TrafficSink {
   /**
@@ -20,9 +37,18 @@ export interface TrafficSink {
   /**
    * A request to the deployment was answered with `status` (its own answer or the gateway's error for
    * it); `since` is what started() answered for the request's first attempt: its latency runs from there.
-   * Answers that latency (ms).
+   * `environmentId` is the environment whose path it came by ("" for none). Answers that latency (ms).
    */
-  answered(deploymentId: string, status: number, since: number): number;
+  answered(deploymentId: string, status: number, since: number, environmentId?: string): number;
+  /** A request's wake-up of the deployment is over: its answer went. */
+  coldStarted(start: ColdStart): void;
+}
+
+/** Cold starts counted here and not yet written to the database (metrics/shared-traffic.ts). */
+export interface ColdStartRecords {
+  takeColdStarts(): ColdStart[];
+  /** Gives back what a failed write took, to be taken again first. */
+  returnColdStarts(starts: readonly ColdStart[]): void;
 }
 
 /** What the autoscaler reads. */
@@ -38,19 +64,27 @@ export interface AnswerReadings {
   inFlight(deploymentId: string): number;
 }
 
-/** One deployment's traffic in one second (ms / 1000), as this process's gateway counted it so far. */
+/**
+ * One deployment's traffic in one second (ms / 1000), as this process's gateway counted it so far: answers
+ * by the environment whose path they came by ("" for none), concurrency on the "" row only.
+ */
 export interface TrafficSecond {
   deploymentId: string;
+  environmentId: string;
   second: number;
   answered: number;
   failed: number;
   /** Request-milliseconds in flight during the second: 1000 x its average concurrency. */
   busyMs: number;
-  /** In flight now (the same on every row of one reading). */
+  /** In flight now (the same on every "" row of one reading; 0 on the others). */
   inFlight: number;
   /** The answers' latencies added up (ms), and counted in the buckets of metrics/latency.ts. */
   latencyMs: number;
   latency: LatencyCounts;
+  /** Cold starts that ended with an answer in the second, their durations added up and in buckets. */
+  coldStarts: number;
+  coldStartMs: number;
+  coldStartLatency: LatencyCounts;
 }
 
 /** What the other members are told (metrics/shared-traffic.ts writes it to the database). */
@@ -66,14 +100,25 @@ export interface TrafficSeconds {
 export const IDLE_ENTRY_MS = 10 * 60_000;
 /** Seconds of answer counts kept per deployment for secondsSince (a writer reads every second or so). */
 const RECENT_SECONDS = 60;
+/** Cold-start records kept for the writer while the database is away (each is one wake: few). */
+const MAX_PENDING_COLD_STARTS = 1_000;
 
-/** One second of a deployment's answers. */
+/** One second of a deployment's answers through one path kind (an environment, or "" for none). */
 interface RecentSecond {
   second: number;
+  environmentId: string;
   answered: number;
   failed: number;
   latencyMs: number;
   latency: LatencyCounts;
+  coldStarts: number;
+  coldStartMs: number;
+  coldStartLatency: LatencyCounts;
+}
+
+function count(buckets: LatencyCounts, ms: number): void {
+  const bucket = latencyBucket(ms);
+  buckets[bucket] = (buckets[bucket] as number) + 1;
 }
 
 /** One deployment's figures. */
@@ -81,7 +126,7 @@ class DeploymentTraffic {
   readonly window: ConcurrencyWindow;
   readonly totals: AnswerCounts = { answered: 0, failed: 0 };
   lastActivityAt: number;
-  /** Answer counts of the recent seconds, oldest first. */
+  /** Answer counts of the recent seconds, oldest first (a second has one per path it was asked by). */
   private recent: RecentSecond[] = [];
 
   constructor(now: number) {
@@ -89,56 +134,87 @@ class DeploymentTraffic {
     this.lastActivityAt = now;
   }
 
-  answer(now: number, failed: boolean, latencyMs: number): void {
+  answer(now: number, failed: boolean, latencyMs: number, environmentId: string): void {
     this.lastActivityAt = now;
     this.totals.answered++;
     if (failed) this.totals.failed++;
+    const counts = this.secondOf(now, environmentId);
+    counts.answered++;
+    if (failed) counts.failed++;
+    counts.latencyMs += latencyMs;
+    count(counts.latency, latencyMs);
+  }
+
+  coldStart(now: number, ms: number, environmentId: string): void {
+    const counts = this.secondOf(now, environmentId);
+    counts.coldStarts++;
+    counts.coldStartMs += ms;
+    count(counts.coldStartLatency, ms);
+  }
+
+  private secondOf(now: number, environmentId: string): RecentSecond {
     const second = Math.floor(now / 1000);
-    let last = this.recent.at(-1);
-    if (last?.second !== second) {
-      last = { second, answered: 0, failed: 0, latencyMs: 0, latency: emptyLatencyCounts() };
-      this.recent.push(last);
-      if (this.recent.length > RECENT_SECONDS) this.recent.shift();
+    for (let i = this.recent.length - 1; i >= 0; i--) {
+      const counts = this.recent[i] as RecentSecond;
+      if (counts.second !== second) break;
+      if (counts.environmentId === environmentId) return counts;
     }
-    last.answered++;
-    if (failed) last.failed++;
-    last.latencyMs += latencyMs;
-    const bucket = latencyBucket(latencyMs);
-    last.latency[bucket] = (last.latency[bucket] as number) + 1;
+    const counts: RecentSecond = {
+      second,
+      environmentId,
+      answered: 0,
+      failed: 0,
+      latencyMs: 0,
+      latency: emptyLatencyCounts(),
+      coldStarts: 0,
+      coldStartMs: 0,
+      coldStartLatency: emptyLatencyCounts(),
+    };
+    this.recent.push(counts);
+    while ((this.recent[0] as RecentSecond).second <= second - RECENT_SECONDS) this.recent.shift();
+    return counts;
   }
 
   secondsSince(deploymentId: string, fromSecond: number, now: number): TrafficSecond[] {
-    const bySecond = new Map<number, TrafficSecond>();
+    const rows = new Map<string, TrafficSecond>();
     const inFlight = this.window.inFlight;
-    const row = (second: number): TrafficSecond => {
-      let found = bySecond.get(second);
+    const row = (second: number, environmentId: string): TrafficSecond => {
+      const key = `${second}:${environmentId}`;
+      let found = rows.get(key);
       if (!found) {
         found = {
           deploymentId,
+          environmentId,
           second,
           answered: 0,
           failed: 0,
           busyMs: 0,
-          inFlight,
+          inFlight: environmentId === "" ? inFlight : 0,
           latencyMs: 0,
           latency: emptyLatencyCounts(),
+          coldStarts: 0,
+          coldStartMs: 0,
+          coldStartLatency: emptyLatencyCounts(),
         };
-        bySecond.set(second, found);
+        rows.set(key, found);
       }
       return found;
     };
-    for (const { second, busyMs } of this.window.areasSince(fromSecond, now)) row(second).busyMs = busyMs;
+    for (const { second, busyMs } of this.window.areasSince(fromSecond, now)) row(second, "").busyMs = busyMs;
     for (const counts of this.recent) {
       if (counts.second < fromSecond) continue;
-      const found = row(counts.second);
+      const found = row(counts.second, counts.environmentId);
       found.answered = counts.answered;
       found.failed = counts.failed;
       found.latencyMs = counts.latencyMs;
       found.latency = [...counts.latency];
+      found.coldStarts = counts.coldStarts;
+      found.coldStartMs = counts.coldStartMs;
+      found.coldStartLatency = [...counts.coldStartLatency];
     }
     // In flight with nothing accumulated yet (started this very millisecond): still news for the others.
-    if (inFlight > 0 && bySecond.size === 0) row(Math.floor(now / 1000));
-    return [...bySecond.values()].sort((a, b) => a.second - b.second);
+    if (inFlight > 0 && rows.size === 0) row(Math.floor(now / 1000), "");
+    return [...rows.values()].sort((a, b) => a.second - b.second);
   }
 }
 
@@ -148,8 +224,12 @@ class DeploymentTraffic {
  * canary and the shared table (metrics/shared-traffic.ts) read; entries of
  * deployments no longer run here go once idle (retain).
  */
-export class TrafficMeter implements TrafficSink, ConcurrencyReadings, AnswerReadings, TrafficSeconds {
+export class TrafficMeter
+  implements TrafficSink, ConcurrencyReadings, AnswerReadings, TrafficSeconds, ColdStartRecords
+{
   private readonly entries = new Map<string, DeploymentTraffic>();
+  /** Cold starts not yet taken by the writer; the oldest go first past MAX_PENDING_COLD_STARTS. */
+  private coldStarts: ColdStart[] = [];
 
   constructor(private readonly clock: Clock) {}
 
@@ -178,11 +258,33 @@ export class TrafficMeter implements TrafficSink, ConcurrencyReadings, AnswerRea
     entry.lastActivityAt = now;
   }
 
-  answered(deploymentId: string, status: number, since: number): number {
+  answered(deploymentId: string, status: number, since: number, environmentId = ""): number {
     const now = this.clock.now();
     const latencyMs = Math.max(0, now - since);
-    this.entry(deploymentId, now).answer(now, status >= 500, latencyMs);
+    this.entry(deploymentId, now).answer(now, status >= 500, latencyMs, environmentId);
     return latencyMs;
+  }
+
+  coldStarted(start: ColdStart): void {
+    const now = this.clock.now();
+    this.entry(start.deploymentId, now).coldStart(
+      now,
+      Math.max(0, start.answeredAt - start.requestedAt),
+      start.environmentId,
+    );
+    this.coldStarts.push(start);
+    if (this.coldStarts.length > MAX_PENDING_COLD_STARTS) this.coldStarts.shift();
+  }
+
+  takeColdStarts(): ColdStart[] {
+    const taken = this.coldStarts;
+    this.coldStarts = [];
+    return taken;
+  }
+
+  returnColdStarts(starts: readonly ColdStart[]): void {
+    if (starts.length === 0) return;
+    this.coldStarts = [...starts, ...this.coldStarts].slice(-MAX_PENDING_COLD_STARTS);
   }
 
   answerCounts(deploymentId: string): AnswerCounts {

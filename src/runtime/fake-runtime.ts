@@ -123,6 +123,10 @@ export class FakeRuntime implements Runtime {
     return this.live(deploymentId).length;
   }
 
+  replicasOf(deploymentId: string): readonly Replica[] {
+    return [...(this.deployments.get(deploymentId)?.replicas ?? [])].filter((r) => r.state !== "stopped");
+  }
+
   lastReadyAt(deploymentId: string): number {
     return this.deployments.get(deploymentId)?.lastReadyAt ?? 0;
   }

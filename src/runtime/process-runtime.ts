@@ -122,6 +122,10 @@ export class ProcessRuntime implements Runtime {
     return n;
   }
 
+  replicasOf(deploymentId: string): readonly Replica[] {
+    return [...(this.deployments.get(deploymentId)?.replicas ?? [])].filter((r) => r.state !== "stopped");
+  }
+
   /** When a replica of the deployment last became ready (ms), 0 when none has. */
   lastReadyAt(deploymentId: string): number {
     return this.deployments.get(deploymentId)?.lastReadyAt ?? 0;
@@ -312,6 +316,7 @@ export class ProcessRuntime implements Runtime {
       return;
     }
     replica.child = child;
+    replica.spawnedAt = this.clock.now();
     quietPipes(child);
     child.stdin?.write(`${JSON.stringify({ ...launch.settings, secret })}\n`);
     let exitReason = "";

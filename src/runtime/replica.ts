@@ -14,6 +14,8 @@ export class Replica {
   private awaited = 0;
   private answered: (() => void) | null = null;
   readyAt: number | null = null;
+  /** When its process was spawned (ms), once it is. */
+  spawnedAt: number | null = null;
   child: ReplicaProcess | null = null;
   /** Resolves when the process has exited. */
   exited: Promise<void> = Promise.resolve();
@@ -23,7 +25,7 @@ export class Replica {
     readonly deploymentId: string,
     readonly artifactHash: string,
     readonly predictPath: string,
-    /** When it was spawned (ms, by the runtime's clock). */
+    /** When its start was ordered (ms, by the runtime's clock). */
     readonly startedAt: number,
     /** Keep-alive connections to the replica (runtime/replica-channel.ts). */
     readonly pool: Dispatcher & { destroy(): Promise<void> },

@@ -66,6 +66,8 @@ export interface Runtime extends ReplicaRouter {
   deploymentIds(): string[];
   /** Replicas starting or ready (not those being removed). */
   count(deploymentId: string): number;
+  /** Every replica of the deployment managed here, in any state but stopped (for hangar_replicas). */
+  replicasOf(deploymentId: string): readonly Replica[];
   /** When a replica of the deployment last became ready (ms), 0 when none has. */
   lastReadyAt(deploymentId: string): number;
 }

@@ -6,6 +6,7 @@ import type { ChangeBus } from "../events/bus.ts";
 import { withActor } from "../events/log.ts";
 import type { Deployment } from "../generated/prisma/client.ts";
 import type { Logger } from "../logger.ts";
+import type { TrafficFigures } from "../metrics/traffic-figures.ts";
 import type { IsolationReport } from "../runtime/isolation.ts";
 import type { ArtifactStore } from "../store/artifacts.ts";
 import { isWriteConflict } from "../store/errors.ts";
@@ -38,6 +39,8 @@ export interface ServiceContext {
   isolation: IsolationReport;
   /** Set once the deployment controller exists (it is built from this context). */
   reloader?: CodeReloader;
+  /** Every member's traffic figures (Deployment.metrics and the like); set by the composition root. */
+  figures?: TrafficFigures;
 }
 
 /** A use case asked for by a client: what its key allows is part of the rules. */

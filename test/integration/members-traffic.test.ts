@@ -71,6 +71,45 @@ async function candidate(hangar: TestHangar, name: string, files: Record<string,
 }
 
 describe("counts shared by the members", () => {
+  it("sums every member's answers in Deployment.metrics and Environment.metrics, while /metrics counts each member's own", async () => {
+    const [a, b] = (await members(2)) as [TestHangar, TestHangar];
+    const dep = await pushFolder(a, "figures", await modelFolder(MODEL(1)));
+    await waitForStatus(a, dep.id, "ACTIVE", 60_000);
+    const promotion = await promoteTo(a, dep.id);
+    expect((await finished(a, promotion.id, { timeoutMs: 90_000 })).status).toBe("SUCCEEDED");
+    const production = `/models/${dep.model.id}/predict`;
+    const direct = `/models/${dep.model.id}/deployments/${dep.id}/predict`;
+    // 3 through a's production path, 2 through b's, 4 through b's deployment path.
+    for (let i = 0; i < 3; i++) expect((await predict(a, production, {})).status).toBe(200);
+    for (let i = 0; i < 2; i++) expect((await predict(b, production, {})).status).toBe(200);
+    for (let i = 0; i < 4; i++) expect((await predict(b, direct, {})).status).toBe(200);
+    const query = `query($id: ID!, $modelId: ID!) {
+      deployment(id: $id) { metrics(windowSeconds: 600) { requests errors } }
+      environment(modelId: $modelId, name: "production") { metrics(windowSeconds: 600) { requests } }
+    }`;
+    // Each member writes its counts about every second; the asking member writes its own first.
+    for (const asked of [a, b]) {
+      await waitFor(
+        async () => {
+          const figures = await gql(asked, query, { id: dep.id, modelId: dep.model.id });
+          return figures.deployment.metrics.requests === 9 && figures.environment.metrics.requests === 5;
+        },
+        { what: `every member's answers in ${asked === a ? "a" : "b"}'s figures` },
+      );
+    }
+    const counted = async (hangar: TestHangar) => {
+      const text = await (
+        await fetch(`${hangar.url}/metrics`, { headers: { authorization: `Bearer ${hangar.key}` } })
+      ).text();
+      return text
+        .split("\n")
+        .filter((line) => line.startsWith("hangar_gateway_requests_total{") && line.includes(dep.id))
+        .reduce((sum, line) => sum + Number(line.split(" ").at(-1)), 0);
+    };
+    expect(await counted(a)).toBe(3);
+    expect(await counted(b)).toBe(6);
+  });
+
   it("rolls a ramp back on the error rate when its traffic enters only a member that neither runs nor drives it", async () => {
     const all = await members(3);
     const [a] = all as [TestHangar];

@@ -2,10 +2,18 @@
 // parser after known traffic through the gateway; and the request id on every answer.
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
+import { gql, modelFolder, predict, pushFolder, waitForStatus } from "../support/client.ts";
 import { startHangar, type TestHangar } from "../support/hangar.ts";
 import { createKey } from "../support/keys.ts";
-import { finished, promoteTo } from "../support/promotions.ts";
+import {
+  control,
+  createEnvironment,
+  finished,
+  promoteTo,
+  promotionOf,
+  reachedStage,
+} from "../support/promotions.ts";
+import { waitFor } from "../support/wait.ts";
 
 const MODEL = {
   "model.mjs": `export default class M {
@@ -110,6 +118,167 @@ describe("GET /metrics", () => {
     // The process's own metrics are there too.
     expect(family("process_cpu_user_seconds_total")?.type).toBe("COUNTER");
     expect(family("nodejs_heap_size_used_bytes")?.type).toBe("GAUGE");
+
+    // The replica this member runs, and the promotion it ran (no canary runs now: no canary series).
+    const replicas = (family("hangar_replicas")?.metrics ?? []).map((m) => ({
+      ...m.labels,
+      value: Number(m.value),
+    }));
+    expect(replicas).toContainEqual({ ...base, state: "READY", value: 1 });
+    const promotions = (family("hangar_promotions_total")?.metrics ?? []).map((m) => ({
+      ...m.labels,
+      value: Number(m.value),
+    }));
+    expect(promotions).toEqual([
+      { model: dep.model.id, environment: "production", status: "SUCCEEDED", value: 1 },
+    ]);
+    expect(family("hangar_canary_traffic_percent")?.metrics ?? []).toEqual([]);
+
+    // The same answers in the API's figures: every path of the deployment, and production's alone.
+    const figures = await gql(
+      hangar,
+      `query($id: ID!, $modelId: ID!) {
+        deployment(id: $id) {
+          metrics(windowSeconds: 600) { windowSeconds requests errors requestsPerSecond latencyMs { p50 p95 p99 } coldStarts }
+          metricsSeries(windowSeconds: 600, stepSeconds: 60) { at requests errors }
+        }
+        environment(modelId: $modelId, name: "production") {
+          metrics(windowSeconds: 600) { requests errors latencyMs { p50 p99 } }
+        }
+      }`,
+      { id: dep.id, modelId: dep.model.id },
+    );
+    const { metrics, metricsSeries } = figures.deployment;
+    expect(metrics).toMatchObject({ windowSeconds: 600, requests: 7, errors: 2, coldStarts: 0 });
+    expect(metrics.requestsPerSecond).toBeCloseTo(7 / 600, 6);
+    expect(metrics.latencyMs.p50).toBeGreaterThan(0);
+    // The two slow answers are the slowest: the 99th percentile lies in their bucket (100 to 250 ms).
+    expect(metrics.latencyMs.p99).toBeGreaterThan(100);
+    expect(metrics.latencyMs.p99).toBeLessThanOrEqual(250);
+    expect(metricsSeries).toHaveLength(10);
+    expect(metricsSeries.reduce((sum: number, p: { requests: number }) => sum + p.requests, 0)).toBe(7);
+    expect(metricsSeries.reduce((sum: number, p: { errors: number }) => sum + p.errors, 0)).toBe(2);
+    const throughProduction = figures.environment.metrics;
+    expect(throughProduction).toMatchObject({ requests: 2, errors: 0 });
+    expect(throughProduction.latencyMs.p50).toBeGreaterThan(100);
+    expect(throughProduction.latencyMs.p50).toBeLessThanOrEqual(250);
+  });
+
+  it("shows a canary's share while it ramps, and counts the promotion's end by its outcome", async () => {
+    const envId = await createEnvironment(hangar, {
+      modelId: dep.model.id,
+      name: "staging",
+      promotionSettings: { rampUpWhilePromoting: true, rampUpDurationSeconds: 60 },
+    });
+    const first = await promoteTo(hangar, dep.id, "staging");
+    expect((await finished(hangar, first.id)).status).toBe("SUCCEEDED");
+    const next = await pushFolder(hangar, "metered", await modelFolder(MODEL));
+    await waitForStatus(hangar, next.id, "ACTIVE");
+    const ramp = await promoteTo(hangar, next.id, "staging");
+    await reachedStage(hangar, ramp.id, 1);
+    expect((await control(hangar, "pausePromotion", envId)).status).toBe("PAUSED");
+    const paused = await promotionOf(hangar, ramp.id);
+    const samples = async (name: string) =>
+      (
+        parsePrometheusTextFormat(await (await scrape()).text()).find((f) => f.name === name)?.metrics ?? []
+      ).map((m): Record<string, string | number> => ({ ...m.labels, value: Number(m.value) }));
+    const staging = { model: dep.model.id, environment: "staging" };
+    // The pause is reported with the promotion's next event: the gauge follows it.
+    await waitFor(
+      async () => {
+        const canary = await samples("hangar_canary_traffic_percent");
+        return canary.some(
+          (c) => c.environment === "staging" && c.value === paused.percentTrafficToNewVersion,
+        );
+      },
+      { what: "the paused share in hangar_canary_traffic_percent" },
+    );
+    expect(paused.percentTrafficToNewVersion).toBeGreaterThan(0);
+    expect((await control(hangar, "cancelPromotion", envId)).status).toBe("CANCELED");
+    await waitFor(
+      async () => {
+        const ended = await samples("hangar_promotions_total");
+        return ended.some((p) => p.environment === "staging" && p.status === "CANCELED" && p.value === 1);
+      },
+      { what: "the canceled promotion in hangar_promotions_total" },
+    );
+    expect(await samples("hangar_promotions_total")).toEqual(
+      expect.arrayContaining([
+        { ...staging, status: "SUCCEEDED", value: 1 },
+        { ...staging, status: "CANCELED", value: 1 },
+      ]),
+    );
+    expect(
+      (await samples("hangar_canary_traffic_percent")).filter((c) => c.environment === "staging"),
+    ).toEqual([]);
+  });
+
+  it("records a wake-up a request caused as one cold start, with its phases, however many requests it held", async () => {
+    const sleepy = await pushFolder(
+      hangar,
+      "sleepy",
+      await modelFolder({
+        "model.mjs": `export default class M {
+  async load() { await new Promise((resolve) => setTimeout(resolve, 200)); }
+  async predict() { return { ok: true }; }
+}`,
+      }),
+    );
+    await waitForStatus(hangar, sleepy.id, "ACTIVE");
+    const settings = await gql(
+      hangar,
+      `mutation($id: ID!) {
+        updateAutoscalingSettings(input: { deploymentId: $id, settings: { scaleDownDelay: 1 } }) { __typename }
+      }`,
+      { id: sleepy.id },
+    );
+    expect(settings.updateAutoscalingSettings.__typename).toBe("Deployment");
+    await waitForStatus(hangar, sleepy.id, "SCALED_TO_ZERO", 15_000);
+    const path = `/models/${sleepy.model.id}/deployments/${sleepy.id}/predict`;
+    const answers = await Promise.all(Array.from({ length: 5 }, () => predict(hangar, path, {})));
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200]);
+
+    const query = `query($id: ID!) { deployment(id: $id) {
+      metrics(windowSeconds: 300) { requests coldStarts coldStartMs { p50 } }
+      coldStarts(first: 5) { requestedAt processStartedAt modelLoadedAt answeredAt durationMs replicaId }
+    } }`;
+    // Counted once its answer went, and written with the member's next write of its counts.
+    interface Found {
+      metrics: { requests: number; coldStarts: number; coldStartMs: { p50: number } };
+      coldStarts: Record<
+        "requestedAt" | "processStartedAt" | "modelLoadedAt" | "answeredAt" | "replicaId",
+        string
+      >[] &
+        { durationMs: number }[];
+    }
+    const { metrics, coldStarts } = await waitFor(
+      async () => {
+        const found: Found = (await gql(hangar, query, { id: sleepy.id })).deployment;
+        return found.coldStarts.length > 0 && found.metrics.coldStarts > 0 ? found : null;
+      },
+      { what: "the cold start's record" },
+    );
+    expect(metrics).toMatchObject({ requests: 5, coldStarts: 1 });
+    // Its load() alone takes 200 ms.
+    expect(metrics.coldStartMs.p50).toBeGreaterThan(100);
+    expect(coldStarts).toHaveLength(1);
+    const [start] = coldStarts;
+    const at = (text: string) => new Date(text).getTime();
+    expect(start?.replicaId).toMatch(/^rep_/);
+    const phases = [start?.requestedAt, start?.processStartedAt, start?.modelLoadedAt, start?.answeredAt].map(
+      (t) => at(t as string),
+    );
+    expect([...phases].sort((a, b) => a - b)).toEqual(phases);
+    expect((phases[2] as number) - (phases[1] as number)).toBeGreaterThanOrEqual(200);
+    expect(start?.durationMs).toBeGreaterThanOrEqual(200);
+
+    const text = await (await scrape()).text();
+    const cold = histogram(text, "hangar_cold_start_seconds", {
+      model: sleepy.model.id,
+      deployment: sleepy.id,
+    });
+    expect(cold.count).toBe(1);
+    expect(cold.sum).toBeGreaterThanOrEqual(0.2);
   });
 
   it("takes a key that may read every model; others get 401 or 403", async () => {
