@@ -109,5 +109,6 @@ function describeFailure(error: unknown): string {
   const causeCode = cause && typeof cause.code === "string" ? cause.code : "";
   const message = error instanceof Error ? error.message : String(error);
   const text = [code || causeCode, message].filter(Boolean).join(": ");
-  return `could not deliver: ${text}`.slice(0, MAX_ERROR_LENGTH);
+  // Control characters out: PostgreSQL refuses NUL in text, and the words end up in a table.
+  return `could not deliver: ${text}`.replace(/\p{Cc}/gu, " ").slice(0, MAX_ERROR_LENGTH);
 }
