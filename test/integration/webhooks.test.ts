@@ -330,4 +330,37 @@ describe("webhooks", () => {
     expect(JSON.stringify(all.body)).not.toContain(global.secret);
     expect(hangar.output()).not.toContain(global.secret);
   });
+
+  // Last: it restarts the server.
+  it("loses nothing when the process is killed mid-delivery: the restarted one sends it again", async () => {
+    const held = await startReceiver((_path, n) => (n === 0 ? "hang" : 200));
+    try {
+      const modelId = await createModel("killed-here");
+      const { id, secret } = await createWebhook(hangar, {
+        url: `${held.url}/restart`,
+        modelId,
+        events: ["ENVIRONMENT_CREATED"],
+      });
+      await createEnvironment(hangar, { modelId, name: "in-flight" });
+      const [first] = await waitFor(() => (held.received.length === 1 ? held.received : null), {
+        what: "the delivery to be in flight",
+      });
+      await hangar.kill();
+      hangar = await hangar.restart();
+      const [, second] = await waitFor(() => (held.received.length >= 2 ? held.received : null), {
+        what: "the restarted process to send it again",
+        timeoutMs: 30_000,
+      });
+      if (!first || !second) throw new Error("unreachable");
+      expect(second.headers["x-hangar-delivery"]).toBe(first.headers["x-hangar-delivery"]);
+      verifySignature(second, secret);
+      const [delivery] = await waitFor(async () => {
+        const list = await deliveriesOf(hangar, id);
+        return list[0]?.status === "DELIVERED" ? list : null;
+      });
+      expect(delivery).toMatchObject({ attempts: 1, lastStatus: 200 });
+    } finally {
+      await held.close();
+    }
+  });
 });
