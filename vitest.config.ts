@@ -24,6 +24,7 @@ const POSTGRES_ONLY = [
   "test/integration/members.test.ts",
   "test/integration/members-traffic.test.ts",
   "test/integration/database-outage.test.ts",
+  "test/integration/webhooks-members.test.ts",
 ];
 
 /** Integration tests run twice: on the embedded database and on a throwaway PostgreSQL cluster. */

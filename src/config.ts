@@ -1,6 +1,7 @@
 import path from "node:path";
 import { API_KEY_PATTERN } from "./domain/access.ts";
 import { DEFAULT_RESOURCES, type ResourceName, type Resources, resourceProblem } from "./domain/resources.ts";
+import { DEFAULT_ANSWER_TIMEOUT_MS } from "./domain/webhooks.ts";
 
 /** Server settings (API.md section 1 and the additions documented in the README). */
 export interface Config {
@@ -53,6 +54,8 @@ export interface Config {
   memberName: string | null;
   /** HANGAR_MEMBER_URL: how the other members reach this one; null: the public URL. */
   memberUrl: string | null;
+  /** HANGAR_WEBHOOK_TIMEOUT_MS: how long a webhook receiver has to answer before the attempt failed. */
+  webhookTimeoutMs: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -221,5 +224,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     memberName:
       overrides.memberName !== undefined ? overrides.memberName : memberName(env.HANGAR_MEMBER_NAME),
     memberUrl: overrides.memberUrl !== undefined ? overrides.memberUrl : memberUrl(env.HANGAR_MEMBER_URL),
+    webhookTimeoutMs:
+      overrides.webhookTimeoutMs ?? integer(env, "HANGAR_WEBHOOK_TIMEOUT_MS", DEFAULT_ANSWER_TIMEOUT_MS, 100),
   };
 }

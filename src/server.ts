@@ -5,6 +5,8 @@ import { DeploymentController } from "./controllers/deployments.ts";
 import { leaseOwnerName } from "./controllers/leases.ts";
 import { Membership } from "./controllers/membership.ts";
 import { PromotionController } from "./controllers/promotions.ts";
+import { HttpWebhookSender } from "./controllers/webhook-sender.ts";
+import { WebhookWorker } from "./controllers/webhooks.ts";
 import { openDatabase } from "./db/client.ts";
 import { systemClock } from "./domain/clock.ts";
 import { ChangeBus } from "./events/bus.ts";
@@ -202,6 +204,12 @@ export async function startServer(
       log,
     });
     retention.start();
+    // Webhooks (API.md section 11): every member sends, each delivery claimed by one of them.
+    const webhookSender = new HttpWebhookSender(config.webhookTimeoutMs);
+    const webhooks = new WebhookWorker(db, bus, membership, webhookSender, systemClock, log, {
+      retentionMs: config.retentionDays * 24 * 60 * 60_000,
+    });
+    webhooks.start();
     // Made last, so that its 15 minutes start when Hangar is ready.
     const signInLink = await createSignInLink(db.prisma, bootstrapKey.id);
     listener.open();
@@ -225,6 +233,8 @@ export async function startServer(
         await retention.stop();
         await sockets.close();
         await promotions.stop();
+        await webhooks.stop();
+        await webhookSender.close();
         const closed = listener.stopListening();
         await controller.stop();
         await fence.close();

@@ -14,6 +14,7 @@ import { register as registerPromotionControls } from "./commands/promotion-cont
 import { register as registerPush } from "./commands/push.ts";
 import { register as registerServe } from "./commands/serve.ts";
 import { register as registerWatch } from "./commands/watch.ts";
+import { register as registerWebhooks } from "./commands/webhooks.ts";
 import { reportError } from "./errors.ts";
 
 const program = new Command("hangar")
@@ -49,6 +50,7 @@ registerLogs(program);
 registerMetrics(program);
 registerPredict(program);
 registerKeys(program);
+registerWebhooks(program);
 registerServe(program);
 
 let code: number;

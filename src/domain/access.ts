@@ -114,3 +114,13 @@ export function maySignIn(access: Access): boolean {
 export function mayReadMetrics(access: Access): boolean {
   return allows(access, "read") && access.modelIds === null;
 }
+
+/**
+ * Webhooks (API.md section 11): ADMIN; DEPLOYER for models it sees, and a webhook for every model
+ * (`modelId` null) only with a key limited to no models, since it would send the others' events.
+ * VIEWER and INFERENCE keys neither list nor manage them: a webhook's URL often holds a token.
+ */
+export function mayManageWebhook(access: Access, modelId: string | null): boolean {
+  if (!allows(access, "write")) return false;
+  return modelId === null ? access.modelIds === null : seesModel(access, modelId);
+}

@@ -16,6 +16,8 @@ export const ID_PREFIXES = {
   Session: "ses",
   SignInLink: "sil",
   ColdStart: "cst",
+  Webhook: "whk",
+  WebhookDelivery: "dlv",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -28,6 +28,8 @@ export type Change =
   | { kind: "deployment"; modelId: string; deploymentId: string }
   /** New log lines were written for a deployment. */
   | { kind: "logs"; deploymentId: string }
+  /** Webhook deliveries were queued (store/webhooks.ts): the webhook workers look for work. */
+  | { kind: "webhooks" }
   /**
    * The notices between two moments were lost (the database connection was down): every cache and
    * every reader must look again. Emitted locally, never sent.

@@ -2,6 +2,7 @@ import type { Tx } from "../db/client.ts";
 import { newId } from "../domain/ids.ts";
 import { Prisma } from "../generated/prisma/client.ts";
 import type { DeploymentStatus, ModelEventType } from "../generated/prisma/enums.ts";
+import { queueDeliveries } from "../store/webhooks.ts";
 import { announce } from "./bus.ts";
 
 export interface NewEvent {
@@ -38,9 +39,10 @@ export async function appendEvent(tx: Tx, event: NewEvent): Promise<number> {
     data: { eventSeq: { increment: 1 } },
     select: { eventSeq: true },
   });
+  const id = newId("ModelEvent");
   await tx.modelEvent.create({
     data: {
-      id: newId("ModelEvent"),
+      id,
       modelId: event.modelId,
       seq: model.eventSeq,
       type: event.type,
@@ -53,6 +55,8 @@ export async function appendEvent(tx: Tx, event: NewEvent): Promise<number> {
       actor: actors.get(tx) ?? null,
     },
   });
+  // In this transaction: a delivery exists exactly when its event committed (store/webhooks.ts).
+  await queueDeliveries(tx, { id, modelId: event.modelId, seq: model.eventSeq, type: event.type });
   await announce(tx, {
     kind: "event",
     modelId: event.modelId,

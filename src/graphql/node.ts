@@ -1,4 +1,4 @@
-import { allows } from "../domain/access.ts";
+import { allows, mayManageWebhook } from "../domain/access.ts";
 import { idKind } from "../domain/ids.ts";
 import { builder } from "./builder.ts";
 import { inVisibleModels, visibleModels } from "./scope.ts";
@@ -28,7 +28,11 @@ builder.queryField("node", (t) =>
                 ? await ctx.prisma.promotion.findUnique(inScope)
                 : kind === "ApiKey" && (allows(ctx.access, "manageKeys") || id === ctx.access.keyId)
                   ? await ctx.prisma.apiKey.findUnique({ where: { id } })
-                  : null;
+                  : kind === "Webhook"
+                    ? await ctx.prisma.webhook
+                        .findFirst({ where: { id, deletedAt: null } })
+                        .then((hook) => (hook && mayManageWebhook(ctx.access, hook.modelId) ? hook : null))
+                    : null;
       // The relay plugin resolves the concrete type from this brand.
       return row && kind ? Object.assign(row, { __typename: kind }) : null;
     },

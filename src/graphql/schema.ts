@@ -13,6 +13,7 @@ import "./usage.ts";
 import "./traffic.ts";
 import "./promotion.ts";
 import "./api-key.ts";
+import "./webhooks.ts";
 import "./server-info.ts";
 
 export const schema = builder.toSchema({ sortSchema: false });
