@@ -37,7 +37,7 @@ import {
 } from "./support/hangar.ts";
 import { combine, loadBeforeStart, type Measurement, measure, otherCpuText } from "./support/measure.ts";
 import { median } from "./support/median.ts";
-import { benchOptions } from "./support/options.ts";
+import { type LoadBenchSettings, loadBenchSettings } from "./support/options.ts";
 import { cleanUpOnSignals, cleanup } from "./support/processes.ts";
 
 /** On/off throughput at least this: "within 3%". */
@@ -59,35 +59,13 @@ interface Server {
   sandbox: string;
 }
 
-interface Settings {
-  durationS: number;
-  warmupS: number;
-  connections: number;
-  rounds: number;
-  json: boolean;
-}
-
-const USAGE = `usage: npm run bench:metrics -- [options]
-  --duration S      measured seconds per run (default 10, env BENCH_DURATION)
-  --warmup S        unmeasured load before each run (default 3, env BENCH_WARMUP)
-  --connections N   connections of the saturated runs (default 64, env BENCH_CONNECTIONS)
-  --rounds N        runs of each server, interleaved, order alternating; medians reported (default 5, env BENCH_ROUNDS)
-  --json            print the figures as JSON instead of a table`;
+type Settings = LoadBenchSettings;
 
 function readSettings(): Settings {
-  const { numbers, json } = benchOptions(USAGE, {
-    duration: { env: "BENCH_DURATION", fallback: 10, integer: false },
-    warmup: { env: "BENCH_WARMUP", fallback: 3, integer: false },
-    connections: { env: "BENCH_CONNECTIONS", fallback: 64, integer: true },
-    rounds: { env: "BENCH_ROUNDS", fallback: 5, integer: true },
+  return loadBenchSettings("metrics", {
+    fallback: 5,
+    meaning: "runs of each server, interleaved, order alternating; medians reported",
   });
-  return {
-    durationS: numbers.duration,
-    warmupS: numbers.warmup,
-    connections: numbers.connections,
-    rounds: numbers.rounds,
-    json,
-  };
 }
 
 const progress = (line: string) => process.stderr.write(`${line}\n`);

@@ -32,7 +32,7 @@ import {
 } from "./support/hangar.ts";
 import { combine, loadBeforeStart, type Measurement, measure, otherCpuText } from "./support/measure.ts";
 import { createDatabase, membersOf, replicasOf } from "./support/members.ts";
-import { benchOptions } from "./support/options.ts";
+import { type LoadBenchSettings, loadBenchSettings } from "./support/options.ts";
 import { atCleanup, cleanUpOnSignals, cleanup } from "./support/processes.ts";
 import { startProxy } from "./support/proxies.ts";
 import { startRunner } from "./support/runner.ts";
@@ -56,35 +56,13 @@ interface Target {
   pids: Record<Hops, number | null>;
 }
 
-interface Settings {
-  durationS: number;
-  warmupS: number;
-  connections: number;
-  rounds: number;
-  json: boolean;
-}
-
-const USAGE = `usage: npm run bench:peers -- [options]
-  --duration S      measured seconds per run (default 10, env BENCH_DURATION)
-  --warmup S        unmeasured load before each run (default 3, env BENCH_WARMUP)
-  --connections N   connections of the saturated runs (default 64, env BENCH_CONNECTIONS)
-  --rounds N        runs of each target, interleaved; medians reported (default 3, env BENCH_ROUNDS)
-  --json            print the figures as JSON instead of a table`;
+type Settings = LoadBenchSettings;
 
 function readSettings(): Settings {
-  const { numbers, json } = benchOptions(USAGE, {
-    duration: { env: "BENCH_DURATION", fallback: 10, integer: false },
-    warmup: { env: "BENCH_WARMUP", fallback: 3, integer: false },
-    connections: { env: "BENCH_CONNECTIONS", fallback: 64, integer: true },
-    rounds: { env: "BENCH_ROUNDS", fallback: 3, integer: true },
+  return loadBenchSettings("peers", {
+    fallback: 3,
+    meaning: "runs of each target, interleaved; medians reported",
   });
-  return {
-    durationS: numbers.duration,
-    warmupS: numbers.warmup,
-    connections: numbers.connections,
-    rounds: numbers.rounds,
-    json,
-  };
 }
 
 const progress = (line: string) => process.stderr.write(`${line}\n`);

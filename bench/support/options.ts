@@ -63,3 +63,41 @@ export function benchOptions<N extends string, S extends string = never>(
   }
   return { numbers: parsed, strings: text, json: values.json === true };
 }
+
+/** The settings of a saturated-load benchmark (bench:peers, bench:metrics). */
+export interface LoadBenchSettings {
+  durationS: number;
+  warmupS: number;
+  connections: number;
+  rounds: number;
+  json: boolean;
+}
+
+/**
+ * `npm run bench:<name>`'s command line for a saturated-load benchmark: duration, warm-up,
+ * connections and rounds (`rounds` says what a round is and its default), and --json.
+ */
+export function loadBenchSettings(
+  name: string,
+  rounds: { fallback: number; meaning: string },
+): LoadBenchSettings {
+  const usage = `usage: npm run bench:${name} -- [options]
+  --duration S      measured seconds per run (default 10, env BENCH_DURATION)
+  --warmup S        unmeasured load before each run (default 3, env BENCH_WARMUP)
+  --connections N   connections of the saturated runs (default 64, env BENCH_CONNECTIONS)
+  --rounds N        ${rounds.meaning} (default ${rounds.fallback}, env BENCH_ROUNDS)
+  --json            print the figures as JSON instead of a table`;
+  const { numbers, json } = benchOptions(usage, {
+    duration: { env: "BENCH_DURATION", fallback: 10, integer: false },
+    warmup: { env: "BENCH_WARMUP", fallback: 3, integer: false },
+    connections: { env: "BENCH_CONNECTIONS", fallback: 64, integer: true },
+    rounds: { env: "BENCH_ROUNDS", fallback: rounds.fallback, integer: true },
+  });
+  return {
+    durationS: numbers.duration,
+    warmupS: numbers.warmup,
+    connections: numbers.connections,
+    rounds: numbers.rounds,
+    json,
+  };
+}
