@@ -56,6 +56,8 @@ export interface Config {
   memberUrl: string | null;
   /** HANGAR_WEBHOOK_TIMEOUT_MS: how long a webhook receiver has to answer before the attempt failed. */
   webhookTimeoutMs: number;
+  /** HANGAR_WEBHOOK_ALLOW_LOCAL: webhooks may POST to this machine and link-local addresses. */
+  webhookAllowLocal: boolean;
 }
 
 type Env = Record<string, string | undefined>;
@@ -224,6 +226,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     memberName:
       overrides.memberName !== undefined ? overrides.memberName : memberName(env.HANGAR_MEMBER_NAME),
     memberUrl: overrides.memberUrl !== undefined ? overrides.memberUrl : memberUrl(env.HANGAR_MEMBER_URL),
+    webhookAllowLocal: overrides.webhookAllowLocal ?? onOff(env, "HANGAR_WEBHOOK_ALLOW_LOCAL", false),
     webhookTimeoutMs:
       overrides.webhookTimeoutMs ?? integer(env, "HANGAR_WEBHOOK_TIMEOUT_MS", DEFAULT_ANSWER_TIMEOUT_MS, 100),
   };

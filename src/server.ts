@@ -205,7 +205,7 @@ export async function startServer(
     });
     retention.start();
     // Webhooks (API.md section 11): every member sends, each delivery claimed by one of them.
-    const webhookSender = new HttpWebhookSender(config.webhookTimeoutMs);
+    const webhookSender = new HttpWebhookSender(config.webhookTimeoutMs, config.webhookAllowLocal);
     const webhooks = new WebhookWorker(db, bus, membership, webhookSender, systemClock, log, {
       retentionMs: config.retentionDays * 24 * 60 * 60_000,
     });

@@ -112,6 +112,8 @@ async function launch(options: StartOptions): Promise<TestHangar> {
     HANGAR_DATA_DIR: dataDir,
     ...(generated ? {} : { HANGAR_ADMIN_KEY: key }),
     HANGAR_LOG_LEVEL: "warn",
+    // The tests' webhook receivers listen on loopback, where webhooks do not go by default.
+    HANGAR_WEBHOOK_ALLOW_LOCAL: "1",
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...options.env,
   };

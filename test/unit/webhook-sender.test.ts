@@ -6,12 +6,17 @@ import { createHmac } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { HttpWebhookSender, type OutgoingDelivery } from "../../src/controllers/webhook-sender.ts";
+import {
+  HttpWebhookSender,
+  isLocalAddress,
+  type OutgoingDelivery,
+} from "../../src/controllers/webhook-sender.ts";
 
 let server: Server;
 let base: string;
 const seen: Array<{ url: string; headers: IncomingMessage["headers"]; body: string }> = [];
-const sender = new HttpWebhookSender(300);
+// The receivers here listen on loopback.
+const sender = new HttpWebhookSender(300, true);
 
 beforeAll(async () => {
   server = createServer((req, res) => {
@@ -103,5 +108,55 @@ describe("HttpWebhookSender", () => {
     const sending = sender.send(delivery(`${base}/silent`), stop.signal);
     setTimeout(() => stop.abort(), 20);
     expect(await sending).toEqual({ ok: false, status: null, error: "interrupted: Hangar is stopping" });
+  });
+});
+
+describe("webhooks to this machine and link-local addresses", () => {
+  it("are refused without HANGAR_WEBHOOK_ALLOW_LOCAL, by address and by a name resolving to one, and nothing is sent", async () => {
+    const guarded = new HttpWebhookSender(1_000);
+    const never = new AbortController().signal;
+    const port = (server.address() as AddressInfo).port;
+    const before = seen.length;
+    try {
+      for (const url of [
+        `http://127.0.0.1:${port}/ok`,
+        `http://localhost:${port}/ok`,
+        `http://[::1]:${port}/ok`,
+      ]) {
+        const outcome = await guarded.send(delivery(url), never);
+        expect(outcome).toMatchObject({ ok: false, status: null });
+        expect(outcome.ok ? "" : outcome.error).toMatch(
+          /is on this machine or link-local, where webhooks do not go \(HANGAR_WEBHOOK_ALLOW_LOCAL=1 allows it\)/,
+        );
+      }
+    } finally {
+      await guarded.close();
+    }
+    expect(seen.length).toBe(before);
+  });
+
+  it("tells local and link-local addresses from others, IPv4-mapped ones included", () => {
+    for (const local of [
+      "127.0.0.1",
+      "127.8.9.10",
+      "0.0.0.0",
+      "169.254.169.254",
+      "::1",
+      "::",
+      "fe80::1",
+      "::ffff:127.0.0.1",
+    ]) {
+      expect(isLocalAddress(local), local).toBe(true);
+    }
+    for (const remote of [
+      "10.0.0.1",
+      "192.168.1.20",
+      "8.8.8.8",
+      "2001:db8::1",
+      "::ffff:10.1.2.3",
+      "not an address",
+    ]) {
+      expect(isLocalAddress(remote), remote).toBe(false);
+    }
   });
 });
