@@ -208,7 +208,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     logLevel: overrides.logLevel ?? env.HANGAR_LOG_LEVEL ?? "info",
     autoscalerIntervalMs:
       overrides.autoscalerIntervalMs ?? integer(env, "HANGAR_AUTOSCALER_INTERVAL_MS", 500, 50),
-    sharedSubscriptions: overrides.sharedSubscriptions ?? env.HANGAR_SHARED_SUBSCRIPTIONS !== "0",
+    sharedSubscriptions: overrides.sharedSubscriptions ?? onOff(env, "HANGAR_SHARED_SUBSCRIPTIONS", true),
     metrics: overrides.metrics ?? onOff(env, "HANGAR_METRICS", true),
     graphqlMaxDepth: overrides.graphqlMaxDepth ?? integer(env, "HANGAR_GRAPHQL_MAX_DEPTH", 12, 1),
     graphqlMaxTokens: overrides.graphqlMaxTokens ?? integer(env, "HANGAR_GRAPHQL_MAX_TOKENS", 5000, 1),
