@@ -22,6 +22,12 @@ export function latencyBucket(ms: number): number {
   return bounds.length;
 }
 
+/** Counts one answer of `ms` in its bucket. */
+export function countLatency(counts: LatencyCounts, ms: number): void {
+  const bucket = latencyBucket(ms);
+  counts[bucket] = (counts[bucket] as number) + 1;
+}
+
 /**
  * The `q` quantile (0..1) of the answers counted in `counts`, in ms, interpolated linearly within its
  * bucket as Prometheus's histogram_quantile does; null without answers. Answers slower than the last
@@ -43,11 +49,4 @@ export function latencyQuantile(counts: LatencyCounts, q: number): number | null
     below += inBucket;
   }
   return LATENCY_BOUNDS_MS.at(-1) as number;
-}
-
-/** Adds `more` into `into`, bucket by bucket. */
-export function addLatencyCounts(into: LatencyCounts, more: LatencyCounts): void {
-  more.forEach((n, i) => {
-    if (i < into.length) into[i] = (into[i] as number) + n;
-  });
 }

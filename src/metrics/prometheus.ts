@@ -10,7 +10,7 @@
  * every call, which cost the gateway a fifth of its own work per request.
  */
 import { collectDefaultMetrics, type Metric, type MetricObjectWithValues, Registry } from "prom-client";
-import { emptyLatencyCounts, LATENCY_BOUNDS_MS, type LatencyCounts, latencyBucket } from "./latency.ts";
+import { countLatency, emptyLatencyCounts, LATENCY_BOUNDS_MS, type LatencyCounts } from "./latency.ts";
 
 /** The gateway's answers, as it reports them (gateway/gateway.ts). */
 export interface GatewayAnswers {
@@ -43,8 +43,7 @@ class Histogram {
   count = 0;
 
   observe(seconds: number): void {
-    const bucket = latencyBucket(seconds * 1000);
-    this.counts[bucket] = (this.counts[bucket] as number) + 1;
+    countLatency(this.counts, seconds * 1000);
     this.sumSeconds += seconds;
     this.count++;
   }

@@ -97,9 +97,8 @@ export class SharedTraffic implements OtherMembersTraffic {
           await pruneColdStarts(this.prisma, new Date(now * 1000 - KEEP_COLD_STARTS_MS));
         }
       } catch (error) {
-        // Kept for the next write, which also covers these seconds again.
+        // The next write covers these seconds again, and takes these cold starts again.
         this.source.returnColdStarts(coldStarts);
-        // The next write covers these seconds again.
         this.log.debug({ err: error }, "writing traffic counts failed");
       }
     });

@@ -8,7 +8,6 @@ import type { Clock } from "../domain/clock.ts";
 import type { PrismaClient } from "../generated/prisma/client.ts";
 import { type TrafficScope, type TrafficSums, trafficSums } from "../store/traffic.ts";
 import { emptyLatencyCounts, type LatencyCounts, latencyQuantile } from "./latency.ts";
-import { KEEP_MINUTES } from "./shared-traffic.ts";
 
 export type { TrafficScope } from "../store/traffic.ts";
 
@@ -49,6 +48,18 @@ const SECONDS_REACH = 3600;
 /** A figure's arguments out of range: the message says which and why. */
 export class FigureRangeError extends Error {}
 
+/** Throws the client's error unless `value` is a whole number in [min, max] (`maxName` says what max is). */
+function wholeNumberIn(
+  name: string,
+  value: number,
+  { min, max }: { min: number; max: number },
+  maxName = String(max),
+): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new FigureRangeError(`${name} must be a whole number from ${min} to ${maxName}`);
+  }
+}
+
 function summary(counts: LatencyCounts): LatencySummary {
   return {
     p50: latencyQuantile(counts, 0.5),
@@ -75,10 +86,7 @@ export class TrafficFigures {
 
   /** The last `windowSeconds` seconds, the current one included. */
   async metrics(scope: TrafficScope, windowSeconds: number): Promise<TrafficMetrics> {
-    const { min, max } = METRICS_WINDOW;
-    if (!Number.isInteger(windowSeconds) || windowSeconds < min || windowSeconds > max) {
-      throw new FigureRangeError(`windowSeconds must be a whole number from ${min} to ${max}`);
-    }
+    wholeNumberIn("windowSeconds", windowSeconds, METRICS_WINDOW);
     await this.writeOwn();
     const to = Math.floor(this.clock.now() / 1000) + 1;
     const from = to - windowSeconds;
@@ -101,13 +109,8 @@ export class TrafficFigures {
    * start at multiples of `stepSeconds` (Unix time), and a step without traffic is there with zeros.
    */
   async series(scope: TrafficScope, windowSeconds: number, stepSeconds: number): Promise<TrafficPoint[]> {
-    const { min, max } = SERIES_WINDOW;
-    if (!Number.isInteger(windowSeconds) || windowSeconds < min || windowSeconds > max) {
-      throw new FigureRangeError(`windowSeconds must be a whole number from ${min} to ${max}`);
-    }
-    if (!Number.isInteger(stepSeconds) || stepSeconds < 1 || stepSeconds > windowSeconds) {
-      throw new FigureRangeError("stepSeconds must be a whole number from 1 to windowSeconds");
-    }
+    wholeNumberIn("windowSeconds", windowSeconds, SERIES_WINDOW);
+    wholeNumberIn("stepSeconds", stepSeconds, { min: 1, max: windowSeconds }, "windowSeconds");
     const points = Math.ceil(windowSeconds / stepSeconds);
     if (points > MAX_SERIES_POINTS) {
       throw new FigureRangeError(`a series has at most ${MAX_SERIES_POINTS} points: make stepSeconds larger`);
@@ -115,9 +118,6 @@ export class TrafficFigures {
     const minutes = windowSeconds > SECONDS_REACH;
     if (minutes && stepSeconds % 60 !== 0) {
       throw new FigureRangeError("over an hour, stepSeconds must be a whole number of minutes");
-    }
-    if (minutes && windowSeconds > KEEP_MINUTES * 60 - 3600) {
-      throw new FigureRangeError(`windowSeconds must be at most ${SERIES_WINDOW.max}`);
     }
     await this.writeOwn();
     const now = Math.floor(this.clock.now() / 1000);

@@ -1,6 +1,6 @@
 import type { Clock } from "../domain/clock.ts";
 import { ConcurrencyWindow } from "../domain/concurrency.ts";
-import { emptyLatencyCounts, type LatencyCounts, latencyBucket } from "./latency.ts";
+import { countLatency, emptyLatencyCounts, type LatencyCounts } from "./latency.ts";
 
 /** Answers a deployment gave, as this process's gateway counted them: the canary's error rate reads these. */
 export interface AnswerCounts {
@@ -116,11 +116,6 @@ interface RecentSecond {
   coldStartLatency: LatencyCounts;
 }
 
-function count(buckets: LatencyCounts, ms: number): void {
-  const bucket = latencyBucket(ms);
-  buckets[bucket] = (buckets[bucket] as number) + 1;
-}
-
 /** One deployment's figures. */
 class DeploymentTraffic {
   readonly window: ConcurrencyWindow;
@@ -142,14 +137,14 @@ class DeploymentTraffic {
     counts.answered++;
     if (failed) counts.failed++;
     counts.latencyMs += latencyMs;
-    count(counts.latency, latencyMs);
+    countLatency(counts.latency, latencyMs);
   }
 
   coldStart(now: number, ms: number, environmentId: string): void {
     const counts = this.secondOf(now, environmentId);
     counts.coldStarts++;
     counts.coldStartMs += ms;
-    count(counts.coldStartLatency, ms);
+    countLatency(counts.coldStartLatency, ms);
   }
 
   private secondOf(now: number, environmentId: string): RecentSecond {
