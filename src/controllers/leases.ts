@@ -42,6 +42,11 @@ export function claimable(owner: string, gone: ReadonlySet<string>) {
   return { OR: [{ leaseOwner: null }, { leaseOwner: owner }, { leaseOwner: { in: [...gone] } }] };
 }
 
+/** The same rule as claimable(), for a row already read: whether `owner` may claim it now. */
+export function mayClaim(leaseOwner: string | null, owner: string, gone: ReadonlySet<string>): boolean {
+  return leaseOwner === null || leaseOwner === owner || gone.has(leaseOwner);
+}
+
 /** The lease columns of a row claimed (or renewed) by `owner` at `now`. */
 export function leasedTo(owner: string, now: Date) {
   return { leaseOwner: owner, leaseExpiresAt: new Date(now.getTime() + LEASE_MS) };

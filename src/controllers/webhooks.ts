@@ -16,7 +16,7 @@ import {
   recordAttempt,
   releaseDeliveries,
 } from "../store/webhooks.ts";
-import { LEASE_MS, type LeaseHolder } from "./leases.ts";
+import { type LeaseHolder, leasedTo, mayClaim } from "./leases.ts";
 import type { SendOutcome, WebhookSender } from "./webhook-sender.ts";
 
 export interface WebhookWorkerOptions {
@@ -143,9 +143,7 @@ export class WebhookWorker {
         head.leaseOwner && head.leaseOwner !== this.holder.id ? [head.leaseOwner] : [],
       );
       const gone = others.length > 0 ? await this.holder.gone(others) : new Set<string>();
-      const free = due.filter(
-        (head) => head.leaseOwner === null || head.leaseOwner === this.holder.id || gone.has(head.leaseOwner),
-      );
+      const free = due.filter((head) => mayClaim(head.leaseOwner, this.holder.id, gone));
       // In a random order: with the pool full, no webhook always goes first.
       for (const head of shuffle(free)) {
         if (this.inFlight.size >= this.concurrency || this.stopping) break;
@@ -181,14 +179,8 @@ export class WebhookWorker {
 
   private async deliver(head: HeadOfLine): Promise<void> {
     const { prisma } = this.db;
-    const leaseExpiresAt = new Date(this.clock.now() + LEASE_MS);
-    const claimed = await claimDelivery(
-      prisma,
-      head,
-      this.holder.id,
-      new Date(this.clock.now()),
-      leaseExpiresAt,
-    );
+    const now = new Date(this.clock.now());
+    const claimed = await claimDelivery(prisma, head, leasedTo(this.holder.id, now), now);
     if (!claimed) return;
     const found = await deliveryToSend(prisma, head.id);
     if (!found || found.webhook.deletedAt !== null) {

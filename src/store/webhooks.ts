@@ -117,16 +117,16 @@ export function headsOfLine(prisma: PrismaClient): Promise<HeadOfLine[]> {
 }
 
 /**
- * Claims a head of line for `owner`: only if it is still PENDING, due at `now`, and still held by the
- * owner it had when it was read (which the caller has judged gone, or nobody, or `owner` itself): a
- * member that read it before another member tried it and scheduled a retry does not send it early.
+ * Claims a head of line with `lease` (its new owner and expiry): only if it is still PENDING, due at
+ * `now`, and still held by the owner it had when it was read (which the caller has judged gone, or
+ * nobody, or the new owner itself): a member that read it before another member tried it and
+ * scheduled a retry does not send it early.
  */
 export async function claimDelivery(
   prisma: PrismaClient,
   head: Pick<HeadOfLine, "id" | "leaseOwner">,
-  owner: string,
+  lease: { leaseOwner: string; leaseExpiresAt: Date },
   now: Date,
-  leaseExpiresAt: Date,
 ): Promise<boolean> {
   const { count } = await prisma.webhookDelivery.updateMany({
     where: {
@@ -135,7 +135,7 @@ export async function claimDelivery(
       leaseOwner: head.leaseOwner,
       OR: [{ nextAttemptAt: null }, { nextAttemptAt: { lte: now } }],
     },
-    data: { leaseOwner: owner, leaseExpiresAt },
+    data: lease,
   });
   return count === 1;
 }
